@@ -1,0 +1,3 @@
+"""sparkwatch: a Prometheus exporter for long-running Apache Spark services."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,11 @@
+"""The collector kinds. Each kind is one module, one config section, one
+metric prefix; the order here is the order of the config sections."""
+
+from typing import Dict, Type
+
+from ..collector import Collector
+from .spark import SparkCollector
+
+KINDS: Dict[str, Type[Collector]] = {
+    "spark": SparkCollector,
+}

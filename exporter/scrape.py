@@ -1,0 +1,218 @@
+"""The scrape engine: every target concurrently, under one deadline.
+
+Each target runs in its own thread. The engine waits until all have finished
+or the deadline has passed, whichever comes first; a target that has not
+finished by then is reported down with reason ``timeout`` and its samples are
+dropped. Its thread finishes in the background (every network call a collector
+makes is bounded by the same deadline), and until it has, the next scrape
+reports that target ``busy`` instead of piling up another thread behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+
+from . import __version__
+from .collector import REASONS, Collector, Deadline, MetricSet, TargetError, counter, gauge, info, to_families
+
+log = logging.getLogger("sparkwatch")
+
+TARGET_UP = gauge("sparkwatch_target_up", "1 if the last scrape of the target succeeded, 0 if it failed or timed out.",
+                  ["kind", "target"])
+TARGET_DURATION = gauge("sparkwatch_target_scrape_duration_seconds",
+                        "How long the last scrape of the target took (at most the deadline).", ["kind", "target"])
+TARGET_ERRORS = counter("sparkwatch_target_scrape_errors_total",
+                        "Scrape errors of the target since the exporter started, by reason.",
+                        ["kind", "target", "reason"])
+BUILD_INFO = info("sparkwatch_build", "sparkwatch version.", ["version"])
+SCRAPE_DEADLINE = gauge("sparkwatch_scrape_deadline_seconds",
+                        "The deadline the last scrape ran under (Prometheus' scrape timeout less the offset, or the configured maximum).")
+
+
+@dataclass
+class TargetState:
+    """What the landing page shows about a target, and the error counters."""
+
+    kind: str
+    name: str
+    display: str
+    up: Optional[bool] = None
+    last_error: str = ""
+    last_scrape: Optional[float] = None  # wall clock
+    last_duration: Optional[float] = None
+    errors: Dict[str, int] = field(default_factory=dict)
+
+
+class Target:
+    """A collector plus its state; at most one collect() runs at a time."""
+
+    def __init__(self, collector: Collector, display: str = ""):
+        self.collector = collector
+        self.kind = collector.kind
+        self.name = collector.name
+        self.state = TargetState(self.kind, self.name, display or self.name)
+        self._running = threading.Lock()
+        self._lock = threading.Lock()
+
+    def _count(self, reason: str) -> None:
+        with self._lock:
+            self.state.errors[reason] = self.state.errors.get(reason, 0) + 1
+
+    def start(self, deadline: Deadline) -> "_Run":
+        run = _Run(self, deadline)
+        if not self._running.acquire(blocking=False):
+            run.finish(None, TargetError("busy", "the previous scrape of this target is still running"), 0.0)
+            return run
+        t = threading.Thread(target=run.execute, name=f"scrape-{self.kind}-{self.name}", daemon=True)
+        t.start()
+        return run
+
+    def record(self, up: bool, error: str, duration: float, reasons: Iterable[str]) -> None:
+        for r in reasons:
+            self._count(r)
+        with self._lock:
+            self.state.up = up
+            self.state.last_error = error
+            self.state.last_scrape = time.time()
+            self.state.last_duration = duration
+
+
+class _Run:
+    def __init__(self, target: Target, deadline: Deadline):
+        self.target = target
+        self.deadline = deadline
+        self.done = threading.Event()
+        self.out: Optional[MetricSet] = None
+        self.error: Optional[TargetError] = None
+        self.duration = 0.0
+
+    def execute(self) -> None:
+        start = time.monotonic()
+        out = MetricSet({"target": self.target.name})
+        err: Optional[TargetError] = None
+        try:
+            self.target.collector.collect(out, self.deadline)
+        except TargetError as e:
+            err = e
+        except Exception as e:  # a bug in a collector must not break the scrape
+            log.error("collector %s/%s failed:\n%s", self.target.kind, self.target.name, traceback.format_exc())
+            err = TargetError("internal", f"internal error: {type(e).__name__}: {e}")
+        finally:
+            self.target._running.release()
+        if err is None and self.deadline.expired():
+            err = TargetError("timeout", "scrape deadline exceeded")
+        self.finish(out, err, time.monotonic() - start)
+
+    def finish(self, out: Optional[MetricSet], err: Optional[TargetError], duration: float) -> None:
+        self.out, self.error, self.duration = out, err, duration
+        self.done.set()
+
+
+class Scraper:
+    """Scrapes a fixed set of targets (the configured ones, or one probed target)."""
+
+    def __init__(self, targets: List[Target], max_timeout: float, offset: float):
+        self.targets = targets
+        self.max_timeout = max_timeout
+        self.offset = offset
+
+    def deadline_seconds(self, prometheus_timeout: Optional[str]) -> float:
+        seconds = self.max_timeout
+        if prometheus_timeout:
+            try:
+                t = float(prometheus_timeout) - self.offset
+                if t > 0:
+                    seconds = min(seconds, t)
+            except ValueError:
+                pass
+        return seconds
+
+    def scrape(self, deadline_seconds: float) -> List:
+        deadline = Deadline(deadline_seconds)
+        start = time.monotonic()
+        runs = [t.start(deadline) for t in self.targets]
+        for run in runs:
+            run.done.wait(max(0.0, deadline.remaining()))
+        sets: List[MetricSet] = []
+        up = GaugeMetricFamily(TARGET_UP.name, TARGET_UP.help, labels=list(TARGET_UP.labels))
+        dur = GaugeMetricFamily(TARGET_DURATION.name, TARGET_DURATION.help, labels=list(TARGET_DURATION.labels))
+        for run in runs:
+            t = run.target
+            if run.done.is_set():
+                err, out, took = run.error, run.out, run.duration
+            else:  # still running: the deadline passed
+                err = TargetError("timeout", f"no answer within the {deadline_seconds:.1f}s scrape deadline")
+                out, took = None, time.monotonic() - start
+            reasons = list(out.errors) if out is not None else []
+            if err is not None:
+                reasons.append(err.reason)
+                if err.reason != "busy":
+                    log.warning("%s target %s: %s", t.kind, t.name, err.message)
+            elif out is not None and out.errors:
+                log.info("%s target %s: partial errors: %s", t.kind, t.name, ", ".join(sorted(set(out.errors))))
+            t.record(err is None, err.message if err else "", took, reasons)
+            up.add_metric([t.kind, t.name], 1.0 if err is None else 0.0)
+            dur.add_metric([t.kind, t.name], round(took, 6))
+            if err is None and out is not None:
+                sets.append(out)
+        families = to_families(sets)
+        errors = CounterMetricFamily(TARGET_ERRORS.name[: -len("_total")], TARGET_ERRORS.help,
+                                     labels=list(TARGET_ERRORS.labels))
+        for t in self.targets:
+            for reason in REASONS:
+                n = t.state.errors.get(reason, 0)
+                if n:
+                    errors.add_metric([t.kind, t.name, reason], n)
+        build = InfoMetricFamily(BUILD_INFO.name, BUILD_INFO.help, labels=["version"])
+        build.add_metric([__version__], {})
+        dl = GaugeMetricFamily(SCRAPE_DEADLINE.name, SCRAPE_DEADLINE.help)
+        dl.add_metric([], deadline_seconds)
+        return [up, dur, errors, build, dl] + families
+
+
+class _Collected:
+    """Adapter so prometheus_client's exposition can render a list of families."""
+
+    def __init__(self, families):
+        self._families = families
+
+    def collect(self):
+        return iter(self._families)
+
+
+class ProbeCache:
+    """Probed targets, kept so that collectors keep state (first-seen times,
+    connections) across probes; least recently used are evicted and closed."""
+
+    def __init__(self, max_size: int):
+        self.max_size = max_size
+        self._items: "OrderedDict[tuple, Target]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, factory) -> Target:
+        with self._lock:
+            t = self._items.get(key)
+            if t is not None:
+                self._items.move_to_end(key)
+                return t
+            t = factory()
+            self._items[key] = t
+            while len(self._items) > self.max_size:
+                _, old = self._items.popitem(last=False)
+                try:
+                    old.collector.close()
+                except Exception:
+                    log.debug("closing evicted probe target failed", exc_info=True)
+            return t
+
+    def targets(self) -> List[Target]:
+        with self._lock:
+            return list(self._items.values())
