@@ -1,0 +1,71 @@
+"""Run the real exporter in-process on a free port and read what it exports."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.config import parse_config
+from exporter.web import App, serve
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_exporter(config: dict) -> Iterator[Tuple[str, App]]:
+    """Start the exporter with ``config`` (a dict as the YAML file would hold).
+
+    Yields (base_url, app)."""
+    app = App(parse_config(config, "test config"))
+    httpd = serve(app, "127.0.0.1:0")
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}", app
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        app.close()
+
+
+Sample = Tuple[str, Dict[str, str], float]
+
+
+def scrape(base_url: str, path: str = "/metrics", timeout_header: Optional[float] = None,
+           client_timeout: float = 60) -> str:
+    headers = {}
+    if timeout_header is not None:
+        headers["X-Prometheus-Scrape-Timeout-Seconds"] = str(timeout_header)
+    r = requests.get(base_url + path, headers=headers, timeout=client_timeout)
+    r.raise_for_status()
+    return r.text
+
+
+def samples(text: str) -> List[Sample]:
+    """Every sample in an exposition as (name, labels, value)."""
+    out = []
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.append((s.name, dict(s.labels), s.value))
+    return out
+
+
+def find(text_or_samples, name: str, **labels) -> List[Sample]:
+    ss = samples(text_or_samples) if isinstance(text_or_samples, str) else text_or_samples
+    return [s for s in ss if s[0] == name and all(s[1].get(k) == v for k, v in labels.items())]
+
+
+def value(text_or_samples, name: str, **labels) -> float:
+    """The one sample matching name and labels; fails if there is not exactly one."""
+    found = find(text_or_samples, name, **labels)
+    assert len(found) == 1, f"expected one {name}{labels}, found {found}"
+    return found[0][2]
