@@ -1,0 +1,151 @@
+"""A target that is down, hangs, is slow or answers garbage costs at most the
+deadline, is reported down with a reason, and never affects the others."""
+
+import logging
+import threading
+import time
+
+import pytest
+
+from exporter.collector import Collector, Deadline, MetricSet, TargetError, gauge
+from exporter.scrape import Scraper, Target
+from tests.helpers.exporter import running_exporter, scrape, value
+from tests.helpers.faulty_http import faulty_server
+
+FAULTS = {
+    "http500": "http_status",
+    "html": "invalid_response",
+    "text": "invalid_response",
+    "truncated": "invalid_response",
+    "hang": "timeout",
+    "trickle": "timeout",
+    "reset": "connection",
+    "unauthorized": "auth",
+}
+
+PROMETHEUS_TIMEOUT = 3.0  # what Prometheus would send; the deadline is this less the 0.5 s offset
+
+
+@pytest.mark.parametrize("mode,reason", sorted(FAULTS.items()))
+def test_fault_marks_only_that_target_down(mode, reason):
+    with faulty_server(mode) as bad, faulty_server("ok") as good:
+        config = {"spark": [{"name": "bad", "url": bad.url}, {"name": "good", "url": good.url}],
+                  "exporter": {"scrape_timeout": 30}}
+        with running_exporter(config) as (url, _):
+            t0 = time.monotonic()
+            text = scrape(url, timeout_header=PROMETHEUS_TIMEOUT)
+            elapsed = time.monotonic() - t0
+    # the answer came within Prometheus' timeout, not the configured 30 s
+    assert elapsed < PROMETHEUS_TIMEOUT, f"scrape took {elapsed:.2f}s"
+    assert value(text, "sparkwatch_target_up", kind="spark", target="bad") == 0
+    assert value(text, "sparkwatch_target_up", kind="spark", target="good") == 1
+    assert value(text, "sparkwatch_target_scrape_errors_total", kind="spark", target="bad", reason=reason) == 1
+    assert not [l for l in text.splitlines() if 'target="good"' in l and "errors_total" in l]
+    assert value(text, "sparkwatch_target_scrape_duration_seconds", kind="spark", target="bad") <= PROMETHEUS_TIMEOUT
+
+
+def test_connection_refused_is_down_with_reason():
+    with faulty_server("ok") as srv:
+        url_of_closed_port = srv.url
+    with running_exporter({"spark": [{"name": "gone", "url": url_of_closed_port}]}) as (url, _):
+        text = scrape(url)
+    assert value(text, "sparkwatch_target_up", target="gone") == 0
+    assert value(text, "sparkwatch_target_scrape_errors_total", target="gone", reason="connection") == 1
+
+
+def test_error_counter_accumulates_across_scrapes():
+    with faulty_server("http500") as bad:
+        with running_exporter({"spark": [{"name": "bad", "url": bad.url}]}) as (url, _):
+            for _ in range(3):
+                text = scrape(url)
+    assert value(text, "sparkwatch_target_scrape_errors_total", target="bad", reason="http_status") == 3
+
+
+# ---------------------------------------------------------------- the engine itself
+
+PROBE_METRIC = gauge("sparkwatch_test_probe_value", "Test-only metric.", ["step"], source="test")
+
+
+class _Blocking(Collector):
+    kind = "test"
+
+    def __init__(self, name):
+        class C:
+            def display_name(self_inner):
+                return name
+        super().__init__(C())
+        self.release = threading.Event()
+        self.calls = 0
+
+    def collect(self, out: MetricSet, deadline: Deadline) -> None:
+        self.calls += 1
+        self.release.wait(30)
+        out.add(PROBE_METRIC, self.calls, step="x")
+
+
+class _Exploding(_Blocking):
+    def collect(self, out, deadline):
+        raise KeyError("bug")
+
+
+class _Fine(_Blocking):
+    def collect(self, out, deadline):
+        out.add(PROBE_METRIC, 7, step="fine")
+
+
+def _up(families, name):
+    fam = next(f for f in families if f.name == "sparkwatch_target_up")
+    return next(s.value for s in fam.samples if s.labels["target"] == name)
+
+
+def _errors(families, name, reason):
+    fam = next(f for f in families if f.name == "sparkwatch_target_scrape_errors")
+    return sum(s.value for s in fam.samples if s.labels["target"] == name and s.labels["reason"] == reason)
+
+
+def test_engine_timeout_then_busy_then_recovers():
+    slow, fine = _Blocking("slow"), _Fine("fine")
+    scraper = Scraper([Target(slow), Target(fine)], max_timeout=10, offset=0)
+    fams = scraper.scrape(0.3)
+    assert _up(fams, "slow") == 0 and _errors(fams, "slow", "timeout") == 1
+    assert _up(fams, "fine") == 1
+    # the first collect() is still running: no second thread is piled up behind it
+    fams = scraper.scrape(0.3)
+    assert _errors(fams, "slow", "busy") == 1
+    assert slow.calls == 1
+    slow.release.set()
+    time.sleep(0.1)
+    fams = scraper.scrape(2)
+    assert _up(fams, "slow") == 1
+    values = {s.labels["step"]: s.value for f in fams if f.name == PROBE_METRIC.name for s in f.samples}
+    assert values == {"x": 2, "fine": 7}
+
+
+def test_engine_bug_in_collector_is_internal_error_and_logged(caplog):
+    caplog.set_level(logging.ERROR, logger="sparkwatch")
+    boom, fine = _Exploding("boom"), _Fine("fine")
+    fams = Scraper([Target(boom), Target(fine)], 10, 0).scrape(2)
+    assert _up(fams, "boom") == 0 and _errors(fams, "boom", "internal") == 1
+    assert _up(fams, "fine") == 1
+    assert "KeyError" in caplog.text
+
+
+def test_deadline_from_prometheus_header_capped_by_config():
+    s = Scraper([], max_timeout=10, offset=0.5)
+    assert s.deadline_seconds("4") == 3.5
+    assert s.deadline_seconds("60") == 10
+    assert s.deadline_seconds(None) == 10
+    assert s.deadline_seconds("garbage") == 10
+    assert s.deadline_seconds("0.2") == 10  # nothing left after the offset: use the configured maximum
+
+
+def test_deadline_header_reaches_the_scrape():
+    with faulty_server("ok") as good:
+        with running_exporter({"spark": [{"url": good.url}], "exporter": {"timeout_offset": 0.25}}) as (url, _):
+            text = scrape(url, timeout_header=2)
+    assert value(text, "sparkwatch_scrape_deadline_seconds") == 1.75
+
+
+def test_target_error_rejects_unknown_reason():
+    with pytest.raises(ValueError):
+        TargetError("whatever", "x")
