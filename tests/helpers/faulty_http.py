@@ -85,8 +85,12 @@ class _Handler(BaseHTTPRequestHandler):
 class FaultyServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, mode: str):
+    def __init__(self, mode: str, ssl_context=None):
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.scheme = "http"
+        if ssl_context is not None:
+            self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.mode = mode
         self.stopped = threading.Event()
         self.requests: List = []
@@ -94,7 +98,7 @@ class FaultyServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
 
     def accept_basic(self, user: str, password: str) -> None:
         self.accepted_auth.append("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
@@ -104,8 +108,8 @@ class FaultyServer(ThreadingHTTPServer):
 
 
 @contextmanager
-def faulty_server(mode: str) -> Iterator[FaultyServer]:
-    srv = FaultyServer(mode)
+def faulty_server(mode: str, ssl_context=None) -> Iterator[FaultyServer]:
+    srv = FaultyServer(mode, ssl_context)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
