@@ -1,0 +1,105 @@
+"""A small, long-running Spark application for sparkwatch's tests, recordings
+and benchmark. Run it with the Python of a venv that has pyspark:
+
+    python tests/sparkapps/streaming_app.py --ui-port 4050 [--metrics on|off]
+        [--periodic-gc 3min] [--blocking false] [--finished-jobs 1000] [--failing-job]
+
+It starts a SparkSession in local mode, optionally runs many small finished
+jobs (benchmark) and one job that fails (so that failed stages and failed
+tasks exist), then a stateful Structured Streaming query (rate source ->
+groupBy(key).count() -> noop sink, 500 ms trigger) named ``counts``.
+
+With ``--metrics on`` the Structured Streaming metrics source and the
+JvmSource are enabled; with ``--metrics off`` neither is.
+
+It prints ``SPARKAPP READY <appId>`` on stdout once the UI is up and a batch
+with state rows has completed, then runs until killed.
+"""
+
+import argparse
+import sys
+import time
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--ui-port", type=int, required=True)
+    p.add_argument("--metrics", choices=("on", "off"), default="on")
+    p.add_argument("--periodic-gc", default=None, help="spark.cleaner.periodicGC.interval (unset = Spark's default)")
+    p.add_argument("--blocking", default=None, help="spark.cleaner.referenceTracking.blocking (unset = default)")
+    p.add_argument("--finished-jobs", type=int, default=0)
+    p.add_argument("--failing-job", action="store_true")
+    p.add_argument("--app-name", default="sparkwatch-test")
+    p.add_argument("--no-stream", action="store_true", help="no streaming query (benchmark)")
+    a = p.parse_args()
+
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+
+    b = (
+        SparkSession.builder.master("local[2]")
+        .appName(a.app_name)
+        .config("spark.ui.port", str(a.ui_port))
+        .config("spark.port.maxRetries", "0")  # fail rather than silently take another port
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.retainedJobs", "2000")
+        .config("spark.sql.ui.retainedExecutions", "50")
+    )
+    if a.metrics == "on":
+        b = b.config("spark.sql.streaming.metricsEnabled", "true").config(
+            "spark.metrics.conf.*.source.jvm.class", "org.apache.spark.metrics.source.JvmSource"
+        )
+    if a.periodic_gc is not None:
+        b = b.config("spark.cleaner.periodicGC.interval", a.periodic_gc)
+    if a.blocking is not None:
+        b = b.config("spark.cleaner.referenceTracking.blocking", a.blocking)
+    spark = b.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    app_id = spark.sparkContext.applicationId
+
+    for i in range(a.finished_jobs):
+        spark.sparkContext.parallelize([i], 1).count()
+        if i and i % 200 == 0:
+            print(f"SPARKAPP finished {i} jobs", flush=True)
+
+    if a.failing_job:
+        def boom(_):
+            raise RuntimeError("sparkwatch test: this task fails on purpose")
+
+        try:
+            spark.sparkContext.parallelize([1], 1).map(boom).count()
+        except Exception:
+            pass
+
+    if a.no_stream:
+        print(f"SPARKAPP READY {app_id}", flush=True)
+        while True:
+            time.sleep(3600)
+
+    stream = (
+        spark.readStream.format("rate").option("rowsPerSecond", 20).load()
+        .withColumn("key", F.col("value") % 10)
+        .withWatermark("timestamp", "10 seconds")
+        .groupBy("key").count()
+    )
+    q = (
+        stream.writeStream.queryName("counts").format("noop").outputMode("update")
+        .trigger(processingTime="500 milliseconds").start()
+    )
+    ready = False
+    while True:
+        prog = q.lastProgress
+        if not ready and prog and prog.get("stateOperators") and prog["stateOperators"][0].get("numRowsTotal", 0) > 0:
+            print(f"SPARKAPP READY {app_id}", flush=True)
+            ready = True
+        if q.exception() is not None:
+            print(f"SPARKAPP query failed: {q.exception()}", flush=True)
+            return 1
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
