@@ -1,0 +1,1 @@
+"""HotSpot JVM access without a JDK: the performance-data file and the attach socket."""
