@@ -5,7 +5,9 @@ from typing import Dict, Type
 
 from ..collector import Collector
 from .spark import SparkCollector
+from .livy import LivyCollector
 
 KINDS: Dict[str, Type[Collector]] = {
     "spark": SparkCollector,
+    "livy": LivyCollector,
 }
