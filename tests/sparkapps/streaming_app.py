@@ -6,7 +6,7 @@ and benchmark. Run it with the Python of a venv that has pyspark:
 
 It starts a SparkSession in local mode, optionally runs many small finished
 jobs (benchmark) and one job that fails (so that failed stages and failed
-tasks exist), then a stateful Structured Streaming query (rate source ->
+tasks exist), optionally starts a job that stays active, then a stateful Structured Streaming query (rate source ->
 groupBy(key).count() -> noop sink, 500 ms trigger) named ``counts``.
 
 With ``--metrics on`` the Structured Streaming metrics source and the
@@ -29,6 +29,8 @@ def main() -> int:
     p.add_argument("--blocking", default=None, help="spark.cleaner.referenceTracking.blocking (unset = default)")
     p.add_argument("--finished-jobs", type=int, default=0)
     p.add_argument("--failing-job", action="store_true")
+    p.add_argument("--slow-job", action="store_true",
+                   help="keep one job running (one task sleeping on one of the two cores) for the whole run")
     p.add_argument("--app-name", default="sparkwatch-test")
     p.add_argument("--no-stream", action="store_true", help="no streaming query (benchmark)")
     a = p.parse_args()
@@ -73,6 +75,23 @@ def main() -> int:
             spark.sparkContext.parallelize([1], 1).map(boom).count()
         except Exception:
             pass
+
+    if a.slow_job:
+        import threading
+
+        def sleepy(x):
+            import time as t
+            t.sleep(3600)
+            return x
+
+        def run_slow():
+            spark.sparkContext.setJobGroup("sparkwatch-slow", "a job that stays active", interruptOnCancel=True)
+            try:
+                spark.sparkContext.parallelize([1], 1).map(sleepy).count()
+            except Exception:
+                pass
+
+        threading.Thread(target=run_slow, daemon=True).start()
 
     if a.no_stream:
         print(f"SPARKAPP READY {app_id}", flush=True)
