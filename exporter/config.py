@@ -184,6 +184,7 @@ def config_model():
 
 DEFAULT_CONFIG: Dict[str, Any] = {
     "spark": [{"url": "http://localhost:4040"}],
+    "jvm": [{"discover": True, "attach": False}],
 }
 
 

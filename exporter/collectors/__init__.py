@@ -6,8 +6,10 @@ from typing import Dict, Type
 from ..collector import Collector
 from .spark import SparkCollector
 from .livy import LivyCollector
+from .jvm import JvmCollector
 
 KINDS: Dict[str, Type[Collector]] = {
     "spark": SparkCollector,
     "livy": LivyCollector,
+    "jvm": JvmCollector,
 }

@@ -1,0 +1,493 @@
+"""JVM collector: the HotSpot JVMs of this host, their threads against their limits.
+
+One config entry is one target: either ``match`` (a regular expression on
+the command line; every matching JVM, 0..n, gets ``process=<name>``) or
+``discover: true`` (every local JVM that no ``match`` entry claims, labelled
+by its main class). Per JVM it reads:
+
+- the perf-data file (``/tmp/hsperfdata_<user>/<pid>``, for JVMs in other
+  mount namespaces through ``/proc/<pid>/root``): classes, threads, GC,
+  memory spaces, JIT code size. No attach, no JDK, no agent.
+- with ``attach: true``, ``Compiler.codecache`` through the attach socket:
+  code heaps, full count, whether the JIT is still compiling. Attaching
+  starts the "Attach Listener" thread in the JVM (once; it stays).
+- the process: threads, fds, RSS, TCP connections, RLIMIT_NPROC, the user's
+  threads, cgroup pids, host threads (see :mod:`exporter.procstats`).
+
+Labels: ``process``, ``app_id`` and ``executor_id`` (Spark executors carry
+``--app-id`` / ``--executor-id``; empty otherwise), and ``pid``, which is
+empty unless two JVMs of the same target would otherwise have the same
+labels (then each of them gets its pid). The pid is not a label by default
+because it changes at every restart and would start new series each time.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import psutil
+from pydantic import Field, field_validator, model_validator
+
+from .. import procstats
+from ..collector import Collector, Deadline, MetricSet, counter, gauge, info
+from ..config import TargetBase
+from ..hotspot import attach as hs_attach
+from ..hotspot import perfdata
+
+log = logging.getLogger("sparkwatch.jvm")
+
+L = ("process", "app_id", "executor_id", "pid")
+
+# --- from the perf-data file
+JVM_INFO = info("jvm", "The JVM: main class, Java version (java.version), VM version and user.",
+                L + ("main_class", "version", "vm_version", "user"))
+START_TIME = gauge("jvm_start_time_seconds", "When the JVM started (sun.rt.createVmBeginTime), Unix time.", L)
+CLASSES_LOADED = gauge("jvm_classes_currently_loaded",
+                       "Classes currently loaded: loaded minus unloaded, shared (CDS) classes included "
+                       "(what ClassLoadingMXBean.getLoadedClassCount returns).", L)
+CLASSES_LOADED_TOTAL = counter("jvm_classes_loaded_total",
+                               "Classes loaded since the JVM started, shared (CDS) classes included "
+                               "(java.cls.loadedClasses + java.cls.sharedLoadedClasses).", L)
+CLASSES_UNLOADED_TOTAL = counter("jvm_classes_unloaded_total",
+                                 "Classes unloaded since the JVM started "
+                                 "(java.cls.unloadedClasses + java.cls.sharedUnloadedClasses).", L)
+THREADS_LIVE = gauge("jvm_threads_live", "Live Java threads (java.threads.live).", L)
+THREADS_DAEMON = gauge("jvm_threads_daemon", "Live Java daemon threads (java.threads.daemon).", L)
+THREADS_PEAK = gauge("jvm_threads_peak", "Peak number of live Java threads (java.threads.livePeak).", L)
+THREADS_STARTED = counter("jvm_threads_started_total", "Java threads started since the JVM started "
+                          "(java.threads.started).", L)
+COMPILED_CODE = gauge("jvm_compiled_code_bytes",
+                      "Machine code the JIT has produced since the JVM started, in bytes (sun.ci.nmethodCodeSize; "
+                      "it only grows, freed code included). For what is in the code cache now see "
+                      "jvm_codecache_used_bytes.", L)
+GC_COUNT = counter("jvm_gc_collections_total", "Collections (or pauses) by collector "
+                   "(sun.gc.collector.N.invocations).", L + ("collector",))
+GC_TIME = counter("jvm_gc_seconds_total", "Time spent by collector, in seconds (sun.gc.collector.N.time / "
+                  "sun.os.hrt.frequency).", L + ("collector",))
+SPACE_USED = gauge("jvm_memory_space_used_bytes", "Used bytes by memory space (eden, s0, s1, old, metaspace, "
+                   "compressedclassspace).", L + ("space",))
+SPACE_COMMITTED = gauge("jvm_memory_space_committed_bytes", "Committed (capacity) bytes by memory space.",
+                        L + ("space",))
+SPACE_MAX = gauge("jvm_memory_space_max_bytes", "Maximum bytes by memory space; absent when unlimited.",
+                  L + ("space",))
+# --- through the attach mechanism (attach: true)
+CC_USED = gauge("jvm_codecache_used_bytes", "Code cache bytes in use, by code heap (Compiler.codecache; "
+                "heap 'CodeCache' when the code cache is not segmented). Needs attach: true.", L + ("heap",))
+CC_MAX = gauge("jvm_codecache_max_bytes", "Code cache size (ReservedCodeCacheSize, or the code heap's size). "
+               "Needs attach: true.", L + ("heap",))
+CC_MAX_USED = gauge("jvm_codecache_max_used_bytes", "Most code cache bytes ever in use, by code heap. "
+                    "Needs attach: true.", L + ("heap",))
+CC_FREE = gauge("jvm_codecache_free_bytes", "Free code cache bytes, by code heap. Needs attach: true.",
+                L + ("heap",))
+CC_FULL = counter("jvm_codecache_full_events_total", "Times the code cache was found full (full_count). "
+                  "Needs attach: true.", L)
+JIT_ENABLED = gauge("jvm_jit_compilation_enabled", "1 while the JIT compiles, 0 once compilation has been "
+                    "disabled (code cache full). Needs attach: true.", L)
+# --- the process and the host
+P_THREADS = gauge("jvm_process_threads", "OS threads of the JVM process.", L)
+P_THREAD_LIMIT = gauge("jvm_process_thread_limit",
+                       "The smallest thread limit that applies to the process: RLIMIT_NPROC (soft; not for root "
+                       "or CAP_SYS_RESOURCE/CAP_SYS_ADMIN), the tightest cgroup pids.max, kernel threads-max. "
+                       "Absent when none applies.", L)
+P_THREAD_HEADROOM = gauge("jvm_process_thread_headroom",
+                          "Threads the process can still start before it hits one of its limits: the least of "
+                          "RLIMIT_NPROC - user threads, pids.max - pids.current, threads-max - host threads.", L)
+P_NPROC = gauge("jvm_process_nproc_limit", "RLIMIT_NPROC (soft) of the process; absent when unlimited. "
+                "The kernel compares it with jvm_process_user_threads.", L)
+P_USER_THREADS = gauge("jvm_process_user_threads", "Threads of all processes of the process' real user "
+                       "(what RLIMIT_NPROC counts).", L)
+P_FDS = gauge("jvm_process_open_fds", "Open file descriptors of the process.", L)
+P_MAX_FDS = gauge("jvm_process_max_fds", "RLIMIT_NOFILE (soft) of the process; absent when unlimited.", L)
+P_RSS = gauge("jvm_process_resident_memory_bytes", "Resident memory of the process, in bytes.", L)
+P_TCP = gauge("jvm_process_tcp_connections", "TCP sockets of the process by state (lowercase, e.g. "
+              "established, close_wait, listen).", L + ("state",))
+P_CG_PIDS = gauge("jvm_process_cgroup_pids", "pids.current of the process' cgroup (of the ancestor with the "
+                  "least headroom when one has pids.max).", L)
+P_CG_PIDS_MAX = gauge("jvm_process_cgroup_pids_max", "pids.max of the process' tightest limited cgroup; "
+                      "absent when unlimited.", L)
+H_THREADS = gauge("jvm_host_threads", "Threads on the host (what kernel.threads-max counts). The same on "
+                  "every jvm target.")
+H_THREADS_MAX = gauge("jvm_host_threads_max", "kernel.threads-max.")
+PROCESSES = gauge("jvm_processes", "JVMs this target watches now (0 when a match entry matches nothing).")
+
+#: values at or above this are "unlimited" (HotSpot reports e.g. MaxMetaspaceSize as max_uintx)
+UNLIMITED = 1 << 60
+
+
+class JvmTarget(TargetBase):
+    """``match`` xor ``discover: true``; ``name`` is the ``process`` label of a match entry."""
+
+    #: regular expression searched in the JVM's command line (arguments joined by spaces)
+    match: Optional[str] = None
+    #: every local JVM that no match entry claims
+    discover: Optional[bool] = None
+    #: run Compiler.codecache through the attach mechanism (starts a thread in the JVM)
+    attach: bool = False
+    #: seconds an attach result is reused before the JVM is asked again (0 = every scrape)
+    attach_interval: float = Field(default=60.0, ge=0)
+    #: seconds one attach may take at most (the scrape deadline also applies)
+    attach_timeout: float = Field(default=5.0, gt=0)
+    #: count TCP connections by state (reads /proc/<pid>/net/tcp*, costly with many sockets)
+    tcp_connections: bool = True
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"invalid regular expression {v!r}: {e}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if (self.match is None) == (not self.discover):
+            raise ValueError("give exactly one of match (a regular expression) or discover: true")
+        if self.match is not None and not self.name:
+            raise ValueError("a match entry needs a name (it is the process label)")
+        return self
+
+    def display_name(self) -> str:
+        return self.name or "discover"
+
+
+# --------------------------------------------------------------------------
+# Finding the JVMs
+
+
+@dataclass
+class JvmRef:
+    pid: int  # in our pid namespace
+    nspid: int  # in the JVM's own pid namespace (the perf file's name)
+    path: str  # the perf-data file, as we can open it
+
+
+def find_jvms(snap: procstats.HostSnapshot) -> List[JvmRef]:
+    """Every live JVM with a perf-data file, in our mount namespace or another one."""
+    groups: Dict[str, List[procstats.ProcInfo]] = {}
+    for pi in snap.procs.values():
+        key = "" if (not pi.mntns or pi.mntns == snap.self_mntns) else pi.mntns
+        groups.setdefault(key, []).append(pi)
+    out: List[JvmRef] = []
+    for key, procs in groups.items():
+        if key == "":
+            for path in glob.glob("/tmp/hsperfdata_*/*"):
+                name = os.path.basename(path)
+                if name.isdigit() and int(name) in snap.procs:
+                    pi = snap.procs[int(name)]
+                    if not pi.mntns or pi.mntns == snap.self_mntns or not snap.self_mntns:
+                        out.append(JvmRef(pi.pid, pi.nspid[-1], path))
+            continue
+        by_nspid = {pi.nspid[-1]: pi for pi in procs}
+        for pi in procs:  # any member of the namespace shows its /tmp
+            root = f"/proc/{pi.pid}/root"
+            if not os.path.isdir(root):
+                continue
+            paths = glob.glob(f"{root}/tmp/hsperfdata_*/*")
+            for path in paths:
+                name = os.path.basename(path)
+                if name.isdigit() and int(name) in by_nspid:
+                    jp = by_nspid[int(name)]
+                    out.append(JvmRef(jp.pid, int(name), f"/proc/{jp.pid}/root/tmp/"
+                                      f"{os.path.basename(os.path.dirname(path))}/{name}"))
+            break
+    return out
+
+
+_snap_lock = threading.Lock()
+_snaps: "weakref.WeakKeyDictionary[Deadline, Tuple[procstats.HostSnapshot, List[JvmRef]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _scan(deadline: Deadline) -> Tuple[procstats.HostSnapshot, List[JvmRef]]:
+    """One /proc pass per scrape, shared by all jvm targets (they get the same Deadline)."""
+    with _snap_lock:
+        got = _snaps.get(deadline)
+        if got is None:
+            snap = procstats.host_snapshot()
+            got = (snap, find_jvms(snap))
+            _snaps[deadline] = got
+        return got
+
+
+#: live match collectors, so that discover entries leave their JVMs alone
+_match_collectors: "weakref.WeakSet[JvmCollector]" = weakref.WeakSet()
+
+
+def _cmdline(pid: int) -> Optional[List[str]]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def main_class(java_command: str) -> str:
+    """The full main class (or jar) from sun.rt.javaCommand."""
+    first = (java_command or "").split(" ", 1)[0]
+    return first
+
+
+def short_name(main: str) -> str:
+    """LivyServer from org.apache.livy.server.LivyServer, app from /opt/app.jar, Cls from mod/pkg.Cls."""
+    if not main:
+        return "unknown"
+    if main.endswith(".jar"):
+        return os.path.basename(main)[:-4] or "unknown"
+    main = main.rsplit("/", 1)[-1]
+    return main.rsplit(".", 1)[-1] or "unknown"
+
+
+def _flag(args: List[str], flag: str) -> str:
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a[len(flag) + 1:]
+    return ""
+
+
+# --------------------------------------------------------------------------
+
+
+class JvmCollector(Collector):
+    kind = "jvm"
+    config_model = JvmTarget
+    probe_field = None
+
+    def __init__(self, config: JvmTarget):
+        super().__init__(config)
+        self._re = re.compile(config.match) if config.match is not None else None
+        if self._re is not None:
+            _match_collectors.add(self)
+        #: (pid, start time) -> (monotonic time, CodeCache | AttachError)
+        self._attach_cache: Dict[Tuple[int, int], Tuple[float, object]] = {}
+        self._logged: Dict[int, str] = {}
+
+    def close(self) -> None:
+        _match_collectors.discard(self)
+
+    def claims(self, cmdline: str) -> bool:
+        return self._re is not None and self._re.search(cmdline) is not None
+
+    def _warn(self, pid: int, msg: str) -> None:
+        if self._logged.get(pid) != msg:
+            self._logged[pid] = msg
+            log.warning("jvm target %s: JVM %d: %s", self.name, pid, msg)
+
+    # ------------------------------------------------------------------
+
+    def collect(self, out: MetricSet, deadline: Deadline) -> None:
+        snap, refs = _scan(deadline)
+        others = [c for c in list(_match_collectors) if c is not self]
+        found = []  # (ref, perf, args)
+        for ref in refs:
+            deadline.timeout()
+            args = _cmdline(ref.pid)
+            try:
+                pd = perfdata.read_file(ref.path, deadline_remaining=deadline.remaining)
+            except FileNotFoundError:
+                continue  # exited, its file removed
+            except (perfdata.PerfDataError, OSError) as e:
+                if not os.path.exists(f"/proc/{ref.pid}"):
+                    continue
+                if args is None and not self.config.discover:
+                    continue
+                cmd = " ".join(args or [])
+                if self._re is not None and not self._re.search(cmd):
+                    continue
+                if self.config.discover and any(c.claims(cmd) for c in others):
+                    continue
+                self._warn(ref.pid, f"cannot read {ref.path}: {e}")
+                out.error("partial")
+                continue
+            if args is None:  # fall back to what the JVM recorded
+                args = (pd.str("java.rt.vmArgs") or "").split() + (pd.str("sun.rt.javaCommand") or "").split()
+            cmd = " ".join(args)
+            if self._re is not None:
+                if not self._re.search(cmd):
+                    continue
+            elif any(c.claims(cmd) for c in others):
+                continue
+            if self._stale(ref.pid, pd):
+                continue
+            found.append((ref, pd, args))
+        # labels, and pids only where they are needed to tell JVMs apart
+        labelled = []
+        for ref, pd, args in found:
+            main = main_class(pd.str("sun.rt.javaCommand") or "")
+            process = self.config.name if self._re is not None else short_name(main)
+            base = (process, _flag(args, "--app-id"), _flag(args, "--executor-id"))
+            labelled.append((base, ref, pd, main))
+        counts: Dict[tuple, int] = {}
+        for base, *_ in labelled:
+            counts[base] = counts.get(base, 0) + 1
+        live = set()
+        n = 0
+        for base, ref, pd, main in labelled:
+            labels = dict(zip(L, base + (str(ref.pid) if counts[base] > 1 else "",)))
+            try:
+                self._one(out, deadline, ref, pd, main, labels, snap)
+                n += 1
+            except procstats.ProcessGone:
+                continue  # exited during the scrape: its series go away
+            live.add(ref.pid)
+        out.add(PROCESSES, n)
+        out.add(H_THREADS, procstats.host_threads() or snap.total_threads)
+        out.add(H_THREADS_MAX, procstats.threads_max())
+        for key in [k for k in self._attach_cache if k[0] not in live]:
+            del self._attach_cache[key]
+        for pid in [p for p in self._logged if p not in live]:
+            del self._logged[pid]
+
+    @staticmethod
+    def _stale(pid: int, pd: perfdata.PerfData) -> bool:
+        """A perf file left behind by a JVM that was killed, its pid now reused."""
+        begin = pd.int("sun.rt.createVmBeginTime")
+        if not begin:
+            return False
+        try:
+            created = psutil.Process(pid).create_time()
+        except psutil.Error:
+            return True
+        return begin / 1000.0 < created - 5
+
+    def _one(self, out: MetricSet, deadline: Deadline, ref: JvmRef, pd: perfdata.PerfData, main: str,
+             labels: Dict[str, str], snap: procstats.HostSnapshot) -> None:
+        # process stats first: a JVM that has exited raises ProcessGone before anything is added
+        ps = procstats.process_stats(ref.pid, snap, tcp=self.config.tcp_connections)
+        user = ""
+        if ps.ruid is not None:
+            try:
+                import pwd
+
+                user = pwd.getpwuid(ps.ruid).pw_name
+            except KeyError:
+                user = str(ps.ruid)
+        out.add(JVM_INFO, 1, main_class=main, version=pd.str("java.property.java.version") or "",
+                vm_version=pd.str("java.property.java.vm.version") or "", user=user, **labels)
+        begin = pd.int("sun.rt.createVmBeginTime")
+        out.add(START_TIME, begin / 1000.0 if begin else None, **labels)
+        self._perf_metrics(out, pd, labels)
+        self._process_metrics(out, ps, labels)
+        if self.config.attach:
+            self._attach_metrics(out, deadline, ref, pd, labels)
+
+    @staticmethod
+    def _perf_metrics(out: MetricSet, pd: perfdata.PerfData, labels: Dict[str, str]) -> None:
+        i = pd.int
+        loaded = _sum(i("java.cls.loadedClasses"), i("java.cls.sharedLoadedClasses"))
+        unloaded = _sum(i("java.cls.unloadedClasses"), i("java.cls.sharedUnloadedClasses"))
+        out.add(CLASSES_LOADED_TOTAL, loaded, **labels)
+        out.add(CLASSES_UNLOADED_TOTAL, unloaded, **labels)
+        if loaded is not None and unloaded is not None:
+            out.add(CLASSES_LOADED, loaded - unloaded, **labels)
+        out.add(THREADS_LIVE, i("java.threads.live"), **labels)
+        out.add(THREADS_DAEMON, i("java.threads.daemon"), **labels)
+        out.add(THREADS_PEAK, i("java.threads.livePeak"), **labels)
+        out.add(THREADS_STARTED, i("java.threads.started"), **labels)
+        out.add(COMPILED_CODE, i("sun.ci.nmethodCodeSize"), **labels)
+        n = 0
+        while True:
+            name = pd.str(f"sun.gc.collector.{n}.name")
+            if name is None:
+                break
+            out.add(GC_COUNT, i(f"sun.gc.collector.{n}.invocations"), collector=name, **labels)
+            out.add(GC_TIME, pd.seconds(f"sun.gc.collector.{n}.time"), collector=name, **labels)
+            n += 1
+        spaces: Dict[str, Tuple[Optional[int], Optional[int], Optional[int]]] = {}
+        g = 0
+        while pd.get(f"sun.gc.generation.{g}.spaces") is not None or pd.get(f"sun.gc.generation.{g}.name"):
+            gname = pd.str(f"sun.gc.generation.{g}.name") or f"generation{g}"
+            s = 0
+            while True:
+                p = f"sun.gc.generation.{g}.space.{s}."
+                sname = pd.str(p + "name")
+                if sname is None:
+                    break
+                if sname == "space":  # G1's old generation has a single space called "space"
+                    sname = gname
+                if sname in spaces:
+                    sname = f"{gname}-{sname}"
+                spaces[sname] = (i(p + "used"), i(p + "capacity"), i(p + "maxCapacity"))
+                s += 1
+            g += 1
+            if g > 16:
+                break
+        for sname, prefix in (("metaspace", "sun.gc.metaspace."), ("compressedclassspace",
+                                                                  "sun.gc.compressedclassspace.")):
+            if i(prefix + "used") is not None:
+                spaces[sname] = (i(prefix + "used"), i(prefix + "capacity"), i(prefix + "maxCapacity"))
+        for sname, (used, cap, mx) in spaces.items():
+            out.add(SPACE_USED, used, space=sname, **labels)
+            out.add(SPACE_COMMITTED, cap, space=sname, **labels)
+            if mx is not None and 0 < mx < UNLIMITED:
+                out.add(SPACE_MAX, mx, space=sname, **labels)
+
+    @staticmethod
+    def _process_metrics(out: MetricSet, ps: procstats.ProcessStats, labels: Dict[str, str]) -> None:
+        out.add(P_THREADS, ps.threads, **labels)
+        out.add(P_THREAD_LIMIT, ps.thread_limit, **labels)
+        out.add(P_THREAD_HEADROOM, ps.thread_headroom, **labels)
+        out.add(P_NPROC, ps.nproc_limit, **labels)
+        out.add(P_USER_THREADS, ps.user_threads, **labels)
+        out.add(P_FDS, ps.open_fds, **labels)
+        out.add(P_MAX_FDS, ps.max_fds, **labels)
+        out.add(P_RSS, ps.rss_bytes, **labels)
+        for state, n in ps.tcp.items():
+            out.add(P_TCP, n, state=state, **labels)
+        out.add(P_CG_PIDS, ps.cgroup_pids, **labels)
+        out.add(P_CG_PIDS_MAX, ps.cgroup_pids_max, **labels)
+
+    def _attach_metrics(self, out: MetricSet, deadline: Deadline, ref: JvmRef, pd: perfdata.PerfData,
+                        labels: Dict[str, str]) -> None:
+        key = (ref.pid, pd.int("sun.rt.createVmBeginTime") or 0)
+        now = time.monotonic()
+        cached = self._attach_cache.get(key)
+        if cached is not None and now - cached[0] < self.config.attach_interval:
+            result = cached[1]
+        else:
+            left = deadline.remaining() - 0.05
+            if left <= 0.05:
+                self._warn(ref.pid, "no time left in the scrape deadline to attach")
+                out.error("partial")
+                return
+            try:
+                text = hs_attach.jcmd(ref.pid, "Compiler.codecache", min(left, self.config.attach_timeout),
+                                      nspid=ref.nspid)
+                result = hs_attach.parse_codecache(text)
+            except hs_attach.AttachError as e:
+                result = e
+            except ValueError as e:
+                result = hs_attach.AttachError("invalid_response", str(e))
+            self._attach_cache[key] = (time.monotonic(), result)
+        if isinstance(result, hs_attach.AttachError):
+            if not os.path.exists(f"/proc/{ref.pid}"):
+                return
+            self._warn(ref.pid, f"attach: {result.message}")
+            out.error("partial")
+            return
+        cc: hs_attach.CodeCache = result  # type: ignore[assignment]
+        for heap, v in cc.heaps.items():
+            out.add(CC_USED, v["used"], heap=heap, **labels)
+            out.add(CC_MAX, v["size"], heap=heap, **labels)
+            out.add(CC_MAX_USED, v["max_used"], heap=heap, **labels)
+            out.add(CC_FREE, v["free"], heap=heap, **labels)
+        out.add(CC_FULL, cc.full_count, **labels)
+        out.add(JIT_ENABLED, cc.compilation_enabled, **labels)
+
+
+def _sum(*vals: Optional[int]) -> Optional[int]:
+    known = [v for v in vals if v is not None]
+    return sum(known) if known else None

@@ -1,0 +1,212 @@
+"""Real JVMs for the JVM collector tests: compile tests/jvmapps, start, stop.
+
+Every JVM started here is killed when its context ends (also on failure).
+A dedicated system user can be created for tests that need a JVM of another
+user (RLIMIT_NPROC is ignored for root) and is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import pytest
+
+APPS = Path(__file__).resolve().parent.parent / "jvmapps"
+
+
+def have_java() -> bool:
+    return all(shutil.which(t) for t in ("java", "javac", "jcmd"))
+
+
+requires_java = pytest.mark.skipif(not have_java(), reason="needs a JDK (java, javac, jcmd)")
+
+
+def compile_apps(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    sources = sorted(str(p) for p in APPS.glob("*.java"))
+    subprocess.run(["javac", "-d", str(dest)] + sources, check=True, capture_output=True, timeout=120)
+    # other users must be able to read the classes
+    for root, dirs, files in os.walk(dest):
+        os.chmod(root, 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+    p = dest
+    while p != p.parent and str(p) != tempfile.gettempdir():
+        try:
+            os.chmod(p, os.stat(p).st_mode | 0o055)
+        except OSError:
+            break
+        p = p.parent
+    return dest
+
+
+@pytest.fixture(scope="session")
+def jvm_classes(tmp_path_factory) -> Path:
+    if not have_java():
+        pytest.skip("needs a JDK")
+    return compile_apps(tmp_path_factory.mktemp("jvmapps"))
+
+
+class Jvm:
+    """A running JVM started from tests/jvmapps; talk to it through stdin/stdout."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.pid = proc.pid  # replaced by the java pid when started through a wrapper
+
+    def send(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, prefix: str, timeout: float = 60) -> str:
+        """Read stdout lines until one starts with ``prefix``; return it."""
+        end = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < end:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"JVM exited (rc={self.proc.poll()}) before {prefix!r}; output: {seen[-20:]}")
+            line = line.rstrip("\n")
+            seen.append(line)
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no {prefix!r} within {timeout}s; output: {seen[-20:]}")
+
+    def command(self, line: str, timeout: float = 120) -> str:
+        self.send(line)
+        return self.expect("done", timeout)
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.kill()
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@contextmanager
+def running_jvm(classes: Path, main: str, args: List[str] = (), jvm_opts: List[str] = (),
+                user: Optional[str] = None, nproc: Optional[int] = None,
+                cwd: Optional[str] = None) -> Iterator[Jvm]:
+    """Start ``java <jvm_opts> -cp classes main args``; waits for its ``ready pid=N`` line."""
+    cmd = ["java", "-Xmx256m", "-Xss256k", *jvm_opts, "-cp", str(classes), main, *args]
+    if user is not None:
+        pw = pwd.getpwnam(user)
+        cmd = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+               "--reset-env", "--"] + cmd
+        # --reset-env drops PATH for non-root users: use the absolute java
+        cmd[cmd.index("java")] = shutil.which("java")
+    if nproc is not None:
+        cmd = ["prlimit", f"--nproc={nproc}:{nproc}", "--"] + cmd
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=cwd or "/", start_new_session=True)
+    jvm = Jvm(proc)
+    try:
+        line = jvm.expect("ready", 60)
+        m = re.search(r"pid=(\d+)", line)
+        if m:
+            jvm.pid = int(m.group(1))
+        yield jvm
+    finally:
+        jvm.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+@contextmanager
+def test_user(prefix: str = "swjvm") -> Iterator[str]:
+    """A fresh system user (no home), removed with its processes afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a user needs root")
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                   check=True, capture_output=True, timeout=30)
+    try:
+        yield name
+    finally:
+        uid = pwd.getpwnam(name).pw_uid
+        for pid in _pids_of_uid(uid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for _ in range(50):
+            if not _pids_of_uid(uid):
+                break
+            time.sleep(0.1)
+        subprocess.run(["userdel", name], capture_output=True, timeout=30)
+        shutil.rmtree(f"/tmp/hsperfdata_{name}", ignore_errors=True)
+
+
+def _pids_of_uid(uid: int) -> List[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.stat(f"/proc/{d}").st_uid == uid:
+                    out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+def jcmd(pid: int, *command: str, timeout: float = 60) -> str:
+    r = subprocess.run(["jcmd", str(pid), *command], capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"jcmd failed: {r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def perf_counters(pid: int) -> Dict[str, str]:
+    """``jcmd <pid> PerfCounter.print`` as a dict of raw values (strings unquoted)."""
+    out = {}
+    for line in jcmd(pid, "PerfCounter.print").splitlines():
+        if "=" not in line:
+            continue
+        k, v = line.split("=", 1)
+        if v.startswith('"') and v.endswith('"'):
+            v = v[1:-1]
+        out[k.strip()] = v
+    return out
+
+
+def proc_status(pid: int) -> Dict[str, str]:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def threads_of_uid(uid: int) -> int:
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            st = proc_status(int(d))
+        except OSError:
+            continue
+        if int(st["Uid"].split()[0]) == uid:
+            total += int(st["Threads"])
+    return total
