@@ -1,0 +1,235 @@
+"""The ZooKeeper collector against a real ZooKeeper server."""
+
+from __future__ import annotations
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.security import make_digest_acl
+
+from exporter.collector import Deadline, MetricSet, TargetError
+from exporter.collectors.zookeeper import ZooKeeperCollector, parse_mntr
+from exporter.config import ConfigError, parse_config
+from tests.helpers.exporter import find, free_port, running_exporter, samples, scrape, value
+from tests.helpers.zookeeper import available, write_livy_store, zookeeper_server
+
+pytestmark = [pytest.mark.zookeeper, pytest.mark.skipif(not available(), reason="Debian zookeeper not installed")]
+
+
+@pytest.fixture(scope="module")
+def zk(tmp_path_factory):
+    """One server for the read-only tests, holding Livy's state store with 40,000 batches."""
+    with zookeeper_server(tmp_path_factory.mktemp("zk")) as srv:
+        c = KazooClient(hosts=srv.hosts)
+        c.start(30)
+        try:
+            write_livy_store(c, "livy", "batch", 40000)
+            write_livy_store(c, "livy", "interactive", 3)
+            # a second Livy with its own prefix, under a chroot
+            write_livy_store(c, "tenant-a/livy2", "batch", 5)
+            # an ACL'd store: only digest user 'livy' with password 'right' may read it
+            acl = [make_digest_acl("livy", "right", all=True)]
+            c.add_auth("digest", "livy:right")
+            write_livy_store(c, "secure", "batch", 7, acl=acl)
+        finally:
+            c.stop()
+            c.close()
+        yield srv
+
+
+def _collector(**kw) -> ZooKeeperCollector:
+    cfg = parse_config({"zookeeper": [kw]})
+    return ZooKeeperCollector(cfg.zookeeper[0])
+
+
+def _collect(c, seconds=10.0) -> MetricSet:
+    out = MetricSet()
+    c.collect(out, Deadline(seconds))
+    return out
+
+
+def _get(out: MetricSet, name: str, **labels):
+    for d, ss in out.samples.items():
+        if d.exposed_name != name:
+            continue
+        for key, v in ss.items():
+            if dict(zip(d.labels, key)) == labels:
+                return v
+    return None
+
+
+def test_40000_recovery_records_through_the_exporter(zk):
+    cfg = {"zookeeper": [{"hosts": zk.hosts, "name": "zk", "paths": ["/livy/v1/batch", "/missing/node"],
+                          "livy_state_store": {"process": "livy-server"}}]}
+    with running_exporter(cfg) as (base, _):
+        ss = samples(scrape(base))
+    assert value(ss, "sparkwatch_target_up", kind="zookeeper", target="zk") == 1
+    assert value(ss, "livy_recovery_sessions", kind="batch", process="livy-server") == 40000
+    assert value(ss, "livy_recovery_sessions", kind="interactive", process="livy-server") == 3
+    assert value(ss, "livy_recovery_next_session_id", kind="batch", process="livy-server") == 40000
+    assert value(ss, "zookeeper_znode_children", path="/livy/v1/batch") == 40001  # 40,000 + 'state'
+    assert value(ss, "zookeeper_znode_exists", path="/livy/v1/batch") == 1
+    # a missing path: exists 0, no children series, target up
+    assert value(ss, "zookeeper_znode_exists", path="/missing/node") == 0
+    assert not find(ss, "zookeeper_znode_children", path="/missing/node")
+    # mntr, allowed by this server
+    assert value(ss, "zookeeper_mntr_available") == 1
+    assert value(ss, "zookeeper_znodes") > 40000
+    assert value(ss, "zookeeper_approximate_data_size_bytes") > 40000 * 100
+    (info,) = find(ss, "zookeeper_server_info")
+    assert info[1]["version"].startswith("3.8") and info[1]["server_state"] == "standalone"
+    assert info[1]["server"] == zk.hosts
+
+
+def test_store_missing_or_disabled(zk):
+    c = _collector(hosts=zk.hosts, livy_state_store={"key_prefix": "nolivy"}, mntr=False)
+    out = _collect(c)
+    assert _get(out, "livy_recovery_sessions", kind="batch", process="") == 0
+    assert _get(out, "livy_recovery_next_session_id", kind="batch", process="") is None
+    c.close()
+    c = _collector(hosts=[zk.hosts], livy_state_store={"enabled": False}, mntr=False)
+    out = _collect(c)
+    assert len(out) == 0
+    c.close()
+
+
+def test_chroot(zk):
+    c = _collector(hosts=zk.hosts, chroot="/tenant-a", livy_state_store={"key_prefix": "livy2"},
+                   paths=["/livy2/v1/batch"], mntr=False)
+    out = _collect(c)
+    assert _get(out, "livy_recovery_sessions", kind="batch", process="") == 5
+    assert _get(out, "zookeeper_znode_children", path="/livy2/v1/batch") == 6
+    c.close()
+
+
+def test_digest_auth(zk, tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("right\n")
+    good = _collector(hosts=zk.hosts, livy_state_store={"key_prefix": "secure"},
+                      digest_auth={"username": "livy", "password_file": str(pw)}, mntr=False)
+    out = _collect(good)
+    assert _get(out, "livy_recovery_sessions", kind="batch", process="") == 7
+    good.close()
+
+    for auth in ({"username": "livy", "password": "wrong"}, None):
+        kw = {"digest_auth": auth} if auth else {}
+        bad = _collector(hosts=zk.hosts, livy_state_store={"key_prefix": "secure"}, mntr=False, **kw)
+        with pytest.raises(TargetError) as ei:
+            _collect(bad)
+        assert ei.value.reason == "auth"
+        assert "wrong" not in ei.value.message
+        bad.close()
+
+
+def test_auth_failure_through_the_exporter_leaves_other_targets_alone(zk):
+    cfg = {"zookeeper": [
+        {"hosts": zk.hosts, "name": "bad", "livy_state_store": {"key_prefix": "secure"},
+         "digest_auth": {"username": "livy", "password": "wrong"}},
+        {"hosts": zk.hosts, "name": "good"},
+    ]}
+    with running_exporter(cfg) as (base, _):
+        text = scrape(base)
+    assert "wrong" not in text
+    ss = samples(text)
+    assert value(ss, "sparkwatch_target_up", kind="zookeeper", target="bad") == 0
+    assert value(ss, "sparkwatch_target_scrape_errors_total", kind="zookeeper", target="bad", reason="auth") == 1
+    assert value(ss, "sparkwatch_target_up", kind="zookeeper", target="good") == 1
+    assert value(ss, "livy_recovery_sessions", target="good", kind="batch") == 40000
+
+
+def test_mntr_refused_is_not_an_error(tmp_path):
+    with zookeeper_server(tmp_path, whitelist="ruok,srvr") as srv:
+        c = _collector(hosts=srv.hosts)
+        out = _collect(c)
+        c.close()
+    assert _get(out, "zookeeper_mntr_available") == 0
+    assert _get(out, "zookeeper_znodes") is None
+    assert out.errors == []
+
+
+def test_server_down_from_the_start_costs_at_most_the_deadline():
+    port = free_port()
+    cfg = {"exporter": {"scrape_timeout": 3}, "zookeeper": [{"hosts": f"127.0.0.1:{port}", "name": "down"}]}
+    with running_exporter(cfg) as (base, _):
+        ss = samples(scrape(base))
+    assert value(ss, "sparkwatch_target_up", kind="zookeeper", target="down") == 0
+    assert value(ss, "sparkwatch_target_scrape_errors_total", kind="zookeeper", target="down",
+                 reason="connection") == 1
+    assert value(ss, "sparkwatch_target_scrape_duration_seconds", kind="zookeeper", target="down") <= 3.5
+
+
+@pytest.mark.slow
+def test_server_stopped_mid_run_and_restarted(tmp_path):
+    with zookeeper_server(tmp_path) as srv:
+        c = KazooClient(hosts=srv.hosts)
+        c.start(30)
+        write_livy_store(c, "livy", "batch", 250)
+        c.stop()
+        c.close()
+        cfg = {"exporter": {"scrape_timeout": 4}, "zookeeper": [{"hosts": srv.hosts, "name": "zk"}]}
+        with running_exporter(cfg) as (base, app):
+            ss = samples(scrape(base))
+            assert value(ss, "livy_recovery_sessions", kind="batch") == 250
+            collector = app.targets[0].collector
+            client = collector._client
+
+            srv.stop()
+            ss = samples(scrape(base))
+            assert value(ss, "sparkwatch_target_up", kind="zookeeper", target="zk") == 0
+            assert value(ss, "sparkwatch_target_scrape_errors_total", kind="zookeeper", target="zk",
+                         reason="connection") >= 1
+            assert value(ss, "sparkwatch_target_scrape_duration_seconds", target="zk") <= 4.5
+            assert not find(ss, "livy_recovery_sessions")
+
+            srv.start()
+            for _ in range(5):  # the client reconnects in the background (backoff <= 5 s)
+                ss = samples(scrape(base))
+                if value(ss, "sparkwatch_target_up", kind="zookeeper", target="zk") == 1:
+                    break
+            assert value(ss, "sparkwatch_target_up", kind="zookeeper", target="zk") == 1
+            assert value(ss, "livy_recovery_sessions", kind="batch") == 250
+            assert collector._client is client  # the same client, reconnected
+
+
+@pytest.mark.slow
+def test_hung_server_is_a_timeout_within_the_deadline(tmp_path):
+    with zookeeper_server(tmp_path) as srv:
+        cfg = {"exporter": {"scrape_timeout": 3}, "zookeeper": [{"hosts": srv.hosts, "name": "zk"}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+            assert value(ss, "sparkwatch_target_up", kind="zookeeper", target="zk") == 1
+            srv.pause()
+            try:
+                ss = samples(scrape(base))
+            finally:
+                srv.resume()
+            assert value(ss, "sparkwatch_target_up", kind="zookeeper", target="zk") == 0
+            errs = find(ss, "sparkwatch_target_scrape_errors_total", target="zk")
+            assert {e[1]["reason"] for e in errs} <= {"timeout", "connection"} and errs
+            assert value(ss, "sparkwatch_target_scrape_duration_seconds", target="zk") <= 3.5
+
+
+def test_probe_with_comma_separated_hosts(zk):
+    target = f"{zk.hosts},127.0.0.1:{free_port()}"
+    with running_exporter({"exporter": {"probe": {"allowed_targets": ["127.0.0.1:*"],
+                                                  "modules": {"zookeeper": {"mntr": False}}}}}) as (base, _):
+        ss = samples(scrape(base, f"/probe?module=zookeeper&target={target}"))
+    assert value(ss, "livy_recovery_sessions", kind="batch") == 40000
+
+
+def test_config():
+    c = parse_config({"zookeeper": [{"hosts": "a:2181, b:2181", "chroot": "/x/"}]}).zookeeper[0]
+    assert c.hosts == ["a:2181", "b:2181"] and c.connect_string() == "a:2181,b:2181/x"
+    assert c.display_name() == "a:2181,b:2181/x"
+    with pytest.raises(ConfigError, match=r"zookeeper\[0\]\.hosts"):
+        parse_config({"zookeeper": [{"hosts": "a:2181/chroot"}]})
+    with pytest.raises(ConfigError, match=r"zookeeper\[0\]\.paths"):
+        parse_config({"zookeeper": [{"hosts": "a:2181", "paths": ["relative"]}]})
+    with pytest.raises(ConfigError, match=r"zookeeper\[0\]\.digest_auth"):
+        parse_config({"zookeeper": [{"hosts": "a:2181", "digest_auth": {"username": "u", "password": "p",
+                                                                        "password_file": "/etc/hostname"}}]})
+
+
+def test_parse_mntr():
+    v = parse_mntr("zk_version\t3.8.0-abc, built on x\nzk_znode_count\t5\nnot a line\n")
+    assert v == {"zk_version": "3.8.0-abc, built on x", "zk_znode_count": "5"}
+    assert parse_mntr("mntr is not executed because it is not in the whitelist.\n") == {}
