@@ -256,7 +256,7 @@ class LivyCollector(Collector):
         self.http = HttpClient(config)
         #: kind -> session id -> (monotonic time first seen in a terminal state, appId)
         self._first_seen: Dict[str, Dict[int, Tuple[float, Optional[str]]]] = {k: {} for k, _ in KINDS}
-        self._spark = None  # Spark collectors per discovered UI, created lazily
+        self._spark = None  # (HttpClient, EnvironmentCache) for discovered Spark UIs, created lazily
 
     # ---------------------------------------------------------------- collect
 
@@ -418,11 +418,36 @@ class LivyCollector(Collector):
         scraped = self._scrape_spark_uis(out, deadline, chosen)
         out.add(DISCOVERED_UIS, scraped)
 
+    def _scrape_spark_uis(self, out: MetricSet, deadline: Deadline, urls: List[str]) -> int:
+        """Scrape each Spark UI with the Spark collector's per-UI code; a dead or slow UI
+        is a partial error (the Livy target stays up). Returns the UIs scraped."""
+        from .spark import EnvironmentCache, SparkTarget, scrape_spark_ui
+
+        if not urls:
+            return 0
+        if self._spark is None:
+            # a client of its own: Livy's credentials are not sent to the Spark UIs
+            # (a YARN proxy or the driver); the TLS settings are shared
+            ui_target = SparkTarget(url=urls[0], timeout=self.config.timeout, tls_config=self.config.tls_config)
+            self._spark = (HttpClient(ui_target), EnvironmentCache())
+        http, env_cache = self._spark
+        scraped = 0
+        for i, url in enumerate(urls):
+            left = deadline.remaining()
+            if left <= 0:
+                out.error("timeout")
+                break
+            # a fair share of what is left, so that one hung UI does not starve the others
+            share = Deadline(left / (len(urls) - i))
+            try:
+                scrape_spark_ui(http, url, out, share, include_completed=False, max_applications=1,
+                                env_cache=env_cache)
+                scraped += 1
+            except TargetError:
+                out.error("partial")
+        return scraped
+
     def close(self) -> None:
         self.http.close()
-        if self._spark:
-            for c in self._spark.values():
-                try:
-                    c.close()
-                except Exception:
-                    pass
+        if self._spark is not None:
+            self._spark[0].close()
