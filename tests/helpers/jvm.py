@@ -134,7 +134,7 @@ def running_jvm(classes: Path, main: str, args: List[str] = (), jvm_opts: List[s
 
 
 @contextmanager
-def test_user(prefix: str = "swjvm") -> Iterator[str]:
+def os_user(prefix: str = "swjvm") -> Iterator[str]:
     """A fresh system user (no home), removed with its processes afterwards."""
     if os.geteuid() != 0:
         pytest.skip("creating a user needs root")

@@ -1,0 +1,316 @@
+"""The jvm collector against real JVMs (Java 17), compared with jcmd and /proc."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import signal
+import subprocess
+
+import pytest
+
+from exporter import procstats
+from exporter.config import ConfigError, load_config, parse_config
+from exporter.hotspot import attach as hs_attach
+from tests.helpers.exporter import find, running_exporter, samples, scrape, value
+from tests.helpers.jvm import (  # noqa: F401
+    jcmd,
+    jvm_classes,
+    perf_counters,
+    proc_status,
+    requires_java,
+    running_jvm,
+    os_user,
+    threads_of_uid,
+)
+
+
+def jvm_samples(url, **labels):
+    ss = samples(scrape(url))
+    return ss
+
+
+def one(ss, name, **labels):
+    return value(ss, name, **labels)
+
+
+# ------------------------------------------------------------------ config
+
+
+def test_config_shape_and_validation():
+    cfg = parse_config({"jvm": [{"name": "livy", "match": "LivyServer", "attach": True},
+                                {"discover": True, "attach": False}]})
+    assert [t.display_name() for t in cfg.jvm] == ["livy", "discover"]
+    assert cfg.jvm[0].attach and not cfg.jvm[1].attach
+    with pytest.raises(ConfigError, match=r"jvm\[0\].match: .*invalid regular expression"):
+        parse_config({"jvm": [{"name": "x", "match": "Livy("}]})
+    with pytest.raises(ConfigError, match="exactly one of match"):
+        parse_config({"jvm": [{"name": "x", "match": "Livy", "discover": True}]})
+    with pytest.raises(ConfigError, match="exactly one of match"):
+        parse_config({"jvm": [{"name": "x"}]})
+    with pytest.raises(ConfigError, match="exactly one of match"):
+        parse_config({"jvm": [{"discover": False}]})
+    with pytest.raises(ConfigError, match="needs a name"):
+        parse_config({"jvm": [{"match": "Livy"}]})
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_config({"jvm": [{"discover": True, "atach": True}]})
+    default = load_config(None)
+    assert [(t.discover, t.attach) for t in default.jvm] == [(True, False)]
+
+
+# ------------------------------------------------------------------ classes
+
+
+@requires_java
+def test_classes_defined_in_a_loop_agree_with_jcmd(jvm_classes):  # noqa: F811
+    cfg = {"jvm": [{"name": "workload", "match": r"\bWorkload\b"}]}
+    with running_jvm(jvm_classes, "Workload") as jvm, running_exporter(cfg) as (url, _):
+        before = one(samples(scrape(url)), "jvm_classes_currently_loaded", process="workload")
+        for n in (300, 700):
+            jvm.command(f"classes {n}")  # the JVM is idle once it answers
+            answer = jvm.command("counts")  # the first answer itself may load a class or two
+            mx_loaded = int(re.search(r"loaded=(\d+)", answer).group(1))
+            ss = samples(scrape(url))
+            pc = perf_counters(jvm.pid)
+            loaded = one(ss, "jvm_classes_currently_loaded", process="workload")
+            expected = (int(pc["java.cls.loadedClasses"]) + int(pc["java.cls.sharedLoadedClasses"])
+                        - int(pc["java.cls.unloadedClasses"]) - int(pc["java.cls.sharedUnloadedClasses"]))
+            assert loaded == expected
+            assert loaded == mx_loaded  # what the JVM itself says (ClassLoadingMXBean)
+            assert one(ss, "jvm_classes_loaded_total", process="workload") == \
+                int(pc["java.cls.loadedClasses"]) + int(pc["java.cls.sharedLoadedClasses"])
+        assert loaded >= before + 1000
+        info = find(ss, "jvm_info", process="workload")
+        assert len(info) == 1 and info[0][1]["main_class"] == "Workload"
+        assert info[0][1]["version"].startswith("17")
+        assert one(ss, "jvm_process_threads", process="workload") > 0
+
+
+# ------------------------------------------------------------------ threads and RLIMIT_NPROC
+
+
+@requires_java
+def test_threads_against_nproc_limit(jvm_classes):  # noqa: F811
+    limit = 120
+    with os_user() as user:
+        uid = pwd.getpwnam(user).pw_uid
+        cfg = {"jvm": [{"name": "threads", "match": r"\bWorkload\b.*nproc-test"}]}
+        with running_jvm(jvm_classes, "Workload", args=["nproc-test"], user=user, nproc=limit) as jvm, \
+                running_exporter(cfg) as (url, _):
+            answer = jvm.command(f"threads {limit - 8}")
+            assert "failed=false" in answer
+            ss = samples(scrape(url))
+            st = proc_status(jvm.pid)
+            assert one(ss, "jvm_process_threads", process="threads") == int(st["Threads"]) == limit - 8
+            assert one(ss, "jvm_process_user_threads", process="threads") == threads_of_uid(uid)
+            with open(f"/proc/{jvm.pid}/limits") as f:
+                nproc = int(re.search(r"^Max processes\s+(\d+)", f.read(), re.M).group(1))
+            assert nproc == limit
+            assert one(ss, "jvm_process_nproc_limit", process="threads") == limit
+            assert one(ss, "jvm_process_thread_limit", process="threads") == limit
+            assert one(ss, "jvm_process_thread_headroom", process="threads") == limit - threads_of_uid(uid)
+            assert one(ss, "jvm_host_threads_max", target="threads") == \
+                int(open("/proc/sys/kernel/threads-max").read())
+            info = find(ss, "jvm_info", process="threads")
+            assert info[0][1]["user"] == user
+
+            # past the limit the JVM cannot start threads: the limit is real
+            answer = jvm.command(f"threads {limit + 50}")
+            assert "failed=true" in answer
+            ss = samples(scrape(url))
+            assert one(ss, "jvm_process_user_threads", process="threads") == threads_of_uid(uid) <= limit
+            assert one(ss, "jvm_process_thread_headroom", process="threads") == 0
+
+
+@requires_java
+def test_cgroup_v1_pids_limit(jvm_classes):  # noqa: F811
+    base, v1 = procstats._cgroup_mounts()
+    if v1 is None or not os.access(v1, os.W_OK):
+        pytest.skip("no writable cgroup v1 pids hierarchy")
+    cg = os.path.join(v1, f"swjvm{os.getpid()}")
+    os.mkdir(cg)
+    try:
+        with open(os.path.join(cg, "pids.max"), "w") as f:
+            f.write("500")
+        cfg = {"jvm": [{"name": "cg", "match": r"\bWorkload\b.*cgroup-test"}]}
+        with running_jvm(jvm_classes, "Workload", args=["cgroup-test"]) as jvm, running_exporter(cfg) as (url, _):
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write(str(jvm.pid))
+            ss = samples(scrape(url))
+            current = int(open(os.path.join(cg, "pids.current")).read())
+            assert one(ss, "jvm_process_cgroup_pids", process="cg") == current == int(proc_status(jvm.pid)["Threads"])
+            assert one(ss, "jvm_process_cgroup_pids_max", process="cg") == 500
+            assert one(ss, "jvm_process_thread_limit", process="cg") == 500  # root: RLIMIT_NPROC does not apply
+            jvm.kill()
+    finally:
+        for _ in range(50):
+            try:
+                os.rmdir(cg)
+                break
+            except OSError:
+                import time
+
+                time.sleep(0.1)
+
+
+# ------------------------------------------------------------------ code cache and JIT
+
+
+def _compile_until_disabled(jvm, url, process):
+    for _ in range(40):
+        jvm.command("compile 300")
+        ss = samples(scrape(url))
+        if one(ss, "jvm_jit_compilation_enabled", process=process) == 0:
+            return
+    raise AssertionError("the JIT was never disabled")
+
+
+def _stable_scrape_and_jcmd(url, pid):
+    """Scrape, jcmd, scrape until both scrapes agree (the sweeper may still free code)."""
+    for _ in range(20):
+        a = samples(scrape(url))
+        text = jcmd(pid, "Compiler.codecache")
+        b = samples(scrape(url))
+        keep = lambda ss: sorted((n, tuple(sorted(lbl.items())), v) for n, lbl, v in ss  # noqa: E731
+                                 if n.startswith("jvm_codecache") or n == "jvm_jit_compilation_enabled")
+        if keep(a) == keep(b):
+            return a, hs_attach.parse_codecache(text)
+    raise AssertionError("code cache figures never settled")
+
+
+@requires_java
+@pytest.mark.slow
+@pytest.mark.parametrize("segmented", [False, True], ids=["single", "segmented"])
+def test_code_cache_full_disables_jit(jvm_classes, segmented):  # noqa: F811
+    if segmented:
+        opts = ["-XX:ReservedCodeCacheSize=8m", "-XX:+SegmentedCodeCache", "-XX:NonNMethodCodeHeapSize=3m",
+                "-XX:ProfiledCodeHeapSize=2560k", "-XX:NonProfiledCodeHeapSize=2560k"]
+        heaps = {"non-nmethods", "profiled nmethods", "non-profiled nmethods"}
+    else:
+        opts = ["-XX:ReservedCodeCacheSize=3m", "-XX:-SegmentedCodeCache"]
+        heaps = {"CodeCache"}
+    # no flushing, so that compilation stays disabled and the figures settle
+    opts.append("-XX:-UseCodeCacheFlushing")
+    cfg = {"jvm": [{"name": "jit", "match": r"\bWorkload\b.*codecache-test", "attach": True,
+                    "attach_interval": 0}]}
+    with running_jvm(jvm_classes, "Workload", args=["codecache-test"], jvm_opts=opts) as jvm, \
+            running_exporter(cfg) as (url, _):
+        ss = samples(scrape(url))
+        assert one(ss, "jvm_jit_compilation_enabled", process="jit") == 1
+        assert one(ss, "jvm_codecache_full_events_total", process="jit") == 0
+        _compile_until_disabled(jvm, url, "jit")
+        ss, cc = _stable_scrape_and_jcmd(url, jvm.pid)
+        assert cc.compilation_enabled is False
+        assert one(ss, "jvm_jit_compilation_enabled", process="jit") == 0
+        assert one(ss, "jvm_codecache_full_events_total", process="jit") == cc.full_count >= 1
+        assert set(cc.heaps) == heaps
+        assert {s[1]["heap"] for s in find(ss, "jvm_codecache_used_bytes", process="jit")} == heaps
+        for heap, v in cc.heaps.items():
+            assert one(ss, "jvm_codecache_used_bytes", process="jit", heap=heap) == v["used"]
+            assert one(ss, "jvm_codecache_max_bytes", process="jit", heap=heap) == v["size"]
+            assert one(ss, "jvm_codecache_max_used_bytes", process="jit", heap=heap) == v["max_used"]
+            assert one(ss, "jvm_codecache_free_bytes", process="jit", heap=heap) == v["free"]
+        total = sum(v["size"] for v in cc.heaps.values())
+        assert total == (8 if segmented else 3) * 1024 * 1024
+
+
+# ------------------------------------------------------------------ another user, with and without attach
+
+
+@requires_java
+def test_jvm_of_another_user_is_discovered_and_read(jvm_classes):  # noqa: F811
+    with os_user() as user:
+        with running_jvm(jvm_classes, "Workload", args=["other-user-test"], user=user) as jvm:
+            jvm.command("classes 10")
+            pc = perf_counters(jvm.pid)
+            cfg = {"jvm": [{"discover": True, "attach": False}]}
+            with running_exporter(cfg) as (url, _):
+                ss = samples(scrape(url))
+            mine = [s for s in find(ss, "jvm_info") if s[1]["user"] == user]
+            assert len(mine) == 1 and mine[0][1]["process"] == "Workload"
+            lbl = {k: mine[0][1][k] for k in ("process", "app_id", "executor_id", "pid")}
+            assert one(ss, "jvm_threads_live", **lbl) == int(pc["java.threads.live"])
+            assert not find(ss, "jvm_codecache_used_bytes", **lbl)
+            cfg = {"jvm": [{"name": "other", "match": r"other-user-test", "attach": True}]}
+            with running_exporter(cfg) as (url, _):
+                ss = samples(scrape(url))
+            assert one(ss, "sparkwatch_target_up", kind="jvm", target="other") == 1
+            assert not find(ss, "sparkwatch_target_scrape_errors_total", target="other")
+            cc = hs_attach.parse_codecache(jcmd(jvm.pid, "Compiler.codecache"))
+            assert {s[1]["heap"] for s in find(ss, "jvm_codecache_max_bytes", process="other")} == set(cc.heaps)
+            for heap, v in cc.heaps.items():
+                assert one(ss, "jvm_codecache_max_bytes", process="other", heap=heap) == v["size"]
+            assert one(ss, "jvm_jit_compilation_enabled", process="other") == 1
+            assert find(ss, "jvm_info", process="other")[0][1]["user"] == user
+
+
+# ------------------------------------------------------------------ robustness
+
+
+@requires_java
+def test_jvm_killed_during_scrape(jvm_classes, monkeypatch):  # noqa: F811
+    cfg = {"jvm": [{"name": "victim", "match": r"\bWorkload\b.*(victim|survivor)-test", "attach": True}]}
+    with running_jvm(jvm_classes, "Workload", args=["victim-test"]) as victim, \
+            running_jvm(jvm_classes, "Workload", args=["survivor-test"]) as survivor, \
+            running_exporter(cfg) as (url, _):
+        ss = samples(scrape(url))
+        assert len(find(ss, "jvm_info", process="victim")) == 2  # both, told apart by pid
+        pids = {s[1]["pid"] for s in find(ss, "jvm_info", process="victim")}
+        assert pids == {str(victim.pid), str(survivor.pid)}
+
+        real = procstats.process_stats
+
+        def kill_first(pid, *a, **kw):
+            if pid == victim.pid:
+                os.kill(pid, signal.SIGKILL)
+                victim.proc.wait(10)
+            return real(pid, *a, **kw)
+
+        monkeypatch.setattr(procstats, "process_stats", kill_first)
+        ss = samples(scrape(url))
+        assert one(ss, "sparkwatch_target_up", kind="jvm", target="victim") == 1
+        assert not find(ss, "sparkwatch_target_scrape_errors_total", target="victim", reason="internal")
+        assert not [s for s in ss if s[0].startswith("jvm_") and s[1].get("pid") == str(victim.pid)]
+        assert one(ss, "jvm_processes", target="victim") == 1
+        assert one(ss, "jvm_threads_live", process="victim", pid=str(survivor.pid)) > 0
+        monkeypatch.setattr(procstats, "process_stats", real)
+        # the killed JVM's perf file is left behind (SIGKILL): it must not come back
+        assert os.path.exists(f"/tmp/hsperfdata_root/{victim.pid}")
+        ss = samples(scrape(url))
+        assert one(ss, "jvm_processes", target="victim") == 1
+        # the survivor is now alone with its labels: no pid needed any more
+        assert one(ss, "jvm_threads_live", process="victim", pid="") > 0
+        assert one(ss, "sparkwatch_target_up", kind="jvm", target="victim") == 1
+        os.unlink(f"/tmp/hsperfdata_root/{victim.pid}")
+
+
+def test_corrupt_perf_file_is_that_jvms_error(tmp_path):
+    """A garbage file for a live pid: a partial error, the target stays up."""
+    sleeper = subprocess.Popen(["sleep", "300"])
+    d = f"/tmp/hsperfdata_swjvmcorrupt{os.getpid()}"
+    os.makedirs(d, exist_ok=True)
+    try:
+        with open(f"{d}/{sleeper.pid}", "wb") as f:
+            f.write(b"\xca\xfe\xc0\xc0\x01\x02\x00\x01" + b"\xff" * 200)
+        cfg = {"jvm": [{"name": "corrupt", "match": r"^sleep 300$"}]}
+        with running_exporter(cfg) as (url, _):
+            ss = samples(scrape(url))
+        assert one(ss, "sparkwatch_target_up", kind="jvm", target="corrupt") == 1
+        assert one(ss, "sparkwatch_target_scrape_errors_total", target="corrupt", reason="partial") == 1
+        assert one(ss, "jvm_processes", target="corrupt") == 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_match_without_jvm_reports_zero():
+    cfg = {"jvm": [{"name": "nothing", "match": "NoSuchMainClassAnywhere"}]}
+    with running_exporter(cfg) as (url, _):
+        ss = samples(scrape(url))
+    assert one(ss, "sparkwatch_target_up", kind="jvm", target="nothing") == 1
+    assert one(ss, "jvm_processes", target="nothing") == 0
+    assert one(ss, "jvm_host_threads_max", target="nothing") > 0
