@@ -7,7 +7,7 @@ and benchmark. Run it with the Python of a venv that has pyspark:
 It starts a SparkSession in local mode, optionally runs many small finished
 jobs (benchmark) and one job that fails (so that failed stages and failed
 tasks exist), optionally starts a job that stays active, then a stateful Structured Streaming query (rate source ->
-groupBy(key).count() -> noop sink, 500 ms trigger) named ``counts``.
+groupBy(key).count() -> noop sink, 2 s trigger by default) named ``counts``.
 
 With ``--metrics on`` the Structured Streaming metrics source and the
 JvmSource are enabled; with ``--metrics off`` neither is.
@@ -31,6 +31,7 @@ def main() -> int:
     p.add_argument("--failing-job", action="store_true")
     p.add_argument("--slow-job", action="store_true",
                    help="keep one job running (one task sleeping on one of the two cores) for the whole run")
+    p.add_argument("--trigger-ms", type=int, default=2000, help="streaming trigger interval")
     p.add_argument("--app-name", default="sparkwatch-test")
     p.add_argument("--no-stream", action="store_true", help="no streaming query (benchmark)")
     a = p.parse_args()
@@ -99,14 +100,14 @@ def main() -> int:
             time.sleep(3600)
 
     stream = (
-        spark.readStream.format("rate").option("rowsPerSecond", 20).load()
+        spark.readStream.format("rate").option("rowsPerSecond", 10).load()
         .withColumn("key", F.col("value") % 10)
         .withWatermark("timestamp", "10 seconds")
         .groupBy("key").count()
     )
     q = (
         stream.writeStream.queryName("counts").format("noop").outputMode("update")
-        .trigger(processingTime="500 milliseconds").start()
+        .trigger(processingTime=f"{a.trigger_ms} milliseconds").start()
     )
     ready = False
     while True:
