@@ -314,3 +314,108 @@ def test_match_without_jvm_reports_zero():
     assert one(ss, "sparkwatch_target_up", kind="jvm", target="nothing") == 1
     assert one(ss, "jvm_processes", target="nothing") == 0
     assert one(ss, "jvm_host_threads_max", target="nothing") > 0
+
+
+@requires_java
+def test_jvm_in_another_mount_and_pid_namespace(jvm_classes, tmp_path):  # noqa: F811
+    """A "container": private /tmp, own pid namespace (the JVM is pid 1 there).
+    Its perf file is only reachable through /proc/<pid>/root; attach too."""
+    import shutil
+    import tempfile
+    import time
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare")
+    # the classes must be outside /tmp, which the namespace hides
+    classes = tempfile.mkdtemp(prefix="swjvm-ns-", dir="/var/tmp")
+    for f in os.listdir(jvm_classes):
+        shutil.copy(os.path.join(jvm_classes, f), classes)
+    os.chmod(classes, 0o755)
+    script = (f"mount -t tmpfs tmpfs /tmp && exec {shutil.which('java')} -Xmx128m -cp {classes} "
+              f"Workload namespace-test")
+    proc = subprocess.Popen(["unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private",
+                             "sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("ready pid=1"), line
+        host_pid = None
+        for _ in range(50):
+            for d in os.listdir("/proc"):
+                if d.isdigit():
+                    try:
+                        st = proc_status(int(d))
+                        with open(f"/proc/{d}/cmdline", "rb") as f:
+                            cmd = f.read()
+                    except OSError:
+                        continue
+                    if b"namespace-test" in cmd and st.get("NSpid", "").split()[-1:] == ["1"] \
+                            and b"Workload" in cmd and not cmd.startswith(b"unshare"):
+                        host_pid = int(d)
+            if host_pid:
+                break
+            time.sleep(0.1)
+        assert host_pid, "JVM not found"
+        assert not os.path.exists(f"/tmp/hsperfdata_root/{host_pid}")
+        assert os.path.exists(f"/proc/{host_pid}/root/tmp/hsperfdata_root/1")
+        cfg = {"jvm": [{"name": "ns", "match": r"Workload namespace-test", "attach": True}]}
+        with running_exporter(cfg) as (url, _):
+            scrape(url)  # the first attach starts a thread in the JVM
+            ss = samples(scrape(url))
+        assert one(ss, "jvm_processes", target="ns") == 1
+        assert not find(ss, "sparkwatch_target_scrape_errors_total", target="ns")
+        assert one(ss, "jvm_process_threads", process="ns") == int(proc_status(host_pid)["Threads"])
+        assert one(ss, "jvm_threads_live", process="ns") > 0
+        assert one(ss, "jvm_jit_compilation_enabled", process="ns") == 1
+        assert len(find(ss, "jvm_codecache_used_bytes", process="ns")) == 3
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+        shutil.rmtree(classes, ignore_errors=True)
+
+
+@requires_java
+def test_spark_executor_labels_from_the_command_line(jvm_classes):  # noqa: F811
+    args = ["--driver-url", "spark://x", "--executor-id", "7", "--app-id", "app-20250101000000-0001"]
+    with running_jvm(jvm_classes, "Workload", args=args):
+        with running_exporter({"jvm": [{"discover": True}]}) as (url, _):
+            ss = samples(scrape(url))
+    got = find(ss, "jvm_info", app_id="app-20250101000000-0001")
+    assert len(got) == 1
+    assert got[0][1]["executor_id"] == "7" and got[0][1]["process"] == "Workload" and got[0][1]["pid"] == ""
+
+
+@requires_java
+def test_attach_that_never_answers_is_that_jvms_error(jvm_classes):  # noqa: F811
+    """No listener ever comes up (-XX:+DisableAttachMechanism: SIGQUIT only prints
+    a thread dump): the JVM's perf-data metrics stay, the code cache is absent, a
+    partial error is counted, the scrape finishes within its deadline."""
+    cfg = {"jvm": [{"name": "noattach", "match": r"\bWorkload\b.*attach-fail-test", "attach": True,
+                    "attach_timeout": 1.5, "attach_interval": 0}]}
+    with running_jvm(jvm_classes, "Workload", args=["attach-fail-test"],
+                     jvm_opts=["-XX:+DisableAttachMechanism"]) as jvm, running_exporter(cfg) as (url, _):
+        ss = samples(scrape(url, timeout_header=5))
+        assert one(ss, "sparkwatch_target_up", kind="jvm", target="noattach") == 1
+        assert one(ss, "sparkwatch_target_scrape_errors_total", target="noattach", reason="partial") == 1
+        assert one(ss, "jvm_threads_live", process="noattach") > 0
+        assert not find(ss, "jvm_codecache_used_bytes", process="noattach")
+        assert not find(ss, "jvm_jit_compilation_enabled", process="noattach")
+        assert one(ss, "sparkwatch_target_scrape_duration_seconds", target="noattach") < 4.5
+        assert jvm.proc.poll() is None
+        assert "done" in jvm.command("counts")
+
+
+@requires_java
+def test_attach_to_jvm_with_reduced_signals(jvm_classes):  # noqa: F811
+    """-Xrs: HotSpot opens the attach socket at start-up (it will not take
+    SIGQUIT); we connect without signalling, and the JVM survives."""
+    cfg = {"jvm": [{"name": "xrs", "match": r"\bWorkload\b.*xrs-test", "attach": True}]}
+    with running_jvm(jvm_classes, "Workload", args=["xrs-test"], jvm_opts=["-Xrs"]) as jvm, \
+            running_exporter(cfg) as (url, _):
+        ss = samples(scrape(url))
+        assert one(ss, "jvm_jit_compilation_enabled", process="xrs") == 1
+        assert jvm.proc.poll() is None
+        assert "done" in jvm.command("counts")
