@@ -259,10 +259,32 @@ def _read_int(path: str) -> Optional[int]:
         return None
 
 
-def tcp_states(pid: int, proc: str = PROC) -> Dict[str, int]:
+def _tcp_table(pid: int, proc: str) -> Dict[str, str]:
+    """socket inode -> state, for the network namespace of ``pid``."""
+    table: Dict[str, str] = {}
+    for name in ("tcp", "tcp6"):
+        try:
+            text = _read(f"{proc}/{pid}/net/{name}")
+        except OSError:
+            continue
+        for line in text.splitlines()[1:]:
+            f = line.split(None, 10)
+            if len(f) > 9:
+                st = TCP_STATES.get(f[3].upper())
+                if st:
+                    table[f[9]] = st
+    return table
+
+
+def tcp_states(pid: int, proc: str = PROC, cache: Optional[Dict[str, Dict[str, str]]] = None) -> Dict[str, int]:
     """TCP sockets of the process by state, from its own network namespace
-    (/proc/<pid>/net/tcp{,6}), matched to its file descriptors by inode."""
-    inodes = set()
+    (/proc/<pid>/net/tcp{,6}), matched to its file descriptors by inode.
+
+    Reading those tables is the costly part (the kernel walks every socket of
+    the namespace): pass the same ``cache`` dict for all processes of one
+    scrape and each namespace is read once.
+    """
+    inodes = []
     fd_dir = f"{proc}/{pid}/fd"
     try:
         names = os.listdir(fd_dir)
@@ -274,21 +296,23 @@ def tcp_states(pid: int, proc: str = PROC) -> Dict[str, int]:
         except OSError:
             continue
         if link.startswith("socket:["):
-            inodes.add(link[8:-1])
+            inodes.append(link[8:-1])
     counts = {s: 0 for s in TCP_STATES.values()}
     if not inodes:
         return counts
-    for table in ("tcp", "tcp6"):
-        try:
-            text = _read(f"{proc}/{pid}/net/{table}")
-        except OSError:
-            continue
-        for line in text.splitlines()[1:]:
-            f = line.split()
-            if len(f) > 9 and f[9] in inodes:
-                st = TCP_STATES.get(f[3].upper())
-                if st:
-                    counts[st] += 1
+    try:
+        netns = os.readlink(f"{proc}/{pid}/ns/net")
+    except OSError:
+        netns = f"pid:{pid}"
+    table = cache.get(netns) if cache is not None else None
+    if table is None:
+        table = _tcp_table(pid, proc)
+        if cache is not None:
+            cache[netns] = table
+    for ino in inodes:
+        st = table.get(ino)
+        if st:
+            counts[st] += 1
     return counts
 
 
@@ -333,7 +357,7 @@ class ProcessStats:
 
 
 def process_stats(pid: int, snap: Optional[HostSnapshot] = None, proc: str = PROC,
-                  tcp: bool = True) -> ProcessStats:
+                  tcp: bool = True, tcp_cache: Optional[Dict[str, Dict[str, str]]] = None) -> ProcessStats:
     """Everything above for one process. Raises :class:`ProcessGone`."""
     s = ProcessStats()
     try:
@@ -376,7 +400,7 @@ def process_stats(pid: int, snap: Optional[HostSnapshot] = None, proc: str = PRO
     s.host_threads_max = threads_max(proc)
     if tcp:
         try:
-            s.tcp = tcp_states(pid, proc)
+            s.tcp = tcp_states(pid, proc, tcp_cache)
         except PermissionError:
             s.tcp = {}
     if not os.path.exists(f"{proc}/{pid}"):

@@ -335,10 +335,11 @@ class JvmCollector(Collector):
             counts[base] = counts.get(base, 0) + 1
         live = set()
         n = 0
+        tcp_cache: Dict[str, Dict[str, str]] = {}
         for base, ref, pd, main in labelled:
             labels = dict(zip(L, base + (str(ref.pid) if counts[base] > 1 else "",)))
             try:
-                self._one(out, deadline, ref, pd, main, labels, snap)
+                self._one(out, deadline, ref, pd, main, labels, snap, tcp_cache)
                 n += 1
             except procstats.ProcessGone:
                 continue  # exited during the scrape: its series go away
@@ -364,9 +365,9 @@ class JvmCollector(Collector):
         return begin / 1000.0 < created - 5
 
     def _one(self, out: MetricSet, deadline: Deadline, ref: JvmRef, pd: perfdata.PerfData, main: str,
-             labels: Dict[str, str], snap: procstats.HostSnapshot) -> None:
+             labels: Dict[str, str], snap: procstats.HostSnapshot, tcp_cache: dict) -> None:
         # process stats first: a JVM that has exited raises ProcessGone before anything is added
-        ps = procstats.process_stats(ref.pid, snap, tcp=self.config.tcp_connections)
+        ps = procstats.process_stats(ref.pid, snap, tcp=self.config.tcp_connections, tcp_cache=tcp_cache)
         user = ""
         if ps.ruid is not None:
             try:
