@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional
 
 from . import __version__
 from .config import ConfigError, load_config
+from .pack.cli import cmd_dashboards, cmd_rules
 
 DEFAULT_LISTEN = ":9951"
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -106,6 +107,8 @@ def cmd_check_config(argv: List[str]) -> int:
 
 SUBCOMMANDS: Dict[str, Callable[[List[str]], int]] = {
     "check-config": cmd_check_config,
+    "rules": cmd_rules,
+    "dashboards": cmd_dashboards,
 }
 
 
