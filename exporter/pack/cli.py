@@ -1,0 +1,57 @@
+"""`sparkwatch rules` and `sparkwatch dashboards`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List
+
+from ..config import ConfigError
+
+
+def cmd_rules(argv: List[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="sparkwatch rules",
+        description="Print the Prometheus alerting rules, customised by a rules config "
+                    "(selectors, thresholds, windows, for: durations, time_scale).")
+    p.add_argument("--config", metavar="FILE", help="rules configuration (YAML); default: the shipped defaults")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    args = p.parse_args(argv)
+    from .rules import rules_yaml
+    from .rulesconfig import load_rules_config
+
+    try:
+        cfg = load_rules_config(args.config)
+    except ConfigError as e:
+        print(f"sparkwatch: {e}", file=sys.stderr)
+        return 2
+    text = rules_yaml(cfg)
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_dashboards(argv: List[str]) -> int:
+    p = argparse.ArgumentParser(prog="sparkwatch dashboards",
+                                description="Write the Grafana dashboards (JSON) into a directory.")
+    p.add_argument("--out", metavar="DIR", required=True, help="directory to write the dashboards to")
+    p.add_argument("--config", metavar="FILE",
+                   help="rules configuration (YAML): its selector/selectors also apply to the panels")
+    args = p.parse_args(argv)
+    from .dashboards import dashboard_files
+    from .rulesconfig import load_rules_config
+
+    try:
+        cfg = load_rules_config(args.config)
+    except ConfigError as e:
+        print(f"sparkwatch: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, content in dashboard_files(cfg).items():
+        (out / name).write_text(content)
+        print(out / name)
+    return 0

@@ -1,0 +1,2 @@
+def dashboard_files():
+    return {}

@@ -1,0 +1,44 @@
+"""Write (or compare) every generated file of the pack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict
+
+from . import rules
+
+
+def generated_files() -> Dict[str, str]:
+    """Repository-relative path -> content of every generated file."""
+    from . import dashboards
+
+    files = {
+        rules.RULES_FILE: rules.rules_yaml(),
+        rules.TESTS_FILE: rules.tests_yaml(),
+        rules.ALERTMANAGER_FILE: rules.alertmanager_yaml(),
+        f"{rules.RUNBOOK_DIR}/README.md": rules.runbook_index(),
+    }
+    for a in rules.ALERTS:
+        files[f"{rules.RUNBOOK_DIR}/{a.name}.md"] = rules.runbook(a)
+    for name, content in dashboards.dashboard_files().items():
+        files[f"dashboards/{name}"] = content
+    return files
+
+
+def write_all(root: Path) -> None:
+    for rel, content in generated_files().items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(content)
+
+
+def drift(root: Path) -> Dict[str, str]:
+    """Files whose committed content differs from what the definitions generate."""
+    out = {}
+    for rel, content in generated_files().items():
+        p = root / rel
+        if not p.is_file():
+            out[rel] = "missing"
+        elif p.read_text() != content:
+            out[rel] = "differs"
+    return out
