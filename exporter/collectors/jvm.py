@@ -173,35 +173,62 @@ class JvmRef:
 
 
 def find_jvms(snap: procstats.HostSnapshot) -> List[JvmRef]:
-    """Every live JVM with a perf-data file, in our mount namespace or another one."""
+    """Every live JVM with a perf-data file, in our mount namespace or another one.
+
+    Processes are grouped by mount namespace; each namespace's
+    ``/tmp/hsperfdata_*/`` is listed once (through ``/proc/<member>/root`` for
+    other namespaces). A file belongs to the process of that namespace whose
+    innermost pid is the file's name and whose effective uid owns the file; a
+    file without such a process is stale (its JVM was killed) and ignored.
+    """
     groups: Dict[str, List[procstats.ProcInfo]] = {}
     for pi in snap.procs.values():
-        key = "" if (not pi.mntns or pi.mntns == snap.self_mntns) else pi.mntns
+        key = "" if (not pi.mntns or not snap.self_mntns or pi.mntns == snap.self_mntns) else pi.mntns
         groups.setdefault(key, []).append(pi)
     out: List[JvmRef] = []
     for key, procs in groups.items():
-        if key == "":
-            for path in glob.glob("/tmp/hsperfdata_*/*"):
-                name = os.path.basename(path)
-                if name.isdigit() and int(name) in snap.procs:
-                    pi = snap.procs[int(name)]
-                    if not pi.mntns or pi.mntns == snap.self_mntns or not snap.self_mntns:
-                        out.append(JvmRef(pi.pid, pi.nspid[-1], path))
-            continue
-        by_nspid = {pi.nspid[-1]: pi for pi in procs}
-        for pi in procs:  # any member of the namespace shows its /tmp
-            root = f"/proc/{pi.pid}/root"
-            if not os.path.isdir(root):
+        root = ""
+        if key:
+            for pi in procs:  # any member shows the namespace's /tmp
+                if os.path.isdir(f"/proc/{pi.pid}/root/tmp"):
+                    root = f"/proc/{pi.pid}/root"
+                    break
+            else:
                 continue
-            paths = glob.glob(f"{root}/tmp/hsperfdata_*/*")
-            for path in paths:
-                name = os.path.basename(path)
-                if name.isdigit() and int(name) in by_nspid:
-                    jp = by_nspid[int(name)]
-                    out.append(JvmRef(jp.pid, int(name), f"/proc/{jp.pid}/root/tmp/"
-                                      f"{os.path.basename(os.path.dirname(path))}/{name}"))
-            break
+        paths = [p for p in glob.glob(f"{root}/tmp/hsperfdata_*/*") if os.path.basename(p).isdigit()]
+        if not paths:
+            continue
+        by_nspid: Dict[int, List[procstats.ProcInfo]] = {}
+        for pi in procs:
+            by_nspid.setdefault(pi.nspid[-1], []).append(pi)
+        for path in paths:
+            n = int(os.path.basename(path))
+            cands = by_nspid.get(n)
+            if not cands:
+                continue
+            try:
+                owner = os.stat(path).st_uid
+            except OSError:
+                continue
+            cands = [c for c in cands if c.euid == owner]
+            if len(cands) > 1:  # e.g. a JVM that is pid 1 of a pid namespace sharing our /tmp
+                cands = [c for c in cands if _maps_file(c.pid, os.path.basename(os.path.dirname(path)), n)]
+            if len(cands) != 1:
+                continue
+            jp = cands[0]
+            rel = f"tmp/{os.path.basename(os.path.dirname(path))}/{n}"
+            out.append(JvmRef(jp.pid, n, f"/proc/{jp.pid}/root/{rel}" if key else f"/{rel}"))
     return out
+
+
+def _maps_file(pid: int, dirname: str, n: int) -> bool:
+    """Whether process ``pid`` has the perf file mapped (only asked when ambiguous)."""
+    needle = f"/{dirname}/{n}"
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return any(line.rstrip("\n").endswith(needle) for line in f)
+    except OSError:
+        return False
 
 
 _snap_lock = threading.Lock()
@@ -354,7 +381,10 @@ class JvmCollector(Collector):
 
     @staticmethod
     def _stale(pid: int, pd: perfdata.PerfData) -> bool:
-        """A perf file left behind by a JVM that was killed, its pid now reused."""
+        """A perf file left behind by a JVM that was killed, its pid now reused by a
+        process of the same user: that process started after the file's JVM. The
+        margin covers wall-clock steps (both times are wall-clock based); a pid is
+        reused only after the kernel has gone through pid_max others."""
         begin = pd.int("sun.rt.createVmBeginTime")
         if not begin:
             return False
@@ -362,7 +392,7 @@ class JvmCollector(Collector):
             created = psutil.Process(pid).create_time()
         except psutil.Error:
             return True
-        return begin / 1000.0 < created - 5
+        return begin / 1000.0 < created - 60
 
     def _one(self, out: MetricSet, deadline: Deadline, ref: JvmRef, pd: perfdata.PerfData, main: str,
              labels: Dict[str, str], snap: procstats.HostSnapshot, tcp_cache: dict) -> None:
