@@ -419,3 +419,34 @@ def test_attach_to_jvm_with_reduced_signals(jvm_classes):  # noqa: F811
         assert one(ss, "jvm_jit_compilation_enabled", process="xrs") == 1
         assert jvm.proc.poll() is None
         assert "done" in jvm.command("counts")
+
+
+@pytest.mark.parametrize("age,seen", [(3600, False), (0, True)], ids=["stale", "fresh"])
+def test_perf_file_older_than_its_process_is_stale(age, seen):
+    """A JVM killed with SIGKILL leaves its file; when the pid is reused by a
+    process of the same user, the file's JVM started before that process."""
+    import shutil
+    import time
+
+    from tests.test_perfdata import build
+
+    sleeper = subprocess.Popen(["sleep", "301"])
+    d = f"/tmp/hsperfdata_swjvmstale{os.getpid()}"
+    os.makedirs(d, exist_ok=True)
+    try:
+        begin = int((time.time() - age) * 1000)
+        with open(f"{d}/{sleeper.pid}", "wb") as f:
+            f.write(build([("sun.rt.createVmBeginTime", begin, "none", 1),
+                           ("sun.rt.javaCommand", "org.example.Gone", "string", 1),
+                           ("java.threads.live", 3, "none", 3)]))
+        cfg = {"jvm": [{"name": "stale", "match": r"^sleep 301$"}]}
+        with running_exporter(cfg) as (url, _):
+            ss = samples(scrape(url))
+        assert one(ss, "sparkwatch_target_up", kind="jvm", target="stale") == 1
+        assert not find(ss, "sparkwatch_target_scrape_errors_total", target="stale")
+        assert one(ss, "jvm_processes", target="stale") == (1 if seen else 0)
+        assert len(find(ss, "jvm_threads_live", process="stale")) == (1 if seen else 0)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        shutil.rmtree(d, ignore_errors=True)
