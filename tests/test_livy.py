@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -435,3 +436,20 @@ def test_probe_a_livy_server():
             ss = samples(scrape(base, f"/probe?module=livy&target={srv.url}"))
         assert value(ss, "livy_sessions", kind="interactive", state="idle") == 2
         assert value(ss, "sparkwatch_target_up", kind="livy") == 1
+
+
+def test_readme_examples_of_this_section_are_valid(tmp_path):
+    import re as _re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("<!-- section:livy -->", 1)[1].split("<!-- section:", 1)[0]
+    blocks = _re.findall(r"```yaml\n(.*?)```", section, _re.S)
+    assert len(blocks) >= 3
+    for block in blocks:
+        for path in set(_re.findall(r"(/etc/[\w./-]+)", block)):
+            f = tmp_path / path.strip("/").replace("/", "_")
+            f.write_text("x\n")
+            block = block.replace(path, str(f))
+        parse_config(yaml.safe_load(block), "README example")

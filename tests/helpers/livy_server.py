@@ -127,6 +127,7 @@ class LivyServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
             def log_message(self, *a):
                 pass
@@ -223,3 +224,35 @@ def livy_server(version: str = "0.7.1-incubating") -> Iterator[LivyServer]:
         yield srv
     finally:
         srv.stop()
+
+
+def main(argv=None) -> int:
+    """Serve a stand-in in its own process (the benchmark uses this, so that the
+    server's JSON encoding does not share a GIL with the exporter it measures).
+    Prints the URL, then serves until stdin closes."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--version", default="0.7.1-incubating")
+    ap.add_argument("--success", type=int, default=0)
+    ap.add_argument("--dead", type=int, default=0)
+    ap.add_argument("--running", type=int, default=0, help="running batches, each with a yarnAppMonitorThread")
+    ap.add_argument("--idle", type=int, default=0, help="idle interactive sessions")
+    args = ap.parse_args(argv)
+    srv = LivyServer(LivyState(args.version))
+    srv.state.add("batch", args.success, state="success")
+    srv.state.add("batch", args.dead, state="dead")
+    srv.state.add("batch", args.running, state="running", monitored=True)
+    srv.state.add("interactive", args.idle, state="idle")
+    srv.start()
+    print(srv.url, flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        srv.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
