@@ -232,7 +232,8 @@ def runbook(alert: Alert, cfg: Optional[RulesConfig] = None) -> str:
         lines += ["Parameters (set them under `alerts.%s.params` of the rules config):" % alert.name, ""]
         lines += ["| parameter | default | meaning |", "|---|---|---|"]
         for name, p in alert.params.items():
-            lines.append(f"| `{name}` | `{p.default}` | {p.help} |")
+            cell = str(p.default).replace("|", "\\|")
+            lines.append(f"| `{name}` | `{cell}` | {p.help.replace('|', '/')} |")
         lines.append("")
     lines += ["## How to confirm it", ""]
     lines += [f"{i}. {step}" for i, step in enumerate(alert.confirm, 1)]
