@@ -233,3 +233,28 @@ def test_parse_mntr():
     v = parse_mntr("zk_version\t3.8.0-abc, built on x\nzk_znode_count\t5\nnot a line\n")
     assert v == {"zk_version": "3.8.0-abc, built on x", "zk_znode_count": "5"}
     assert parse_mntr("mntr is not executed because it is not in the whitelist.\n") == {}
+
+
+def test_expired_session_is_replaced_and_the_target_comes_back(tmp_path):
+    with zookeeper_server(tmp_path) as srv:
+        cfg = {"exporter": {"scrape_timeout": 3},
+               "zookeeper": [{"hosts": srv.hosts, "name": "zk", "timeout": 2, "mntr": False}]}
+        with running_exporter(cfg) as (base, app):
+            ss = samples(scrape(base))
+            assert value(ss, "sparkwatch_target_up", kind="zookeeper", target="zk") == 1
+            collector = app.targets[0].collector
+            sid, pw = collector._client.client_id
+            # ZooKeeper's own way to expire a session: another client attaches to it and closes it
+            other = KazooClient(hosts=srv.hosts, client_id=(sid, pw))
+            other.start(10)
+            other.stop()
+            other.close()
+            ups = []
+            for _ in range(6):
+                ss = samples(scrape(base))
+                ups.append(value(ss, "sparkwatch_target_up", kind="zookeeper", target="zk"))
+                if ups[-1] == 1 and collector._client.client_id[0] != sid:
+                    break
+            assert ups[-1] == 1, ups
+            assert value(ss, "livy_recovery_sessions", kind="batch") == 0
+            assert collector._client.client_id[0] != sid  # a new ZooKeeper session
