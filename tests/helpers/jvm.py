@@ -36,26 +36,26 @@ def compile_apps(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     sources = sorted(str(p) for p in APPS.glob("*.java"))
     subprocess.run(["javac", "-d", str(dest)] + sources, check=True, capture_output=True, timeout=120)
-    # other users must be able to read the classes
+    # other users (the JVMs of test users) must be able to read the classes
     for root, dirs, files in os.walk(dest):
         os.chmod(root, 0o755)
         for f in files:
             os.chmod(os.path.join(root, f), 0o644)
-    p = dest
-    while p != p.parent and str(p) != tempfile.gettempdir():
-        try:
-            os.chmod(p, os.stat(p).st_mode | 0o055)
-        except OSError:
-            break
-        p = p.parent
     return dest
 
 
 @pytest.fixture(scope="session")
-def jvm_classes(tmp_path_factory) -> Path:
+def jvm_classes() -> Iterator[Path]:
+    """tests/jvmapps compiled, in a world-readable directory of its own (not under
+    pytest's basetemp: pytest resets that to 0700, and other pytest sessions of
+    the same user share it)."""
     if not have_java():
         pytest.skip("needs a JDK")
-    return compile_apps(tmp_path_factory.mktemp("jvmapps"))
+    d = Path(tempfile.mkdtemp(prefix="sparkwatch-jvmapps-"))
+    try:
+        yield compile_apps(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class Jvm:
