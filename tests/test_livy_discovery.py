@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.helpers.exporter import find, free_port, running_exporter, samples, scrape, value
 from tests.helpers.livy_server import livy_server
-from tests.helpers.spark import ReplayServer, recording_dirs, routes_from_recording
+from tests.helpers.spark import ReplayServer, recording_dirs, routes_from_recording, spark_app
 
 
 def _proxy_routes():
@@ -64,3 +66,20 @@ def test_discovery_off_by_default():
             ss = samples(scrape(base))
         assert value(ss, "livy_sessions", kind="batch", state="running") == 1
         assert not find(ss, "spark_app_info") and not yarn.requests
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_discovery_of_a_real_spark_driver():
+    """A real Spark 4.0 driver whose UI a running Livy session advertises."""
+    with spark_app("4.0", stream=False) as app, livy_server() as livy:
+        livy.state.add("interactive", 1, state="busy", ui_base=app.url + "/")
+        livy.state.add("batch", 1, state="success", ui_base=app.url + "/")
+        cfg = {"exporter": {"scrape_timeout": 20},
+               "livy": [{"url": livy.url, "name": "livy", "discover_spark_ui": True, "thread_dump": False}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+    assert value(ss, "sparkwatch_target_up", kind="livy", target="livy") == 1
+    assert value(ss, "livy_discovered_spark_uis") == 1
+    assert find(ss, "spark_app_info", target="livy", app_id=app.app_id)
+    assert find(ss, "spark_executors_active", target="livy", app_id=app.app_id)
