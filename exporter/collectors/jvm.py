@@ -37,7 +37,7 @@ import psutil
 from pydantic import Field, field_validator, model_validator
 
 from .. import procstats
-from ..collector import Collector, Deadline, MetricSet, counter, gauge, info
+from ..collector import Collector, Deadline, MetricSet, TargetError, counter, gauge, info
 from ..config import TargetBase
 from ..hotspot import attach as hs_attach
 from ..hotspot import perfdata
@@ -315,6 +315,11 @@ class JvmCollector(Collector):
 
     # ------------------------------------------------------------------
 
+    def _wants(self, cmd: str, others: List["JvmCollector"]) -> bool:
+        if self._re is not None:
+            return self._re.search(cmd) is not None
+        return not any(c.claims(cmd) for c in others)
+
     def collect(self, out: MetricSet, deadline: Deadline) -> None:
         snap, refs = _scan(deadline)
         others = [c for c in list(_match_collectors) if c is not self]
@@ -322,31 +327,22 @@ class JvmCollector(Collector):
         for ref in refs:
             deadline.timeout()
             args = _cmdline(ref.pid)
+            if args is not None and not self._wants(" ".join(args), others):
+                continue  # not ours: its file is not even read
             try:
                 pd = perfdata.read_file(ref.path, deadline_remaining=deadline.remaining)
             except FileNotFoundError:
                 continue  # exited, its file removed
             except (perfdata.PerfDataError, OSError) as e:
-                if not os.path.exists(f"/proc/{ref.pid}"):
-                    continue
-                if args is None and not self.config.discover:
-                    continue
-                cmd = " ".join(args or [])
-                if self._re is not None and not self._re.search(cmd):
-                    continue
-                if self.config.discover and any(c.claims(cmd) for c in others):
-                    continue
+                if args is None or not os.path.exists(f"/proc/{ref.pid}"):
+                    continue  # gone, or we cannot even tell whether it is ours
                 self._warn(ref.pid, f"cannot read {ref.path}: {e}")
                 out.error("partial")
                 continue
-            if args is None:  # fall back to what the JVM recorded
+            if args is None:  # /proc/<pid>/cmdline unreadable: what the JVM recorded
                 args = (pd.str("java.rt.vmArgs") or "").split() + (pd.str("sun.rt.javaCommand") or "").split()
-            cmd = " ".join(args)
-            if self._re is not None:
-                if not self._re.search(cmd):
+                if not self._wants(" ".join(args), others):
                     continue
-            elif any(c.claims(cmd) for c in others):
-                continue
             if self._stale(ref.pid, pd):
                 continue
             found.append((ref, pd, args))
@@ -361,22 +357,27 @@ class JvmCollector(Collector):
         for base, *_ in labelled:
             counts[base] = counts.get(base, 0) + 1
         live = set()
-        n = 0
         tcp_cache: Dict[str, Dict[str, str]] = {}
         for base, ref, pd, main in labelled:
             labels = dict(zip(L, base + (str(ref.pid) if counts[base] > 1 else "",)))
             try:
                 self._one(out, deadline, ref, pd, main, labels, snap, tcp_cache)
-                n += 1
             except procstats.ProcessGone:
                 continue  # exited during the scrape: its series go away
+            except TargetError:
+                raise  # the scrape deadline
+            except Exception:  # a bug must cost one JVM, not the target
+                log.exception("jvm target %s: JVM %d", self.name, ref.pid)
+                out.error("internal")
+                continue
             live.add(ref.pid)
-        out.add(PROCESSES, n)
+        out.add(PROCESSES, len(live))
         out.add(H_THREADS, procstats.host_threads() or snap.total_threads)
         out.add(H_THREADS_MAX, procstats.threads_max())
         for key in [k for k in self._attach_cache if k[0] not in live]:
             del self._attach_cache[key]
-        for pid in [p for p in self._logged if p not in live]:
+        alive = {r.pid for r in refs}
+        for pid in [p for p in self._logged if p not in alive]:
             del self._logged[pid]
 
     @staticmethod
