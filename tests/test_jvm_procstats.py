@@ -133,3 +133,24 @@ def test_parse_codecache():
     assert cc.compilation_enabled is False and cc.full_count == 1
     with pytest.raises(ValueError):
         hs_attach.parse_codecache("garbage")
+
+
+def test_netlink_and_proc_tcp_tables_agree():
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    cli = socket.create_connection(srv.getsockname())
+    conn, _ = srv.accept()
+    cli.close()  # conn is now in CLOSE_WAIT
+    try:
+        mine = {str(os.fstat(s.fileno()).st_ino) for s in (srv, conn)}
+        via_netlink = {k: v for k, v in procstats.netlink_tcp_table().items() if k in mine}
+        via_proc = {k: v for k, v in procstats.proc_tcp_table(os.getpid()).items() if k in mine}
+        assert via_netlink == via_proc
+        assert sorted(via_proc.values()) == ["close_wait", "listen"]
+        assert procstats.tcp_states(os.getpid())["close_wait"] == 1
+    finally:
+        conn.close()
+        srv.close()
