@@ -18,7 +18,7 @@ LIVY_TERMINAL = "success|dead|killed|error"
 JOIN_LIVY = Param("process", "labels",
                   "labels that join livy_recovery_sessions (its 'process' is the Livy target's `process`) "
                   "with the jvm_process_* series of the Livy JVM")
-CODE_POOLS = Param("CodeHeap.*|Code-Cache|Code_Cache", "regex",
+CODE_POOLS = Param("codeheap_.*|code_cache", "regex",
                    "Spark JvmSource memory pools (pool label) that are code cache heaps")
 
 JL = "job, instance, target, process, app_id, executor_id, pid"  # a local JVM
@@ -380,7 +380,7 @@ label_replace(label_replace(
                 "ratio": Param(0.9, N, "share of the old generation's maximum"),
                 "window": Param("15m", D, "the floor is the minimum over this window"),
                 "old_space": Param("old|tenured", "regex", "space label of the old generation (jvm collector)"),
-                "old_pool": Param(".*Old-Gen|.*Tenured-Gen|old", "regex", "pool label of the old generation (Spark JvmSource)"),
+                "old_pool": Param(".*old_gen|tenured_gen", "regex", "pool label of the old generation (Spark JvmSource)"),
             },
             meaning="Objects that survive collections end in the old generation. When even its lowest level "
                     "over a quarter of an hour is above 90% of its maximum, the collector runs back to back "
@@ -622,6 +622,8 @@ def _classes_codecache() -> List[Alert]:
     cmax = lambda heap="CodeCache": series("jvm_codecache_max_bytes", target="local", process="SparkSubmit", heap=heap)  # noqa: E731
     MB = 1024 * 1024
     jit = lambda: series("jvm_jit_compilation_enabled", target="local", process="SparkSubmit")  # noqa: E731
+    dpool = lambda f: series(f"spark_driver_jvm_memory_pool_{f}_bytes", target="app", app_id="app-1",  # noqa: E731
+                             app_name="rules", pool="codeheap_non_profiled_nmethods")
     cc_expr = """
 jvm_codecache_used_bytes / jvm_codecache_max_bytes > $ratio
 or
@@ -716,10 +718,14 @@ label_replace(label_replace(
             confirm=["`jcmd PID Compiler.codecache`."],
             action="Plan a restart of the JVM (it resets the code cache) in a quiet moment before the JIT is "
                    "disabled; then fix the growth.",
-            story=Replay("the code cache grows 0.5 MB a minute towards 240 MB",
-                         [(used(), f"{100 * MB}+{MB // 2}x300"), (cmax(), f"{240 * MB}x300")],
+            story=Replay("the code cache grows 0.5 MB a minute towards 240 MB (read by attach, and from the "
+                         "driver's JvmSource pool)",
+                         [(used(), f"{100 * MB}+{MB // 2}x300"), (cmax(), f"{240 * MB}x300"),
+                          (dpool("used"), f"{100 * MB}+{MB // 2}x300"), (dpool("max"), f"{240 * MB}x300")],
                          quiet=["255m"], fires="265m",
-                         labels=[at(target="local", process="SparkSubmit", heap="CodeCache")]),
+                         labels=[at(target="local", process="SparkSubmit", heap="CodeCache"),
+                                 at(target="app", app_id="app-1", app_name="rules", pool="codeheap_non_profiled_nmethods",
+                                    heap="codeheap_non_profiled_nmethods", process="driver")]),
             healthy=[Replay("a busy JVM at 80% of its code cache",
                             [(used(), f"{192 * MB}x300"), (cmax(), f"{240 * MB}x300")], quiet=["1h", "5h"])],
         ),
