@@ -389,23 +389,36 @@ def test_spark_executor_labels_from_the_command_line(jvm_classes):  # noqa: F811
 
 
 @requires_java
-def test_attach_that_never_answers_is_that_jvms_error(jvm_classes):  # noqa: F811
-    """No listener ever comes up (-XX:+DisableAttachMechanism: SIGQUIT only prints
-    a thread dump): the JVM's perf-data metrics stay, the code cache is absent, a
-    partial error is counted, the scrape finishes within its deadline."""
+@pytest.mark.parametrize("where", ["command-line", "flags-file"])
+def test_attach_that_never_answers_is_that_jvms_error(jvm_classes, tmp_path, where):  # noqa: F811
+    """No listener ever comes up (DisableAttachMechanism: SIGQUIT only prints a
+    thread dump): the JVM's perf-data metrics stay, the code cache is absent, a
+    partial error is counted, the scrape finishes within its deadline. When the
+    flag is on the command line the JVM is not signalled at all; when it is
+    hidden (a flags file) it is signalled once, never again."""
+    if where == "command-line":
+        opts = ["-XX:+DisableAttachMechanism"]
+    else:
+        flags = tmp_path / "flags"
+        flags.write_text("+DisableAttachMechanism\n")
+        os.chmod(tmp_path, 0o755)
+        opts = [f"-XX:Flags={flags}"]
     cfg = {"jvm": [{"name": "noattach", "match": r"\bWorkload\b.*attach-fail-test", "attach": True,
                     "attach_timeout": 1.5, "attach_interval": 0}]}
-    with running_jvm(jvm_classes, "Workload", args=["attach-fail-test"],
-                     jvm_opts=["-XX:+DisableAttachMechanism"]) as jvm, running_exporter(cfg) as (url, _):
-        ss = samples(scrape(url, timeout_header=5))
-        assert one(ss, "sparkwatch_target_up", kind="jvm", target="noattach") == 1
-        assert one(ss, "sparkwatch_target_scrape_errors_total", target="noattach", reason="partial") == 1
-        assert one(ss, "jvm_threads_live", process="noattach") > 0
-        assert not find(ss, "jvm_codecache_used_bytes", process="noattach")
-        assert not find(ss, "jvm_jit_compilation_enabled", process="noattach")
-        assert one(ss, "sparkwatch_target_scrape_duration_seconds", target="noattach") < 4.5
+    with running_jvm(jvm_classes, "Workload", args=["attach-fail-test"], jvm_opts=opts) as jvm, \
+            running_exporter(cfg) as (url, _):
+        for i in range(3):
+            ss = samples(scrape(url, timeout_header=5))
+            assert one(ss, "sparkwatch_target_up", kind="jvm", target="noattach") == 1
+            assert one(ss, "sparkwatch_target_scrape_errors_total", target="noattach", reason="partial") == i + 1
+            assert one(ss, "jvm_threads_live", process="noattach") > 0
+            assert not find(ss, "jvm_codecache_used_bytes", process="noattach")
+            assert not find(ss, "jvm_jit_compilation_enabled", process="noattach")
+            assert one(ss, "sparkwatch_target_scrape_duration_seconds", target="noattach") < 4.5
         assert jvm.proc.poll() is None
         assert "done" in jvm.command("counts")
+        dumps = sum(1 for line in jvm.output if line.startswith("Full thread dump"))
+        assert dumps == (0 if where == "command-line" else 1)
 
 
 @requires_java

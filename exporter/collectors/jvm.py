@@ -301,6 +301,8 @@ class JvmCollector(Collector):
         #: (pid, start time) -> (monotonic time, CodeCache | AttachError)
         self._attach_cache: Dict[Tuple[int, int], Tuple[float, object]] = {}
         self._logged: Dict[int, str] = {}
+        #: JVMs (pid, start time) that got SIGQUIT without starting a listener
+        self._no_signal: set = set()
 
     def close(self) -> None:
         _match_collectors.discard(self)
@@ -376,6 +378,7 @@ class JvmCollector(Collector):
         out.add(H_THREADS_MAX, procstats.threads_max())
         for key in [k for k in self._attach_cache if k[0] not in live]:
             del self._attach_cache[key]
+        self._no_signal = {k for k in self._no_signal if k[0] in live}
         alive = {r.pid for r in refs}
         for pid in [p for p in self._logged if p not in alive]:
             del self._logged[pid]
@@ -495,11 +498,16 @@ class JvmCollector(Collector):
                 self._warn(ref.pid, "no time left in the scrape deadline to attach")
                 out.error("partial")
                 return
+            vm_args = pd.str("java.rt.vmArgs") or ""
             try:
+                if "-XX:+DisableAttachMechanism" in vm_args.split():
+                    raise hs_attach.AttachError("connection", "the JVM runs with -XX:+DisableAttachMechanism")
                 text = hs_attach.jcmd(ref.pid, "Compiler.codecache", min(left, self.config.attach_timeout),
-                                      nspid=ref.nspid)
+                                      nspid=ref.nspid, may_signal=key not in self._no_signal)
                 result = hs_attach.parse_codecache(text)
             except hs_attach.AttachError as e:
+                if e.signalled_in_vain:
+                    self._no_signal.add(key)
                 result = e
             except ValueError as e:
                 result = hs_attach.AttachError("invalid_response", str(e))

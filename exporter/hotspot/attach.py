@@ -43,10 +43,13 @@ MAX_RESPONSE = 4 * 1024 * 1024
 class AttachError(Exception):
     """The attach failed. ``reason`` is a TargetError reason (connection, timeout, auth, invalid_response)."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, signalled_in_vain: bool = False):
         super().__init__(message)
         self.reason = reason
         self.message = message
+        #: SIGQUIT was sent but no listener came up: signalling again would only
+        #: make the JVM print another thread dump
+        self.signalled_in_vain = signalled_in_vain
 
 
 def _status(pid: int, proc: str) -> Dict[str, str]:
@@ -117,7 +120,8 @@ def _start_listener(pid: int, nspid: int, status: Dict[str, str], end: float, pr
         while not os.path.exists(sock):
             left = end - time.monotonic()
             if left <= 0:
-                raise AttachError("timeout", f"JVM {pid} did not start its attach listener in time")
+                raise AttachError("timeout", f"JVM {pid} did not start its attach listener in time",
+                                  signalled_in_vain=True)
             time.sleep(min(delay, left))
             delay = min(delay * 1.5, 0.2)
             if not os.path.exists(f"{proc}/{pid}"):
@@ -131,11 +135,13 @@ def _start_listener(pid: int, nspid: int, status: Dict[str, str], end: float, pr
             pass
 
 
-def jcmd(pid: int, command: str, timeout: float, nspid: Optional[int] = None, proc: str = PROC) -> str:
+def jcmd(pid: int, command: str, timeout: float, nspid: Optional[int] = None, proc: str = PROC,
+         may_signal: bool = True) -> str:
     """Run a diagnostic command in JVM ``pid`` and return its output.
 
     Raises :class:`AttachError`; never waits longer than ``timeout`` seconds
-    in total (the JVM's own work included).
+    in total (the JVM's own work included). With ``may_signal=False`` only an
+    already running attach listener is used.
     """
     end = time.monotonic() + timeout
     if nspid is None:
@@ -154,6 +160,8 @@ def jcmd(pid: int, command: str, timeout: float, nspid: Optional[int] = None, pr
         s = _connect(path, end - time.monotonic())
     except (FileNotFoundError, ConnectionRefusedError):
         # no listener yet (or a stale socket of a JVM that has exited)
+        if not may_signal:
+            raise AttachError("connection", f"JVM {pid} has no attach listener (not signalling it again)")
         _start_listener(pid, nspid, status, end, proc)
         try:
             s = _connect(path, end - time.monotonic())

@@ -64,6 +64,7 @@ class Jvm:
     def __init__(self, proc: subprocess.Popen):
         self.proc = proc
         self.pid = proc.pid  # replaced by the java pid when started through a wrapper
+        self.output: List[str] = []  # every line read so far
 
     def send(self, line: str) -> None:
         self.proc.stdin.write(line + "\n")
@@ -79,6 +80,7 @@ class Jvm:
                 raise AssertionError(f"JVM exited (rc={self.proc.poll()}) before {prefix!r}; output: {seen[-20:]}")
             line = line.rstrip("\n")
             seen.append(line)
+            self.output.append(line)
             if line.startswith(prefix):
                 return line
         raise AssertionError(f"no {prefix!r} within {timeout}s; output: {seen[-20:]}")
