@@ -64,8 +64,8 @@ def test_config_shape_and_validation():
 
 @requires_java
 def test_classes_defined_in_a_loop_agree_with_jcmd(jvm_classes):  # noqa: F811
-    cfg = {"jvm": [{"name": "workload", "match": r"\bWorkload\b"}]}
-    with running_jvm(jvm_classes, "Workload") as jvm, running_exporter(cfg) as (url, _):
+    cfg = {"jvm": [{"name": "workload", "match": r"\bWorkload classes-test$"}]}
+    with running_jvm(jvm_classes, "Workload", args=["classes-test"]) as jvm, running_exporter(cfg) as (url, _):
         before = one(samples(scrape(url)), "jvm_classes_currently_loaded", process="workload")
         for n in (300, 700):
             jvm.command(f"classes {n}")  # the JVM is idle once it answers
