@@ -220,3 +220,18 @@ def test_alertmanager_inhibitions():
     problems_with_both = {a.problem for a in ALERTS if a.severity == "critical"} & \
         {a.problem for a in ALERTS if a.severity == "warning"}
     assert {"livy-restart", "threads", "codecache"} <= problems_with_both
+
+
+def test_readme_rules_config_example_is_valid_and_documents_every_top_level_key():
+    readme = (ROOT / "README.md").read_text()
+    part = readme.split("<!-- section:alerts -->", 1)[1].split("<!-- section:", 1)[0]
+    block = part.split("### The rules configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    data = yaml.safe_load(block)
+    cfg = parse_rules_config(data, "README")
+    from exporter.pack.rulesconfig import RulesConfig
+
+    assert set(data) == set(RulesConfig.model_fields)
+    rules = {r["alert"]: r for g in build_rules(cfg)["groups"] for r in g["rules"]}
+    assert "SparkCleanerSettingsRisky" not in rules and rules["SparkJobRunningTooLong"]["for"] == "10m"
+    for a in ALERTS:  # every alert is named in the section
+        assert f"`{a.name}`" in part, a.name
