@@ -199,3 +199,28 @@ def test_real_file_matches_jcmd(jvm_classes):  # noqa: F811
             entries.append((name, value, pd.units[name], 1))
         big = parse(build(entries, order=">"))
         assert big.values == pd.values
+
+
+@pytest.fixture(scope="session")
+def real_perf_file(jvm_classes):  # noqa: F811
+    with running_jvm(jvm_classes, "Workload", args=["perf-fuzz"]) as jvm:
+        with open(f"/tmp/hsperfdata_root/{jvm.pid}", "rb") as f:
+            return f.read()
+
+
+@requires_java
+@given(st.data())
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+def test_mutated_real_file_never_raises_anything_else(real_perf_file, data):
+    buf = bytearray(real_perf_file)
+    used = struct.unpack_from("<i", buf, 8)[0]
+    for _ in range(data.draw(st.integers(min_value=1, max_value=6))):
+        i = data.draw(st.integers(min_value=0, max_value=used - 1))
+        buf[i] = data.draw(st.integers(min_value=0, max_value=255))
+    cut = data.draw(st.sampled_from([len(buf), used, data.draw(st.integers(0, len(buf)))]))
+    try:
+        pd = parse(bytes(buf[:cut]))
+    except PerfDataError:
+        return
+    assert all(isinstance(v, (int, str)) for v in pd.values.values())
