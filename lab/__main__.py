@@ -1,0 +1,126 @@
+"""python -m lab [SCENARIO ...|all] [--json FILE] [--baseline-minutes N]
+
+Runs the scenarios (several at once, each in its own process), prints what each
+alert did, and the README table of the run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List
+
+from . import core
+from .core import Result, log, markdown_table, report
+
+
+def _order() -> List[str]:
+    from .scenarios import SCENARIOS
+
+    return list(SCENARIOS)
+
+
+def run_one(name: str, workdir: Path, baseline_minutes: float) -> List[Result]:
+    from .scenarios import SCENARIOS, baseline
+
+    wd = core.workdir(name, workdir)
+    log(f"{name}: starting (work directory {wd})")
+    try:
+        if name == "baseline":
+            return baseline(wd, baseline_minutes)
+        return SCENARIOS[name](wd)
+    except core.LabError as e:
+        r = Result(name.upper(), name, "", "", "", time.time())
+        r.problems.append(f"could not run: {e}")
+        return [r]
+    finally:
+        core.cleanup()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lab", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scenarios", nargs="*", default=["all"],
+                   help=f"any of: {', '.join(_order())}, or all (default)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--baseline-minutes", type=float, default=10.0,
+                   help="how long the healthy baseline runs (default 10)")
+    p.add_argument("--workdir", metavar="DIR", help="where the scenarios keep their logs (default: a temp dir)")
+    p.add_argument("--sequential", action="store_true", help="one scenario at a time")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+
+    names = _order() if "all" in a.scenarios else a.scenarios
+    unknown = [n for n in names if n not in _order()]
+    if unknown:
+        p.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(_order())}")
+    workdir = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="sparkwatch-lab-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(workdir, 0o755)
+    core.install_handlers()
+    started = time.time()
+
+    results: List[Result] = []
+    try:
+        if len(names) == 1 or a.sequential:
+            for n in names:
+                rs = run_one(n, workdir, a.baseline_minutes)
+                results += rs
+                if a.child:
+                    continue
+                for r in rs:
+                    print(report(r), flush=True)
+        else:
+            results = run_parallel(names, workdir, a.baseline_minutes)
+    except KeyboardInterrupt:
+        log("interrupted: stopping everything")
+        core.cleanup()
+        return 130
+    finally:
+        core.cleanup()
+
+    if a.json:
+        Path(a.json).write_text(json.dumps([r.to_json() for r in results], indent=1))
+    if not a.child:
+        print()
+        print(f"lab: {len(results)} results in {time.time() - started:.0f}s (logs: {workdir})")
+        print()
+        print(markdown_table(results))
+    return 0 if results and all(r.ok for r in results) else 1
+
+
+def run_parallel(names: List[str], workdir: Path, baseline_minutes: float) -> List[Result]:
+    procs = []
+    for n in names:
+        out = workdir / f"{n}.json"
+        cmd = [sys.executable, "-m", "lab", n, "--child", "--json", str(out), "--workdir", str(workdir),
+               "--baseline-minutes", str(baseline_minutes)]
+        logf = workdir / f"{n}.out"
+        procs.append((n, out, core.start(cmd, logf, grace=30), logf))
+    # every scenario bounds its own waits; this is the last resort
+    deadline = time.monotonic() + 40 * 60
+    results: List[Result] = []
+    for n, out, proc, logf in procs:
+        try:
+            proc.wait(timeout=max(1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            core.kill(proc)
+        if out.exists():
+            rs = [Result.from_json(d) for d in json.loads(out.read_text())]
+        else:
+            r = Result(n.upper(), n, "", "", "", time.time())
+            r.problems.append(f"the scenario process failed (rc={proc.returncode})" + core.tail(logf, 40))
+            rs = [r]
+        for r in rs:
+            print(report(r), flush=True)
+        results += rs
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,487 @@
+"""The scenarios: each reproduces one war story on real software and watches the
+shipped alerts catch it. Each returns one or more :class:`~lab.core.Result`."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import subprocess
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import requests
+
+from .core import (
+    LAB,
+    ROOT,
+    SPARK_PYTHON,
+    AlertWatch,
+    Expect,
+    Exporter,
+    LabError,
+    Prometheus,
+    Result,
+    evaluate,
+    free_port,
+    kill,
+    log,
+    start,
+    wait_for,
+)
+
+SPARK_APP = LAB / "apps" / "spark_app.py"
+
+
+class Stack:
+    """Exporter + Prometheus + alert watcher for one scenario, stopped in reverse order."""
+
+    def __init__(self, stack: ExitStack, wd: Path, config: Dict):
+        self.exporter = Exporter(wd, config).start()
+        stack.callback(self.exporter.stop)
+        self.prom = Prometheus(wd, self.exporter.url).start()
+        stack.callback(self.prom.stop)
+        self.watch = AlertWatch(self.prom).start()
+        stack.callback(self.watch.stop)
+
+
+# --------------------------------------------------------------------------
+# Spark drivers
+
+
+class SparkDriver:
+    """lab/apps/spark_app.py in its own process group; reads its READY and EVENT lines."""
+
+    def __init__(self, wd: Path, mode: str, args: List[str] = (), user: Optional[str] = None,
+                 nproc: Optional[int] = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.mode = mode
+        self.app_name = f"lab-{mode}-{self.port}"
+        self.log = wd / f"spark-{mode}.log"
+        self.events: List[tuple] = []
+        self.app_id: Optional[str] = None
+        self.ready = threading.Event()
+        py = str(SPARK_PYTHON)
+        env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=py, PYSPARK_DRIVER_PYTHON=py,
+                   PYTHONUNBUFFERED="1")
+        env.pop("SPARK_HOME", None)
+        cmd = [py, str(SPARK_APP), "--mode", mode, "--ui-port", str(self.port), "--app-name", self.app_name, *args]
+        if user is not None:
+            home = wd / "home"
+            home.mkdir(exist_ok=True)
+            pw = pwd.getpwnam(user)
+            os.chown(home, pw.pw_uid, pw.pw_gid)
+            env.update(HOME=str(home), USER=user, LOGNAME=user)
+            cmd = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"] + cmd
+        if nproc is not None:
+            cmd = ["prlimit", f"--nproc={nproc}:{nproc}", "--"] + cmd
+        self.proc = start(cmd, self.log, env=env, stdout=subprocess.PIPE, cwd=str(wd))
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self) -> None:
+        with open(self.log, "a") as f:
+            for line in self.proc.stdout:  # type: ignore[union-attr]
+                f.write(line)
+                f.flush()
+                if line.startswith("LAB READY "):
+                    self.app_id = line.split()[2]
+                    self.ready.set()
+                elif line.startswith("LAB EVENT "):
+                    parts = line.rstrip("\n").split(" ", 4)
+                    self.events.append((float(parts[2]), parts[3], parts[4] if len(parts) > 4 else ""))
+
+    def wait_ready(self, timeout: float = 240) -> "SparkDriver":
+        end = time.monotonic() + timeout
+        while not self.ready.wait(0.5):
+            if self.proc.poll() is not None:
+                raise LabError(f"Spark driver ({self.mode}) exited with {self.proc.returncode}" + _tail(self.log))
+            if time.monotonic() > end:
+                raise LabError(f"Spark driver ({self.mode}) not ready within {timeout:.0f}s" + _tail(self.log))
+        return self
+
+    def event(self, name: str) -> Optional[tuple]:
+        for e in self.events:
+            if e[1] == name:
+                return e
+        return None
+
+    def jvm_pid(self) -> Optional[int]:
+        """The driver JVM (SparkSubmit) started by this driver's Python."""
+        for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines():
+            if "org.apache.spark.deploy.SparkSubmit" in line and f"spark.app.name={self.app_name}" in line:
+                return int(line.split()[0])
+        return None
+
+    def stop(self) -> None:
+        kill(self.proc)
+
+
+def _tail(p: Path) -> str:
+    from .core import tail
+
+    return tail(p)
+
+
+def spark_targets(drv: SparkDriver, attach: bool = False, name: str = "driver") -> Dict:
+    """The exporter's targets for a driver: its UI, and its JVM on this host."""
+    return {
+        "spark": [{"name": name, "url": drv.url, "timeout": 5}],
+        "jvm": [{"name": name, "match": rf"spark\.app\.name={re.escape(drv.app_name)}\b", "attach": attach,
+                 "attach_interval": 1}],
+    }
+
+
+def jcmd(pid: int, *cmd: str) -> str:
+    r = subprocess.run(["jcmd", str(pid), *cmd], capture_output=True, text=True, timeout=30)
+    return r.stdout
+
+
+# --------------------------------------------------------------------------
+# S1: Livy sessions pile up
+
+
+def s1(wd: Path) -> List[Result]:
+    from tests.helpers.livy_server import livy_server
+
+    rate = 1.0  # batches submitted per second, never DELETEd
+    capacity = 300  # finished sessions the stand-in's "heap" holds before it fails
+    res = Result("S1", "Livy sessions pile up",
+                 trouble=f"a scheduler submits {rate:g} batch/s to the Livy stand-in and never DELETEs them",
+                 failure=f"Livy out of memory: refuses every request (at {capacity} held sessions)",
+                 lead_meaning="the failure is the stand-in refusing every request (HTTP 500, "
+                              "OutOfMemoryError) once it holds its capacity of sessions; the stand-in has no "
+                              "heap, so this capacity stands for Livy's",
+                 started_at=time.time())
+    with ExitStack() as stack:
+        srv = stack.enter_context(livy_server())
+        srv.thread_dump_enabled = True
+        st = Stack(stack, wd, {"livy": [{"name": "livy", "url": srv.url, "timeout": 5, "finished_retention": 60}]})
+        res.trouble_at = time.time()
+        stop = threading.Event()
+
+        def scheduler():
+            pending = []
+            while not stop.is_set():
+                with srv.lock:
+                    (sid,) = srv.state.add("batch", 1, state="running")
+                    pending.append((time.monotonic() + 3, sid))
+                    while pending and pending[0][0] <= time.monotonic():
+                        srv.state.sessions["batch"][pending.pop(0)[1]]["state"] = "success"
+                    held = len(srv.state.sessions["batch"])
+                if held >= capacity and res.failure_at is None:
+                    srv.fault = "500"  # java.lang.OutOfMemoryError: GC overhead limit exceeded
+                    res.failure_at = time.time()
+                    log(f"S1: Livy holds {held} sessions: out of memory, it refuses every request")
+                stop.wait(1 / rate)
+
+        t = threading.Thread(target=scheduler, daemon=True)
+        t.start()
+        stack.callback(t.join, 5)
+        stack.callback(stop.set)
+        wait_for("S1 failure", lambda: res.failure_at, capacity / rate + 120)
+        st.watch.wait(["LivyTargetDown"], 90)
+        return [evaluate(res, st.watch, [Expect("LivyFinishedSessionsNotCollected"),
+                                         Expect("LivyFinishedSessionsPilingUp"),
+                                         Expect("LivyTargetDown", "after")])]
+
+
+# --------------------------------------------------------------------------
+# S2: a Livy restart becomes impossible
+
+
+def s2(wd: Path) -> List[Result]:
+    from kazoo.client import KazooClient
+
+    from tests.helpers.jvm import compile_apps, os_user, running_jvm, threads_of_uid
+    from tests.helpers.livy_server import livy_server
+    from tests.helpers.zookeeper import ZooKeeperServer, batch_record, write_livy_store
+
+    if os.geteuid() != 0:
+        raise LabError("S2 needs root: it creates a dedicated user (root ignores RLIMIT_NPROC)")
+    limit = 400  # RLIMIT_NPROC of the Livy user
+    in_use = 60  # threads the Livy JVM runs (Jetty, monitors, ...)
+    initial, rate = 150, 1.0  # sessions in the store at the start; sessions added per second
+    res = Result("S2", "Livy restart becomes impossible",
+                 trouble=f"Livy's ZooKeeper store grows by {rate:g} session/s from {initial}; the Livy JVM "
+                         f"runs {in_use} threads under RLIMIT_NPROC={limit} as its own user",
+                 failure="a restart can no longer succeed: stored sessions + threads in use >= RLIMIT_NPROC "
+                         "(then proven: a restarted JVM dies with \"unable to create native thread\")",
+                 lead_meaning="how long before the restart became impossible the alert fired; that moment is "
+                              "measured (ZooKeeper numChildren + the user's threads in /proc against the limit), "
+                              "then confirmed by really restarting",
+                 started_at=time.time())
+    with ExitStack() as stack:
+        classes = compile_apps(wd / "classes")
+        zk = ZooKeeperServer(wd / "zk")
+        stack.callback(zk.stop)
+        zk.start()
+        user = stack.enter_context(os_user("swlab"))
+        uid = pwd.getpwnam(user).pw_uid
+        livy_jvm = stack.enter_context(running_jvm(classes, "Workload", args=["lab-livy-server"], user=user,
+                                                   nproc=limit))
+        livy_jvm.command(f"threads {in_use}")
+        srv = stack.enter_context(livy_server())
+        client = KazooClient(hosts=zk.hosts, timeout=10)
+        client.start(timeout=30)
+        stack.callback(client.stop)
+        write_livy_store(client, "livy", "batch", initial)
+        srv.state.add("batch", initial, state="success")
+        cfg = {
+            "livy": [{"name": "livy", "url": srv.url, "timeout": 5, "process": "livy"}],
+            "zookeeper": [{"name": "zk", "hosts": [zk.hosts], "livy_state_store": {"process": "livy"}}],
+            "jvm": [{"name": "livy", "match": r"\bWorkload\b.*lab-livy-server"}],
+        }
+        st = Stack(stack, wd, cfg)
+        res.trouble_at = time.time()
+        stored = initial
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            client.create(f"/livy/v1/batch/{stored}", batch_record(stored))
+            client.set("/livy/v1/batch/state", json.dumps({"nextSessionId": stored + 1}).encode())
+            srv.state.add("batch", 1, state="success")
+            stored += 1
+            n = client.get_children("/livy/v1/batch")
+            sessions = len(n) - 1
+            threads = threads_of_uid(uid)
+            if res.failure_at is None and sessions + threads >= limit:
+                res.failure_at = time.time()
+                log(f"S2: {sessions} stored sessions + {threads} threads >= {limit}: a restart would fail now")
+            if res.failure_at and st.watch.first("LivyRestartWouldExhaustThreads") \
+                    and time.time() - res.failure_at > 5:
+                break
+            time.sleep(1 / rate)
+        # the proof: restart Livy (a JVM under the same user and limit that starts one thread
+        # per recovered session on top of what it ran before)
+        sessions = len(client.get_children("/livy/v1/batch")) - 1
+        before = threads_of_uid(uid)
+        livy_jvm.kill()
+        with running_jvm(classes, "Workload", args=["lab-livy-restart"], user=user, nproc=limit) as again:
+            out = again.command(f"threads {before + sessions}")
+        failed = "failed=true" in out
+        res.notes.append(f"restart with {sessions} stored sessions (+{before} threads before): "
+                         + ("died with OutOfMemoryError: unable to create native thread" if failed
+                            else f"succeeded?! ({out})"))
+        if not failed:
+            res.problems.append("the restart did not fail: the failure point was not real")
+        return [evaluate(res, st.watch, [Expect("LivyRestartRiskRising"),
+                                         Expect("LivyRestartWouldExhaustThreads")])]
+
+
+# --------------------------------------------------------------------------
+# S5: loaded classes and the code cache
+
+
+def s5(wd: Path) -> List[Result]:
+    size = "32m"
+    res = Result("S5", "code cache fills, JIT disabled",
+                 trouble=f"a Spark driver (-XX:ReservedCodeCacheSize={size}, -XX:-SegmentedCodeCache, "
+                         "-XX:-UseCodeCacheFlushing) runs a loop of queries with distinct expressions",
+                 failure="`jcmd <pid> Compiler.codecache` says \"compilation: disabled\"",
+                 lead_meaning="the failure is the first time jcmd, polled every second, reports the JIT "
+                              "disabled",
+                 started_at=time.time())
+    with ExitStack() as stack:
+        drv = SparkDriver(wd, "codecache", ["--java-opts",
+                                            f"-XX:ReservedCodeCacheSize={size} -XX:-SegmentedCodeCache "
+                                            "-XX:-UseCodeCacheFlushing"])
+        stack.callback(drv.stop)
+        drv.wait_ready()
+        pid = wait_for("driver JVM", drv.jvm_pid, 30)
+        st = Stack(stack, wd, spark_targets(drv, attach=True))
+        res.trouble_at = time.time()
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and res.failure_at is None:
+            if drv.proc.poll() is not None:
+                raise LabError("the S5 driver exited" + _tail(drv.log))
+            out = jcmd(pid, "Compiler.codecache")
+            if "compilation: disabled" in out:
+                res.failure_at = time.time()
+                log("S5: " + " ".join(ln.strip() for ln in out.splitlines() if "CodeCache" in ln or "compilation" in ln))
+            time.sleep(1)
+        if res.failure_at is None:
+            res.problems.append("the JIT was never disabled")
+        st.watch.wait(["JvmJitCompilationDisabled"], 90)
+        return [evaluate(res, st.watch, [Expect("JvmCodeCachePredictedFull"), Expect("JvmCodeCacheNearlyFull"),
+                                         Expect("JvmJitCompilationDisabled", "after")])]
+
+
+# --------------------------------------------------------------------------
+# S4: a stalled query, a dead driver
+
+
+def s4(wd: Path) -> List[Result]:
+    stall = Result("S4a", "streaming query stalls",
+                   trouble="the query's foreachBatch blocks forever; input keeps arriving",
+                   failure="the stall itself (a batch that never ends)",
+                   lead_meaning="no lead time: the failure is the stall; the figure is the time to detect it",
+                   started_at=time.time())
+    dead = Result("S4b", "driver dies",
+                  trouble="the driver process is killed (as by the OOM killer)",
+                  failure="the driver is gone",
+                  lead_meaning="no lead time: the failure is the exit; the figure is the time to detect it",
+                  started_at=time.time())
+    with ExitStack() as stack:
+        drv = SparkDriver(wd, "stall", ["--stall-after", "45"])
+        stack.callback(drv.stop)
+        drv.wait_ready()
+        st = Stack(stack, wd, spark_targets(drv))
+        ev = wait_for("the stall", lambda: drv.event("stall"), 180, alive=drv.proc, logfile=drv.log)
+        stall.trouble_at = stall.failure_at = ev[0]
+        st.watch.wait(["SparkStreamingQueryStalled"], 180)
+        evaluate(stall, st.watch, [Expect("SparkStreamingQueryStalled", "after")])
+        # the driver dies
+        dead.started_at = time.time()
+        dead.trouble_at = dead.failure_at = time.time()
+        drv.stop()
+        log("S4: driver killed")
+        seen = set(st.watch.fired)
+        st.watch.wait(["SparkTargetDown"], 120)
+        # the alerts of the first case are not those of the second: a fresh watch view
+        sub = _Since(st.watch, seen)
+        evaluate(dead, sub, [Expect("SparkTargetDown", "after")])
+        return [stall, dead]
+
+
+class _Since:
+    """The alerts a watch saw after a set of alerts it had already seen."""
+
+    def __init__(self, watch: AlertWatch, seen):
+        self.fired = {k: v for k, v in watch.fired.items() if k not in seen}
+
+    def first(self, name):
+        got = [f for f in self.fired.values() if f.alertname == name]
+        return min(got, key=lambda f: f.fired_at) if got else None
+
+    def names(self):
+        return sorted({f.alertname for f in self.fired.values()})
+
+
+# --------------------------------------------------------------------------
+# S3: leaks with flat state
+
+
+def s3_heap(wd: Path) -> List[Result]:
+    res = Result("S3a", "heap leak with flat state",
+                 trouble="a stateful query (20 keys: flat state rows) whose foreachBatch keeps 2 MB in the "
+                         "driver JVM every 2 s batch; -Xmx512m",
+                 failure="`java.lang.OutOfMemoryError: Java heap space` in the driver",
+                 lead_meaning="the failure is the first OutOfMemoryError the leaking code gets",
+                 started_at=time.time())
+    with ExitStack() as stack:
+        drv = SparkDriver(wd, "leak-heap", ["--leak-bytes", str(2 * 1024 * 1024)])
+        stack.callback(drv.stop)
+        drv.wait_ready()
+        res.trouble_at = time.time()
+        st = Stack(stack, wd, spark_targets(drv))
+        wait_for("the OutOfMemoryError", lambda: drv.event("failure") or drv.proc.poll() is not None, 900)
+        ev = drv.event("failure")
+        res.failure_at = ev[0] if ev else time.time()
+        if not ev:
+            res.notes.append(f"the driver exited ({drv.proc.returncode}) without reporting the error")
+        st.watch.wait(["SparkTargetDown"], 60)
+        return [evaluate(res, st.watch, [Expect("SparkHeapFloorRisingWithFlatState")])]
+
+
+def s3_threads(wd: Path) -> List[Result]:
+    from tests.helpers.jvm import os_user
+
+    if os.geteuid() != 0:
+        raise LabError("S3b needs root: it creates a dedicated user (root ignores RLIMIT_NPROC)")
+    limit = 600
+    res = Result("S3b", "thread leak (unclosed clients)",
+                 trouble=f"a stateful query whose foreachBatch starts 4 threads (java.util.Timer, never "
+                         f"cancelled) every 2 s batch; the driver runs as its own user, RLIMIT_NPROC={limit}",
+                 failure="`java.lang.OutOfMemoryError: unable to create native thread` in the driver",
+                 lead_meaning="the failure is the first OutOfMemoryError the leaking code gets",
+                 started_at=time.time())
+    with ExitStack() as stack:
+        user = stack.enter_context(os_user("swlab"))
+        drv = SparkDriver(wd, "leak-threads", ["--leak-threads", "4"], user=user, nproc=limit)
+        stack.callback(drv.stop)
+        drv.wait_ready()
+        res.trouble_at = time.time()
+        st = Stack(stack, wd, spark_targets(drv))
+        wait_for("the OutOfMemoryError", lambda: drv.event("failure") or drv.proc.poll() is not None, 900)
+        ev = drv.event("failure")
+        res.failure_at = ev[0] if ev else time.time()
+        if not ev:
+            res.notes.append(f"the driver exited ({drv.proc.returncode}) without reporting the error")
+        st.watch.wait(["SparkTargetDown"], 60)
+        return [evaluate(res, st.watch, [Expect("JvmThreadsPredictedToHitLimit"), Expect("JvmThreadsLeaking")])]
+
+
+# --------------------------------------------------------------------------
+# The healthy baseline: nothing may fire
+
+
+def baseline(wd: Path, minutes: float = 10.0) -> List[Result]:
+    from tests.helpers.livy_server import livy_server
+
+    res = Result("baseline", "healthy service",
+                 trouble=f"a healthy stateful streaming application and a busy Livy whose clients delete "
+                         f"finished sessions, watched for {minutes:g} minutes",
+                 failure="none",
+                 lead_meaning="no alert may fire (false-positive check)",
+                 started_at=time.time())
+    with ExitStack() as stack:
+        drv = SparkDriver(wd, "healthy")
+        stack.callback(drv.stop)
+        srv = stack.enter_context(livy_server())
+        drv.wait_ready()
+        cfg = spark_targets(drv, attach=True)
+        cfg["livy"] = [{"name": "livy", "url": srv.url, "timeout": 5}]
+        st = Stack(stack, wd, cfg)
+        res.trouble_at = time.time()
+        stop = threading.Event()
+
+        def busy_livy():
+            # 20 sessions running at any time; each finishes after 10 s and is deleted 10 s later
+            born: Dict[int, float] = {}
+            while not stop.is_set():
+                now = time.monotonic()
+                with srv.lock:
+                    sess = srv.state.sessions["batch"]
+                    for sid, t in list(born.items()):
+                        if now - t > 20:
+                            sess.pop(sid, None)
+                            born.pop(sid)
+                        elif now - t > 10:
+                            sess[sid]["state"] = "success"
+                    while sum(1 for s in sess.values() if s["state"] == "running") < 20:
+                        (sid,) = srv.state.add("batch", 1, state="running")
+                        born[sid] = now
+                stop.wait(0.5)
+
+        t = threading.Thread(target=busy_livy, daemon=True)
+        t.start()
+        stack.callback(t.join, 5)
+        stack.callback(stop.set)
+        end = time.monotonic() + minutes * 60
+        while time.monotonic() < end:
+            if drv.proc.poll() is not None:
+                res.problems.append(f"the healthy driver exited ({drv.proc.returncode})")
+                break
+            time.sleep(2)
+        # the rules read the exporter's series: make sure they were there (silence must not be blindness)
+        for metric in ("spark_streaming_state_rows", "spark_driver_jvm_heap_used_bytes", "jvm_threads_live",
+                       "jvm_codecache_used_bytes", "livy_sessions"):
+            if not st.prom.query(f"count_over_time({metric}[{int(minutes * 60)}s])"):
+                res.problems.append(f"Prometheus has no {metric}: the silence would prove nothing")
+        return [evaluate(res, st.watch, [], forbid_all=True)]
+
+
+SCENARIOS: Dict[str, Callable[[Path], List[Result]]] = {
+    "s1": s1,
+    "s2": s2,
+    "s3-heap": s3_heap,
+    "s3-threads": s3_threads,
+    "s4": s4,
+    "s5": s5,
+    "baseline": baseline,
+}
