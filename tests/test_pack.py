@@ -235,3 +235,76 @@ def test_readme_rules_config_example_is_valid_and_documents_every_top_level_key(
     assert "SparkCleanerSettingsRisky" not in rules and rules["SparkJobRunningTooLong"]["for"] == "10m"
     for a in ALERTS:  # every alert is named in the section
         assert f"`{a.name}`" in part, a.name
+
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+@pytest.mark.skipif(ALERTMANAGER is None, reason="alertmanager not installed")
+def test_real_alertmanager_applies_the_inhibitions(tmp_path):
+    """Post alerts to a real Alertmanager running the example config and read back which are inhibited."""
+    import os
+    import signal
+    import time
+
+    import requests
+
+    from tests.helpers.exporter import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([ALERTMANAGER, f"--config.file={ROOT / ALERTMANAGER_FILE}",
+                             f"--storage.path={tmp_path}", f"--web.listen-address=127.0.0.1:{port}",
+                             "--cluster.listen-address=", "--log.level=warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api/v2"
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(url + "/status", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        else:
+            pytest.fail("alertmanager did not start")
+        common = {"job": "sparkwatch", "instance": "h:9951"}
+
+        def alert(name, **labels):
+            a = next(x for x in ALERTS if x.name == name)
+            lbl = dict(common, alertname=name, severity=a.severity, problem=a.problem, component=a.component,
+                       signature=a.signature)
+            lbl.update(labels)
+            return {"labels": lbl, "annotations": {"summary": a.summary}}
+
+        posted = [
+            # the spark target 'app' is down: its stalled-query alert is silenced, another app's is not
+            alert("SparkTargetDown", kind="spark", target="app"),
+            alert("SparkStreamingQueryStalled", target="app", app_id="a1", query="q"),
+            alert("SparkStreamingBatchSlowerThanTrigger", target="other", app_id="a2", query="q"),
+            # code cache nearly full (critical) silences predicted full (warning) for the same JVM only
+            alert("JvmCodeCacheNearlyFull", target="local", process="SparkSubmit", pid="1", heap="CodeCache"),
+            alert("JvmCodeCachePredictedFull", target="local", process="SparkSubmit", pid="1", heap="CodeCache"),
+            alert("JvmCodeCachePredictedFull", target="local", process="LivyServer", pid="2", heap="CodeCache"),
+        ]
+        assert requests.post(url + "/alerts", json=posted, timeout=5).status_code == 200
+        time.sleep(0.5)  # inhibition is evaluated when alerts are read back
+        got = requests.get(url + "/alerts", timeout=5).json()
+
+        def inhibited(name, **labels):
+            for a in got:
+                if a["labels"]["alertname"] == name and all(a["labels"].get(k) == v for k, v in labels.items()):
+                    return bool(a["status"]["inhibitedBy"])
+            raise AssertionError(f"{name} {labels} not found")
+
+        assert inhibited("SparkStreamingQueryStalled", target="app")
+        assert not inhibited("SparkStreamingBatchSlowerThanTrigger", target="other")
+        assert not inhibited("SparkTargetDown")
+        assert inhibited("JvmCodeCachePredictedFull", process="SparkSubmit")
+        assert not inhibited("JvmCodeCachePredictedFull", process="LivyServer")
+        assert not inhibited("JvmCodeCacheNearlyFull")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

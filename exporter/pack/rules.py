@@ -298,7 +298,7 @@ def build_alertmanager() -> Dict[str, Any]:
                 # the critical alert of a problem silences the warnings of the same problem
                 "source_matchers": ['severity="critical"'],
                 "target_matchers": ['severity="warning"'],
-                "equal": ["problem", "job", "instance", "target", "process", "app_id"],
+                "equal": ["problem", "job", "instance", "target", "process", "pid", "app_id"],
             },
         ],
         "receivers": [
