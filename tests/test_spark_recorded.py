@@ -359,13 +359,14 @@ def test_one_broken_application_does_not_hide_the_others(broken, how):
     assert value(text, "spark_streaming_state_rows", app_id=other, query="counts") > 0
 
 
-@pytest.mark.parametrize("how", ["html", "truncated", "500"])
+@pytest.mark.parametrize("how", ["plain_text", "truncated", "500"])
 def test_broken_servlet_keeps_the_api_metrics(how):
     d = DIRS[-1]
     routes = routes_from_recording(d)
     rec = load_recording(d)
     full = routes["/metrics/json/"][1]
-    routes["/metrics/json/"] = {"html": BAD_BODIES["html_from_proxy"], "truncated": (200, full[:100], "application/json"),
+    routes["/metrics/json/"] = {"plain_text": BAD_BODIES["plain_text_while_starting"],
+                                "truncated": (200, full[:100], "application/json"),
                                 "500": (500, b"x", "text/plain")}[how]
     with ReplayServer(routes) as srv:
         out = collect(srv.url)
@@ -406,3 +407,62 @@ def test_environment_cache_expires():
         http.close()
         env_reqs = [r for r in srv.requests if "/environment" in r]
     assert len(env_reqs) == 2  # at 0 and after the ttl, not at 100
+
+
+@pytest.mark.parametrize("d", DIRS, ids=ids)
+def test_history_server_home_page_instead_of_servlet(d):
+    """A real history server answers /metrics/json/ with its HTML home page
+    (200): no servlet there, and not an error."""
+    routes = routes_from_recording(d)
+    routes["/metrics/json/"] = (200, b"<!DOCTYPE html><html><head><title>History Server</title></head></html>",
+                                "text/html;charset=utf-8")
+    with ReplayServer(routes) as srv:
+        out = collect(srv.url)
+    assert out.errors == []
+    ss = samples_of(out)
+    assert find(ss, "spark_jobs_active")
+    assert find(ss, "spark_driver_jvm_heap_used_bytes") == []
+
+
+def test_one_slow_application_is_skipped_within_the_deadline():
+    """A history server replaying one application's event log answers slowly:
+    that application is skipped (partial), the other is reported."""
+    import time
+
+    routes = merged_routes(DIRS)
+    recs = [load_recording(d) for d in DIRS]
+    slow, other = recs[0]["index"]["app_id"], recs[1]["index"]["app_id"]
+    path = f"/api/v1/applications/{slow}/jobs"
+    body = routes[path][1]
+    routes[path] = (200, lambda: (time.sleep(1.5), body)[1], "application/json")
+    with ReplayServer(routes) as srv:
+        out = MetricSet()
+        http = HttpClient(SparkTarget(url=srv.url, timeout=0.5))
+        try:
+            scrape_spark_ui(http, srv.url, out, Deadline(10))
+        finally:
+            http.close()
+    assert out.errors == ["partial"]
+    ss = samples_of(out)
+    assert find(ss, "spark_app_info", app_id=slow) == []
+    assert find(ss, "spark_jobs_active", app_id=other)
+
+
+def test_deadline_spent_makes_target_down():
+    """When the whole deadline is gone, the target is down (timeout), not partial."""
+    import time
+
+    d = DIRS[-1]
+    routes = routes_from_recording(d)
+    app_id = load_recording(d)["index"]["app_id"]
+    path = f"/api/v1/applications/{app_id}/jobs"
+    body = routes[path][1]
+    routes[path] = (200, lambda: (time.sleep(1.5), body)[1], "application/json")
+    with ReplayServer(routes) as srv:
+        http = HttpClient(SparkTarget(url=srv.url))
+        try:
+            with pytest.raises(TargetError) as e:
+                scrape_spark_ui(http, srv.url, MetricSet(), Deadline(1.0))
+        finally:
+            http.close()
+    assert e.value.reason == "timeout"

@@ -449,9 +449,11 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
     if apps:
         try:
             resp = http.get(base + "/metrics/json/", deadline, ok_statuses=(200, 404))
-            if resp.status_code == 200:
-                driver = DriverMetrics(decode_json(resp.content, "/metrics/json/",
-                                                   resp.headers.get("Content-Type", ""), expect=dict))
+            ctype = resp.headers.get("Content-Type", "")
+            # a history server has no servlet for its applications: it answers 404, or
+            # 200 with its HTML home page; neither is an error
+            if resp.status_code == 200 and not ctype.lower().startswith("text/html"):
+                driver = DriverMetrics(decode_json(resp.content, "/metrics/json/", ctype, expect=dict))
                 servlet_ok = True
         except TargetError as e:
             if e.reason in _FATAL:
@@ -469,7 +471,10 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
             key = _scrape_app(http, api, app, part, deadline, now, driver, servlet_ok, len(apps), env_cache, base)
             seen_keys.append(key)
         except TargetError as e:
-            if e.reason in _FATAL:
+            # a history server loads an application's UI on first access (and again when
+            # the event log of a running one grows): one slow application is skipped as
+            # long as the scrape deadline leaves time for the others
+            if e.reason in _FATAL and not (e.reason == "timeout" and not deadline.expired()):
                 raise
             log.info("%s: application %s skipped: %s", base, app.get("id"), e.message)
             out.error("partial")

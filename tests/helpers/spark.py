@@ -100,7 +100,8 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 def spark_app(version: str = "4.0", python: Optional[Path] = None, metrics: bool = True,
               periodic_gc: Optional[str] = None, blocking: Optional[str] = None,
               failing_job: bool = False, slow_job: bool = False, finished_jobs: int = 0,
-              stream: bool = True, timeout: float = 300.0) -> Iterator[SparkApp]:
+              stream: bool = True, event_log: Optional[str] = None,
+              timeout: float = 300.0) -> Iterator[SparkApp]:
     """Start the test application; yields a :class:`SparkApp` once it is ready."""
     python = python or SPARK_PYTHONS[version]
     port = free_port()
@@ -117,6 +118,8 @@ def spark_app(version: str = "4.0", python: Optional[Path] = None, metrics: bool
         args += ["--finished-jobs", str(finished_jobs)]
     if not stream:
         args.append("--no-stream")
+    if event_log:
+        args += ["--event-log", str(event_log)]
     env = dict(os.environ)
     env.update(SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=str(python), PYSPARK_DRIVER_PYTHON=str(python),
                PYTHONUNBUFFERED="1")
@@ -158,6 +161,45 @@ def spark_app(version: str = "4.0", python: Optional[Path] = None, metrics: bool
                 raise RuntimeError(f"Spark UI at {app.url} not answering:\n{app.log_tail()}")
             time.sleep(0.5)
         yield app
+    finally:
+        _kill_tree(proc)
+        log.close()
+        try:
+            os.unlink(log.name)
+        except OSError:
+            pass
+
+
+@contextmanager
+def history_server(python: Path, log_dir: str, timeout: float = 180.0) -> Iterator[str]:
+    """A real Spark history server (the venv's pyspark) reading ``log_dir``,
+    on a free port, refreshing its listing every second. Yields its URL."""
+    out = subprocess.run([str(python), "-c", "import os, pyspark; print(os.path.dirname(pyspark.__file__))"],
+                         capture_output=True, text=True, check=True)
+    spark_home = out.stdout.strip()
+    port = free_port()
+    env = dict(os.environ)
+    env.update(SPARK_HOME=spark_home, SPARK_LOCAL_IP="127.0.0.1", SPARK_HISTORY_OPTS=" ".join([
+        f"-Dspark.history.fs.logDirectory=file://{log_dir}", f"-Dspark.history.ui.port={port}",
+        "-Dspark.history.fs.update.interval=1s", "-Dspark.port.maxRetries=0"]))
+    log = tempfile.NamedTemporaryFile(prefix="historyserver-", suffix=".log", delete=False)
+    proc = subprocess.Popen([os.path.join(spark_home, "bin", "spark-class"),
+                             "org.apache.spark.deploy.history.HistoryServer"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(url + "/api/v1/applications", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError("history server did not start:\n" + Path(log.name).read_text(errors="replace")[-3000:])
+            time.sleep(0.5)
+        yield url
     finally:
         _kill_tree(proc)
         log.close()
@@ -253,11 +295,14 @@ class ReplayServer:
                     status, body, ctype = route
                 if callable(body):
                     body = body()
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
 
             def log_message(self, *a):
                 pass

@@ -32,6 +32,7 @@ def main() -> int:
     p.add_argument("--slow-job", action="store_true",
                    help="keep one job running (one task sleeping on one of the two cores) for the whole run")
     p.add_argument("--trigger-ms", type=int, default=2000, help="streaming trigger interval")
+    p.add_argument("--event-log", default=None, help="write the event log to this directory (history server)")
     p.add_argument("--app-name", default="sparkwatch-test")
     p.add_argument("--no-stream", action="store_true", help="no streaming query (benchmark)")
     a = p.parse_args()
@@ -55,6 +56,8 @@ def main() -> int:
         b = b.config("spark.sql.streaming.metricsEnabled", "true").config(
             "spark.metrics.conf.*.source.jvm.class", "org.apache.spark.metrics.source.JvmSource"
         )
+    if a.event_log:
+        b = b.config("spark.eventLog.enabled", "true").config("spark.eventLog.dir", "file://" + a.event_log)
     if a.periodic_gc is not None:
         b = b.config("spark.cleaner.periodicGC.interval", a.periodic_gc)
     if a.blocking is not None:
