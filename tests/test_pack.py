@@ -87,8 +87,11 @@ def test_time_scale_compresses_every_window_and_for():
     assert "[1h]" in r0["expr"] and "offset 6h" in r0["expr"] and r0["for"] == "1h"
     assert "[36s]" in r1["expr"] and "offset 3m36s" not in r1["expr"] and "offset 216s" in r1["expr"]
     assert r1["for"] == "36s"
-    # duration thresholds (seconds) scale too
+    # duration thresholds (seconds) scale too, except those compared with an application's settings
     assert "> 36" in fast["SparkJobRunningTooLong"]["expr"]
+    assert "> 600" in fast["SparkCleanerSettingsRisky"]["expr"] and "> 864" in fast["SparkCleanerSettingsRisky"]["expr"]
+    assert "> 60" in fast["SparkStreamingBatchSlowerThanTrigger"]["expr"]
+    assert "[9s]" in fast["SparkStreamingBatchSlowerThanTrigger"]["expr"]
     groups = build_rules(parse_rules_config({"interval": "1s"}))["groups"]
     assert all(g["interval"] == "1s" for g in groups)
 

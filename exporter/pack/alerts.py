@@ -568,7 +568,8 @@ and spark_streaming_input_rows_per_second > 0
             expr="min_over_time(spark_streaming_batch_duration_seconds[$window]) > $trigger_interval_s",
             for_="15m",
             params={"trigger_interval": Param("1m", D, "the queries' trigger interval (select queries with other "
-                                                       "triggers with the alert's selector)"),
+                                                       "triggers with the alert's selector; not scaled by "
+                                                       "time_scale)", scales=False),
                     "window": Param("15m", D, "every batch in this window was slower")},
             meaning="A micro-batch that takes longer than the trigger interval delays the next one: latency "
                     "grows, and a backlog (after downtime, seed 003) makes every batch bigger still.",
@@ -844,7 +845,8 @@ and on (job, instance, target, app_id)
 spark_app_uptime_seconds > $min_uptime_s
 """,
             for_="10m",
-            params={"max_periodic_gc_interval": Param("10m", D, "longest safe periodic GC interval"),
+            params={"max_periodic_gc_interval": Param("10m", D, "longest safe periodic GC interval (not scaled by time_scale)",
+                                                      scales=False),
                     "min_uptime": Param("1d", D, "applications running longer than this are long-running")},
             meaning="Spark's ContextCleaner frees broadcasts, shuffles and accumulators once the driver's GC "
                     "has collected their handles. With the defaults (periodic GC every 30 minutes, blocking "

@@ -15,6 +15,8 @@ class Param:
     default: Union[str, float]
     kind: str  # "duration" | "number" | "regex" | "labels" | "matchers"
     help: str
+    #: durations: does the rules config's time_scale apply? (not to values compared with a setting)
+    scales: bool = True
 
 
 @dataclass

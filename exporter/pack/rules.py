@@ -60,7 +60,7 @@ def param_values(alert: Alert, cfg: RulesConfig) -> Dict[str, str]:
         if v is None:
             v = p.default
         if p.kind == "duration":
-            secs = parse_duration(v) * cfg.time_scale
+            secs = parse_duration(v) * (cfg.time_scale if p.scales else 1.0)
             out[name] = format_duration(secs)
             out[name + "_s"] = format_number(round(secs, 3))
         elif p.kind == "number":

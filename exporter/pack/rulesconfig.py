@@ -3,6 +3,7 @@
 Example (every key optional)::
 
     time_scale: 1.0          # multiplies every window, horizon, duration threshold and `for:`
+                             # (not thresholds compared with a setting: trigger_interval, max_periodic_gc_interval)
     interval: 1m             # evaluation interval of the rule groups (default: Prometheus' global)
     selector: 'job="sparkwatch"'   # label matchers added to every metric the rules read
     selectors:               # ... and per metric prefix
