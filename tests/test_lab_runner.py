@@ -1,0 +1,107 @@
+"""The incident lab's machinery, without starting anything slow: its rules config goes
+through the pack's rules config (not a copy of the rules), the verdicts and the README
+table it prints."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.pack.rules import build_rules
+from exporter.pack.rulesconfig import load_rules_config
+from lab.core import RULES_CONFIG, AlertResult, Expect, Fired, Result, evaluate, markdown_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rules(cfg=None):
+    return {r["alert"]: r for g in build_rules(cfg)["groups"] for r in g["rules"]}
+
+
+def test_lab_rules_are_the_shipped_rules_with_compressed_windows():
+    lab = _rules(load_rules_config(RULES_CONFIG))
+    shipped = _rules()
+    assert set(lab) == set(shipped)  # every alert of the pack is loaded, none added
+    assert shipped["LivyRestartRiskRising"]["for"] == "1h" and lab["LivyRestartRiskRising"]["for"] == "1m"
+    assert "[6h]" in shipped["LivyRestartRiskRising"]["expr"] and "[6m]" in lab["LivyRestartRiskRising"]["expr"]
+    assert lab["JvmJitCompilationDisabled"]["expr"] == shipped["JvmJitCompilationDisabled"]["expr"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool")
+def test_generated_through_the_cli_and_accepted_by_promtool(tmp_path):
+    out = tmp_path / "rules.yml"
+    r = subprocess.run([sys.executable, "-m", "exporter", "rules", "--config", str(RULES_CONFIG), "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load(out.read_text()) == build_rules(load_rules_config(RULES_CONFIG))
+    r = subprocess.run(["promtool", "check", "rules", str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+class _Watch:
+    def __init__(self, *fired: Fired):
+        self.fired = {f"{f.alertname}{i}": f for i, f in enumerate(fired)}
+
+    def first(self, name):
+        got = [f for f in self.fired.values() if f.alertname == name]
+        return min(got, key=lambda f: f.fired_at) if got else None
+
+    def names(self):
+        return sorted({f.alertname for f in self.fired.values()})
+
+
+def _result(**kw):
+    return Result("S9", "test", "induced", "the failure", "meaning", started_at=1000.0, trouble_at=1000.0, **kw)
+
+
+def test_an_alert_after_the_failure_is_not_a_warning_in_time():
+    w = _Watch(Fired("Early", "warning", {}, 1090.0, 1100.0), Fired("Late", "critical", {}, 1290.0, 1300.0))
+    r = evaluate(_result(failure_at=1200.0), w, [Expect("Early"), Expect("Late")])
+    assert not r.ok
+    assert [a.lead_s for a in r.alerts] == [100.0, -100.0]
+    assert any("Late fired 100s after the failure" in p for p in r.problems)
+    r = evaluate(_result(failure_at=1200.0), w, [Expect("Early"), Expect("Late", "after")])
+    assert r.ok, r.problems
+
+
+def test_missing_alert_and_unobserved_failure_fail():
+    r = evaluate(_result(), _Watch(Fired("A", "warning", {}, 1.0, 1100.0)), [Expect("A"), Expect("B", "after")])
+    assert not r.ok
+    assert "B did not fire" in r.problems
+    assert any("failure was never observed" in p for p in r.problems)
+
+
+def test_baseline_any_alert_is_a_false_positive():
+    r = evaluate(_result(), _Watch(), [], forbid_all=True)
+    assert r.ok
+    r = evaluate(_result(), _Watch(Fired("SparkStreamingQueryStalled", "critical", {"query": "q"}, 1.0, 1500.0)), [],
+                 forbid_all=True)
+    assert not r.ok and "SparkStreamingQueryStalled fired" in r.problems[0]
+
+
+def test_markdown_table():
+    r = _result(failure_at=1200.0)
+    r.alerts = [AlertResult("JvmCodeCachePredictedFull", "warning", 1030.0, 30.0, 170.0, "before", True),
+                AlertResult("JvmJitCompilationDisabled", "critical", 1205.0, 205.0, -5.0, "after", True),
+                AlertResult("SparkTargetDown", "critical", 1100.0, 100.0, 100.0, "", True)]
+    b = Result("baseline", "healthy", "", "none", "", 0.0, ok=True)
+    lines = markdown_table([r, b]).splitlines()
+    assert lines[0].startswith("| scenario |")
+    assert lines[2] == ("| **S9** test | the failure | `JvmCodeCachePredictedFull` | warning | 30s | 2m50s |")
+    assert lines[3] == "|  |  | `JvmJitCompilationDisabled` | critical | 3m25s | 5s after |"
+    assert lines[4] == "|  |  | `SparkTargetDown` (also) | critical | 1m40s | 1m40s |"
+    assert lines[5] == "| **baseline** healthy | none | none fired (as required) | | | |"
+
+
+def test_cli_lists_the_scenarios():
+    r = subprocess.run([sys.executable, "-m", "lab", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    for name in ("s1", "s2", "s3-heap", "s3-threads", "s4", "s5", "baseline"):
+        assert name in r.stdout
+    r = subprocess.run([sys.executable, "-m", "lab", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "unknown scenario" in r.stderr
