@@ -463,3 +463,54 @@ def test_perf_file_older_than_its_process_is_stale(age, seen):
         sleeper.kill()
         sleeper.wait()
         shutil.rmtree(d, ignore_errors=True)
+
+
+@requires_java
+def test_jvm_in_a_user_namespace_rootless_container(jvm_classes):  # noqa: F811
+    """A JVM in its own user namespace (root inside = a plain user outside), with a
+    private /tmp: host root is nobody there, so the JVM refuses an attach from the
+    exporter process itself; the attach goes through a child process that enters
+    the namespace as the JVM's user."""
+    import shutil
+    import tempfile
+    import time
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare")
+    classes = tempfile.mkdtemp(prefix="swjvm-userns-", dir="/var/tmp")
+    for f in os.listdir(jvm_classes):
+        shutil.copy(os.path.join(jvm_classes, f), classes)
+    os.chmod(classes, 0o755)
+    with os_user() as user:
+        pw = pwd.getpwnam(user)
+        script = f"mount -t tmpfs tmpfs /tmp && exec {shutil.which('java')} -Xmx128m -cp {classes} Workload userns-test"
+        proc = subprocess.Popen(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+                                 "unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True, cwd="/")
+        try:
+            line = proc.stdout.readline()
+            if not line.startswith("ready"):
+                pytest.skip(f"cannot start a JVM in a user namespace here: {line.strip()}")
+            pid = int(line.split("pid=")[1])
+            assert open(f"/proc/{pid}/uid_map").read().split() == ["0", str(pw.pw_uid), "1"]
+            # the exporter process itself is refused (and must not have changed anything)
+            with pytest.raises(hs_attach.AttachError):
+                hs_attach._jcmd_here(pid, pid, "Compiler.codecache", time.monotonic() + 1.0, True,
+                                     hs_attach._status(pid, "/proc"), "/proc")
+            cfg = {"jvm": [{"name": "userns", "match": r"Workload userns-test", "attach": True}]}
+            with running_exporter(cfg) as (url, _):
+                ss = samples(scrape(url))
+            assert one(ss, "jvm_processes", target="userns") == 1
+            assert not find(ss, "sparkwatch_target_scrape_errors_total", target="userns")
+            assert find(ss, "jvm_info", process="userns")[0][1]["user"] == user
+            assert one(ss, "jvm_jit_compilation_enabled", process="userns") == 1
+            assert len(find(ss, "jvm_codecache_used_bytes", process="userns")) == 3
+            assert os.geteuid() == 0 and os.getegid() == 0
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
+            shutil.rmtree(classes, ignore_errors=True)

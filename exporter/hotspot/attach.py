@@ -23,6 +23,12 @@ as a user attaches to JVMs of exactly that uid/gid. Nothing here changes the
 exporter's credentials (``seteuid`` in a multithreaded process would switch
 every thread). Before sending SIGQUIT we check that the JVM catches it
 (``SigCgt``): a JVM started with ``-Xrs`` would otherwise dump core and die.
+
+A JVM in another *user* namespace (a rootless container) does not see host
+root as root: for it the attach runs in a short-lived child process (a fresh,
+single-threaded interpreter) that enters the JVM's user namespace, takes the
+JVM's uid and gid there and then speaks the protocol; the exporter process
+itself never changes its credentials or namespaces.
 """
 
 from __future__ import annotations
@@ -147,6 +153,13 @@ def jcmd(pid: int, command: str, timeout: float, nspid: Optional[int] = None, pr
     if nspid is None:
         nspid = pid
     status = _status(pid, proc)
+    if os.geteuid() == 0 and proc == PROC and _other_userns(pid, proc):
+        return _jcmd_in_child(pid, nspid, command, end, may_signal)
+    return _jcmd_here(pid, nspid, command, end, may_signal, status, proc)
+
+
+def _jcmd_here(pid: int, nspid: int, command: str, end: float, may_signal: bool, status: Dict[str, str],
+               proc: str) -> str:
     if os.geteuid() != 0:
         try:
             ok = (int(status["Uid"].split()[1]), int(status["Gid"].split()[1])) == (os.geteuid(), os.getegid())
@@ -254,3 +267,99 @@ def parse_codecache(text: str) -> CodeCache:
     if m:
         cc.stopped_count, cc.restarted_count = int(m.group(1)), int(m.group(2))
     return cc
+
+
+# --------------------------------------------------------------------------
+# JVMs in another user namespace: attach from a child process
+
+CLONE_NEWUSER = 0x10000000
+
+
+def _other_userns(pid: int, proc: str) -> bool:
+    try:
+        return os.readlink(f"{proc}/{pid}/ns/user") != os.readlink(f"{proc}/self/ns/user")
+    except OSError:
+        return False
+
+
+def _map_id(map_path: str, host_id: int) -> int:
+    """Translate a host uid/gid into the namespace of ``map_path`` (uid_map/gid_map)."""
+    with open(map_path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3:
+                inside, outside, count = (int(x) for x in parts)
+                if outside <= host_id < outside + count:
+                    return inside + host_id - outside
+    raise AttachError("auth", f"id {host_id} is not mapped in {map_path}")
+
+
+def _jcmd_in_child(pid: int, nspid: int, command: str, end: float, may_signal: bool) -> str:
+    import subprocess
+    import sys
+
+    timeout = end - time.monotonic()
+    if timeout <= 0:
+        raise AttachError("timeout", f"JVM {pid}: no time left to attach")
+    argv = [sys.executable, "-m", "exporter.hotspot.attach", str(pid), str(nspid), command,
+            repr(timeout), "1" if may_signal else "0"]
+    try:
+        r = subprocess.run(argv, capture_output=True, timeout=timeout + 1.0, close_fds=True,
+                           cwd="/", env={"PYTHONPATH": os.pathsep.join(sys.path)})
+    except subprocess.TimeoutExpired:
+        raise AttachError("timeout", f"JVM {pid}: the attach helper process did not finish in time") from None
+    except OSError as e:
+        raise AttachError("connection", f"JVM {pid}: cannot start the attach helper: {e}") from None
+    out = r.stdout.decode("utf-8", "replace")
+    if r.returncode == 0:
+        return out
+    head, _, msg = out.partition("\n")
+    parts = head.split()
+    if r.returncode == 3 and len(parts) == 3 and parts[0] == "ERR":
+        raise AttachError(parts[1], msg.strip(), signalled_in_vain=parts[2] == "1")
+    err = r.stderr.decode("utf-8", "replace").strip().splitlines()
+    raise AttachError("connection", f"JVM {pid}: attach helper failed: {err[-1] if err else r.returncode}")
+
+
+def _child_main(argv) -> int:
+    """``python -m exporter.hotspot.attach PID NSPID COMMAND TIMEOUT MAY_SIGNAL``: enter the
+    JVM's user namespace as its uid/gid, run the command, print the answer."""
+    import ctypes
+    import sys
+
+    pid, nspid, command, timeout, may_signal = int(argv[0]), int(argv[1]), argv[2], float(argv[3]), argv[4] == "1"
+    end = time.monotonic() + timeout
+    try:
+        status = _status(pid, PROC)
+        euid, egid = int(status["Uid"].split()[1]), int(status["Gid"].split()[1])
+        uid = _map_id(f"{PROC}/{pid}/uid_map", euid)
+        gid = _map_id(f"{PROC}/{pid}/gid_map", egid)
+        fd = os.open(f"{PROC}/{pid}/ns/user", os.O_RDONLY)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, CLONE_NEWUSER) != 0:
+            raise AttachError("auth", f"cannot enter the user namespace of JVM {pid}: "
+                                      f"{os.strerror(ctypes.get_errno())}")
+        os.close(fd)
+        try:
+            os.setgroups([])
+        except OSError:
+            pass  # setgroups may be denied in the namespace; the JVM checks uid and gid only
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+        # from here on ids are seen from inside the namespace
+        status = dict(status, Uid=f"{uid} {uid} {uid} {uid}", Gid=f"{gid} {gid} {gid} {gid}")
+        out = _jcmd_here(pid, nspid, command, end, may_signal, status, PROC)
+    except AttachError as e:
+        sys.stdout.write(f"ERR {e.reason} {1 if e.signalled_in_vain else 0}\n{e.message}\n")
+        return 3
+    except (OSError, KeyError, ValueError, IndexError) as e:
+        sys.stdout.write(f"ERR connection 0\nJVM {pid}: {e}\n")
+        return 3
+    sys.stdout.write(out)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_child_main(sys.argv[1:]))
