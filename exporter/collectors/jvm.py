@@ -178,7 +178,7 @@ def find_jvms(snap: procstats.HostSnapshot) -> List[JvmRef]:
     Processes are grouped by mount namespace; each namespace's
     ``/tmp/hsperfdata_*/`` is listed once (through ``/proc/<member>/root`` for
     other namespaces). A file belongs to the process of that namespace whose
-    innermost pid is the file's name and whose effective uid owns the file; a
+    innermost pid is the file's name and whose user (or root) owns the file; a
     file without such a process is stale (its JVM was killed) and ignored.
     """
     groups: Dict[str, List[procstats.ProcInfo]] = {}
@@ -210,7 +210,8 @@ def find_jvms(snap: procstats.HostSnapshot) -> List[JvmRef]:
                 owner = os.stat(path).st_uid
             except OSError:
                 continue
-            cands = [c for c in cands if c.euid == owner]
+            # root: a JVM started as root that then switched users (jsvc) keeps a root-owned file
+            cands = [c for c in cands if owner in (c.euid, c.ruid, 0)]
             if len(cands) > 1:  # e.g. a JVM that is pid 1 of a pid namespace sharing our /tmp
                 cands = [c for c in cands if _maps_file(c.pid, os.path.basename(os.path.dirname(path)), n)]
             if len(cands) != 1:
