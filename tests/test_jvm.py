@@ -26,9 +26,18 @@ from tests.helpers.jvm import (  # noqa: F401
 )
 
 
-def jvm_samples(url, **labels):
-    ss = samples(scrape(url))
-    return ss
+def settled(url, probe):
+    """Scrape between two equal readings of ``probe`` (what /proc says), so that
+    the comparison is exact even though the JVM may start or end a thread."""
+    import time
+
+    for _ in range(30):
+        before = probe()
+        ss = samples(scrape(url))
+        if probe() == before:
+            return ss, before
+        time.sleep(0.2)
+    raise AssertionError("the process never kept still")
 
 
 def one(ss, name, **labels):
@@ -100,16 +109,20 @@ def test_threads_against_nproc_limit(jvm_classes):  # noqa: F811
                 running_exporter(cfg) as (url, _):
             answer = jvm.command(f"threads {limit - 8}")
             assert "failed=false" in answer
-            ss = samples(scrape(url))
-            st = proc_status(jvm.pid)
-            assert one(ss, "jvm_process_threads", process="threads") == int(st["Threads"]) == limit - 8
-            assert one(ss, "jvm_process_user_threads", process="threads") == threads_of_uid(uid)
+
+            def probe():
+                return int(proc_status(jvm.pid)["Threads"]), threads_of_uid(uid)
+
+            ss, (threads, user_threads) = settled(url, probe)
+            assert threads >= limit - 8
+            assert one(ss, "jvm_process_threads", process="threads") == threads
+            assert one(ss, "jvm_process_user_threads", process="threads") == user_threads
             with open(f"/proc/{jvm.pid}/limits") as f:
                 nproc = int(re.search(r"^Max processes\s+(\d+)", f.read(), re.M).group(1))
             assert nproc == limit
             assert one(ss, "jvm_process_nproc_limit", process="threads") == limit
             assert one(ss, "jvm_process_thread_limit", process="threads") == limit
-            assert one(ss, "jvm_process_thread_headroom", process="threads") == limit - threads_of_uid(uid)
+            assert one(ss, "jvm_process_thread_headroom", process="threads") == limit - user_threads
             assert one(ss, "jvm_host_threads_max", target="threads") == \
                 int(open("/proc/sys/kernel/threads-max").read())
             info = find(ss, "jvm_info", process="threads")
@@ -118,9 +131,10 @@ def test_threads_against_nproc_limit(jvm_classes):  # noqa: F811
             # past the limit the JVM cannot start threads: the limit is real
             answer = jvm.command(f"threads {limit + 50}")
             assert "failed=true" in answer
-            ss = samples(scrape(url))
-            assert one(ss, "jvm_process_user_threads", process="threads") == threads_of_uid(uid) <= limit
-            assert one(ss, "jvm_process_thread_headroom", process="threads") == 0
+            ss, (threads, user_threads) = settled(url, probe)
+            assert user_threads <= limit
+            assert one(ss, "jvm_process_user_threads", process="threads") == user_threads
+            assert one(ss, "jvm_process_thread_headroom", process="threads") == limit - user_threads
 
 
 @requires_java
@@ -137,9 +151,9 @@ def test_cgroup_v1_pids_limit(jvm_classes):  # noqa: F811
         with running_jvm(jvm_classes, "Workload", args=["cgroup-test"]) as jvm, running_exporter(cfg) as (url, _):
             with open(os.path.join(cg, "cgroup.procs"), "w") as f:
                 f.write(str(jvm.pid))
-            ss = samples(scrape(url))
-            current = int(open(os.path.join(cg, "pids.current")).read())
-            assert one(ss, "jvm_process_cgroup_pids", process="cg") == current == int(proc_status(jvm.pid)["Threads"])
+            ss, (current, threads) = settled(url, lambda: (int(open(os.path.join(cg, "pids.current")).read()),
+                                                           int(proc_status(jvm.pid)["Threads"])))
+            assert one(ss, "jvm_process_cgroup_pids", process="cg") == current == threads
             assert one(ss, "jvm_process_cgroup_pids_max", process="cg") == 500
             assert one(ss, "jvm_process_thread_limit", process="cg") == 500  # root: RLIMIT_NPROC does not apply
             jvm.kill()
@@ -361,10 +375,10 @@ def test_jvm_in_another_mount_and_pid_namespace(jvm_classes, tmp_path):  # noqa:
         cfg = {"jvm": [{"name": "ns", "match": r"Workload namespace-test", "attach": True}]}
         with running_exporter(cfg) as (url, _):
             scrape(url)  # the first attach starts a thread in the JVM
-            ss = samples(scrape(url))
+            ss, threads = settled(url, lambda: int(proc_status(host_pid)["Threads"]))
         assert one(ss, "jvm_processes", target="ns") == 1
         assert not find(ss, "sparkwatch_target_scrape_errors_total", target="ns")
-        assert one(ss, "jvm_process_threads", process="ns") == int(proc_status(host_pid)["Threads"])
+        assert one(ss, "jvm_process_threads", process="ns") == threads
         assert one(ss, "jvm_threads_live", process="ns") > 0
         assert one(ss, "jvm_jit_compilation_enabled", process="ns") == 1
         assert len(find(ss, "jvm_codecache_used_bytes", process="ns")) == 3
