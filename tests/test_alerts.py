@@ -86,6 +86,19 @@ def test_every_alert_fires_on_its_war_story_only_after_a_quiet_period_and_has_a_
         assert any(n.startswith(f"{a.name} healthy") for n in names), a.name
 
 
+def test_alerts_fire_before_the_failure_of_their_war_story():
+    timed = [a for a in ALERTS if a.story.failure]
+    assert len(timed) >= 10
+    for a in timed:
+        assert parse_duration(a.story.fires) < parse_duration(a.story.failure), a.name
+        assert a.story.failure_is, a.name
+    # every trend alert of S2, S3 and S5 that predicts a limit says when the limit is hit
+    for name in ("LivyRestartWouldExhaustThreads", "LivyRestartRiskRising", "JvmThreadsNearLimit",
+                 "JvmThreadsPredictedToHitLimit", "SparkHeapFloorRisingWithFlatState", "JvmHeapFloorNearlyFull",
+                 "JvmFileDescriptorsPredictedExhausted", "JvmCodeCachePredictedFull", "JvmCodeCacheNearlyFull"):
+        assert BY_NAME[name].story.failure, name
+
+
 def test_the_issue_specific_healthy_cases_exist():
     # S3: heap rising together with state rows is not a leak; S1: many running sessions are not a pile-up
     s3 = BY_NAME["SparkHeapFloorRisingWithFlatState"]

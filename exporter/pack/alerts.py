@@ -66,7 +66,8 @@ sum by (job, instance, target, kind) (delta(livy_sessions{{state=~"{LIVY_TERMINA
             story=Replay(
                 "a scheduler submits a batch every minute and never DELETEs it (seed 000)",
                 [(sess("success"), "0+1x720"), (sess("dead"), "0x720"), (sess("running"), "2x720")],
-                quiet=["3h"], fires="5h", labels=[at(target="livy", kind="batch")],
+                quiet=["3h"], fires="5h", failure="666h", failure_is="Livy out of memory at the war story's 40,000 sessions",
+                labels=[at(target="livy", kind="batch")],
             ),
             healthy=[
                 Replay("500 running sessions, finished ones removed by the 10-minute retention",
@@ -153,7 +154,8 @@ $ratio * min by ($join) (jvm_process_thread_headroom{process=~"$livy_process"})
                 [(series("livy_recovery_sessions", target="zk", kind="batch", process="livy"), "1000+20x300"),
                  (series("livy_recovery_sessions", target="zk", kind="interactive", process="livy"), "0x300"),
                  (series("jvm_process_thread_headroom", target="local", process="livy"), "3296x300")],
-                quiet=["90m"], fires="105m", labels=[{"process": "livy"}],
+                quiet=["90m"], fires="105m", failure="115m", failure_is="the stored sessions exceed the thread headroom: a restart dies",
+                labels=[{"process": "livy"}],
             ),
             healthy=[
                 Replay("a busy Livy: 2,000 threads in use, a small store kept clean by DELETEs",
@@ -196,7 +198,8 @@ $ratio * min by ($join) (jvm_process_thread_headroom{process=~"$livy_process"})
                 "a quiet store, then a scheduler that stops deleting its batches",
                 [(series("livy_recovery_sessions", target="zk", kind="batch", process="livy"), "100x180 100+5x420"),
                  (series("jvm_process_thread_headroom", target="local", process="livy"), "3296x600")],
-                quiet=["3h"], fires="5h", labels=[{"process": "livy"}],
+                quiet=["3h"], fires="5h", failure="819m", failure_is="the stored sessions exceed the thread headroom: a restart dies",
+                labels=[{"process": "livy"}],
             ),
             healthy=[
                 Replay("a steady store (sessions added and deleted) under a busy Livy",
@@ -241,7 +244,8 @@ $min_headroom_ratio * min by ({JL}) (jvm_process_thread_limit)
             story=Replay(
                 "a streaming executor leaks 10 threads a minute (unclosed clients, seed 002)",
                 [(hr(), "3096-10x400"), (lim(), "4096x400")],
-                quiet=["260m"], fires="280m", labels=[at(target="local", process="executor")],
+                quiet=["260m"], fires="280m", failure="310m", failure_is="no thread headroom left: unable to create new native thread",
+                labels=[at(target="local", process="executor")],
             ),
             healthy=[
                 Replay("a busy JVM with 3,000 threads, steady",
@@ -274,7 +278,8 @@ $min_headroom_ratio * min by ({JL}) (jvm_process_thread_limit)
             story=Replay(
                 "a streaming executor leaks 10 threads a minute (unclosed clients, seed 002)",
                 [(hr(), "3096-10x400"), (lim(), "4096x400")],
-                quiet=["1h"], fires="90m", labels=[at(target="local", process="executor")],
+                quiet=["1h"], fires="90m", failure="310m", failure_is="no thread headroom left: unable to create new native thread",
+                labels=[at(target="local", process="executor")],
             ),
             healthy=[
                 Replay("a busy JVM with 3,000 threads, steady",
@@ -347,7 +352,8 @@ max by (job, instance, target, app_id) (
             story=Replay(
                 "heap floor +5 MB a minute under a sawtooth, state rows flat at about 1,079 (seed 002)",
                 [(heap(), values(leak)), (rows(), values(wiggle(1079, 10, 600)))],
-                quiet=["350m"], fires="430m", labels=[at(target="app", app_id="app-1", app_name="sessions")],
+                quiet=["350m"], fires="430m", failure="600m", failure_is="the heap peaks reach a 4.5 GB maximum: Java heap space",
+                labels=[at(target="app", app_id="app-1", app_name="sessions")],
             ),
             healthy=[
                 Replay("heap rising together with the state rows: the state grows, not a leak",
@@ -396,7 +402,8 @@ label_replace(label_replace(
             story=Replay(
                 "old generation floor rising 5 MB a minute under a sawtooth, 4 GB maximum",
                 [(old_used(), values(saw(0, 3e8, 10, 420, base=lambda t: 2e9 + 5e6 * t))), (old_max(), "4e9x420")],
-                quiet=["320m"], fires="360m", labels=[at(target="local", process="executor", space="old")],
+                quiet=["320m"], fires="360m", failure="415m", failure_is="the old generation's floor reaches its maximum: Java heap space",
+                labels=[at(target="local", process="executor", space="old")],
             ),
             healthy=[
                 Replay("a busy JVM: old generation fills to 97% and is collected back to 25%",
@@ -510,7 +517,8 @@ jvm_process_open_fds / jvm_process_max_fds > $min_ratio
             action="Close the connections (clients) you open; raise `LimitNOFILE=` only to buy time.",
             story=Replay("100 descriptors leaked a minute, limit 65,536",
                          [(fds(), "1000+100x600"), (maxfds(), "65536x600")],
-                         quiet=["400m"], fires="425m", labels=[at(target="local", process="executor")]),
+                         quiet=["400m"], fires="425m", failure="645m", failure_is="Too many open files",
+                labels=[at(target="local", process="executor")]),
             healthy=[Replay("a busy server holding 40,000 descriptors, steady",
                             [(fds(), "40000x600"), (maxfds(), "65536x600")], quiet=["3h", "9h"])],
         ),
@@ -699,7 +707,8 @@ label_replace(label_replace(
             story=Replay("the code cache grows 0.5 MB a minute towards 240 MB",
                          [(used(), f"{100 * MB}+{MB // 2}x300"), (cmax(), f"{240 * MB}x300")],
                          quiet=["30m"], fires="60m",
-                         labels=[at(target="local", process="SparkSubmit", heap="CodeCache")]),
+                         failure="280m", failure_is="the code cache is full: compilation disabled",
+                labels=[at(target="local", process="SparkSubmit", heap="CodeCache")]),
             healthy=[Replay("a warmed-up JVM: half of the code cache, steady",
                             [(used(), f"{120 * MB}x300"), (cmax(), f"{240 * MB}x300"),
                              (used("non-nmethods"), f"{4 * MB}x300"), (cmax("non-nmethods"), f"{6 * MB}x300")],
@@ -724,7 +733,8 @@ label_replace(label_replace(
                          [(used(), f"{100 * MB}+{MB // 2}x300"), (cmax(), f"{240 * MB}x300"),
                           (dpool("used"), f"{100 * MB}+{MB // 2}x300"), (dpool("max"), f"{240 * MB}x300")],
                          quiet=["255m"], fires="265m",
-                         labels=[at(target="local", process="SparkSubmit", heap="CodeCache"),
+                         failure="280m", failure_is="the code cache is full: compilation disabled",
+                labels=[at(target="local", process="SparkSubmit", heap="CodeCache"),
                                  at(target="app", app_id="app-1", app_name="rules", pool="codeheap_non_profiled_nmethods",
                                     heap="codeheap_non_profiled_nmethods", process="driver")]),
             healthy=[Replay("a busy JVM at 80% of its code cache",

@@ -33,6 +33,9 @@ class Replay:
     fires: Optional[str] = None
     labels: List[Dict[str, str]] = field(default_factory=list)
     interval: str = "1m"
+    #: when the war story's failure happens in this replay (the alert must fire before it), and what it is
+    failure: Optional[str] = None
+    failure_is: str = ""
 
 
 @dataclass

@@ -240,8 +240,13 @@ def runbook(alert: Alert, cfg: Optional[RulesConfig] = None) -> str:
     lines += ["", "## What to do", "", alert.action, ""]
     lines += [f"## The war story: {sig_title}", "", f"From {sig.seed}.", "", sig.story, "",
               f"**Signal.** {sig.signal}", "", f"**The fix the war story found.** {sig.fix}", ""]
+    st = alert.story
+    timing = f" (quiet at {', '.join(st.quiet)}, firing at {st.fires}"
+    if st.failure:
+        timing += f"; the failure, {st.failure_is}, comes at {st.failure}"
+    timing += ")"
     lines += ["## Replayed in the tests", "",
-              f"- fires on: {alert.story.name};",
+              f"- fires on: {st.name}{timing};",
               *[f"- stays quiet on: {h.name};" for h in alert.healthy],
               "", "See `alerts/tests/sparkwatch.rules.test.yml`.", ""]
     related = [a.name for a in ALERTS if a.problem == alert.problem and a.name != alert.name]
