@@ -839,6 +839,43 @@ min_over_time(spark_jobs_active[$window]) > min_over_time(spark_jobs_active[$win
             healthy=[Replay("no events dropped", [(dropped(), "0x120")], quiet=["1h", "2h"])],
         ),
         Alert(
+            name="SparkListenerQueueFilling", signature="S5", severity="warning", problem="listener",
+            component="spark",
+            summary="A Spark listener bus queue stays nearly full: events will be dropped.",
+            description="Queue {{ $labels.queue }} of {{ $labels.app_name }} ({{ $labels.app_id }}, target "
+                        "{{ $labels.target }}) has held more than $ratio_pct% of its capacity for the whole of the "
+                        "last $window.",
+            expr="""
+min_over_time(spark_listener_queue_events[$window])
+/ on (job, instance, target, app_id, app_name, queue)
+spark_listener_queue_capacity
+> $ratio
+""",
+            for_="5m",
+            params={"ratio": Param(0.8, N, "share of the queue's capacity"),
+                    "window": Param("10m", D, "the queue never emptied below the ratio in this window")},
+            meaning="A listener that cannot keep up leaves its queue full; once it is full Spark drops events "
+                    "(SparkListenerEventsDropped). A queue that stays above 80% for ten minutes is the step "
+                    "before: the driver is overloaded with events (many tiny jobs and tasks, seed 004) or a "
+                    "listener is slow.",
+            confirm=["`spark_listener_queue_events` by queue on the Spark dashboard.",
+                     "Driver thread dump: what the `spark-listener-group-<queue>` thread is doing."],
+            action="Remove or speed up the slow listener; raise the queue's capacity "
+                   "(`spark.scheduler.listenerbus.eventqueue.<queue>.capacity`) as a stopgap.",
+            story=Replay("the appStatus queue stays nearly full for an hour, then overflows",
+                         [(series("spark_listener_queue_events", queue="appStatus", **a),
+                           values(saw(0, 2000, 5, 60)) + " " + values(saw(8500, 9500, 5, 59)) + " 10000x40"),
+                          (series("spark_listener_queue_capacity", queue="appStatus", **a), "10000x160")],
+                         quiet=["65m"], fires="80m", failure="121m",
+                         failure_is="the queue is full: events are dropped",
+                         labels=[at(queue="appStatus", **a)]),
+            healthy=[Replay("a busy queue: bursts to 9,000 events drained every few minutes",
+                            [(series("spark_listener_queue_events", queue="appStatus", **a),
+                              values(saw(0, 9000, 4, 160))),
+                             (series("spark_listener_queue_capacity", queue="appStatus", **a), "10000x160")],
+                            quiet=["1h", "2h"])],
+        ),
+        Alert(
             name="SparkCleanerSettingsRisky", signature="S5", severity="warning", problem="cleaner",
             component="spark",
             summary="A long-running Spark application runs with the cleaner settings that failed seed 004.",
