@@ -111,7 +111,11 @@ P_OLDEST_JOB = Panel("Oldest running job", [("max by (app_name) (spark_job_oldes
 def _overview() -> Dashboard:
     d = Dashboard("sparkwatch-overview", "sparkwatch / Overview",
                   "Every failure signature (S1-S5) at a glance, and what is firing.")
-    d.rows.append(Row("Now", [P_FIRING, P_TARGETS_UP]))
+    firing = [Panel(f"{sig} alerts firing" if sig != "targets" else "Target alerts firing",
+                    [(f'sum(ALERTS{{alertstate="firing", signature="{sig}", job=~"$job"}}) or vector(0)', sig)],
+                    "short", f"{SIGNATURES[sig].title}: alerts of this pack firing now.", kind="stat", width=4)
+              for sig in ("S1", "S2", "S3", "S4", "S5", "targets")]
+    d.rows.append(Row("Now", firing + [P_FIRING, P_TARGETS_UP]))
     s = SIGNATURES
     d.rows.append(Row(f"S1 {s['S1'].title}", [P_LIVY_SESSIONS, P_LIVY_OLDEST]))
     d.rows.append(Row(f"S2 {s['S2'].title}", [P_RECOVERY, Panel(
