@@ -18,7 +18,7 @@ LIVY_TERMINAL = "success|dead|killed|error"
 JOIN_LIVY = Param("process", "labels",
                   "labels that join livy_recovery_sessions (its 'process' is the Livy target's `process`) "
                   "with the jvm_process_* series of the Livy JVM")
-CODE_POOLS = Param("codeheap_.*|code_cache", "regex",
+CODE_POOLS = Param("codeheap_.*|code_?cache", "regex",
                    "Spark JvmSource memory pools (pool label) that are code cache heaps")
 
 JL = "job, instance, target, process, app_id, executor_id, pid"  # a local JVM

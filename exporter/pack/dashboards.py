@@ -98,8 +98,8 @@ P_CLASSES = Panel("Loaded classes", [("jvm_classes_currently_loaded", "{{process
                   "S5: loaded minus unloaded; rising without bound precedes a full code cache (seed 004).")
 P_CODECACHE = Panel("Code cache used / size, per heap",
                     [("jvm_codecache_used_bytes / jvm_codecache_max_bytes", "{{process}} {{pid}} {{heap}}"),
-                     ('spark_driver_jvm_memory_pool_used_bytes{pool=~"codeheap_.*|code_cache"} / '
-                      'spark_driver_jvm_memory_pool_max_bytes{pool=~"codeheap_.*|code_cache"}',
+                     ('spark_driver_jvm_memory_pool_used_bytes{pool=~"codeheap_.*|code_?cache"} / '
+                      'spark_driver_jvm_memory_pool_max_bytes{pool=~"codeheap_.*|code_?cache"}',
                       "driver {{app_name}} {{pool}}")],
                     "percentunit", "S5: when a heap is full the JIT is disabled (jvm: needs attach: true).")
 P_JOBS = Panel("Active jobs", [("sum by (app_name) (spark_jobs_active)", "{{app_name}}")], "short",
