@@ -155,6 +155,8 @@ class Exporter:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_file = workdir / "sparkwatch.yml"
+        # Prometheus scrapes with a 3 s timeout: keep only 0.2 s of it for the answer
+        config = {"exporter": {"timeout_offset": 0.2}, **config}
         self.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log = workdir / "exporter.log"
         self.proc: Optional[subprocess.Popen] = None
@@ -189,7 +191,7 @@ def generate_rules(rules_config: Path, out: Path) -> None:
 
 class Prometheus:
     def __init__(self, workdir: Path, exporter_url: str, rules_config: Path = RULES_CONFIG,
-                 scrape_interval: str = "2s", evaluation_interval: str = "1s"):
+                 scrape_interval: str = "3s", evaluation_interval: str = "1s"):
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -366,24 +366,34 @@ class _Since:
 # S3: leaks with flat state
 
 
+def oom_event(drv: SparkDriver) -> Optional[tuple]:
+    """The first OutOfMemoryError the driver reported: the leaking code's own, or the one
+    that killed the query (whichever thread got it first)."""
+    for e in drv.events:
+        if e[1] == "failure" or (e[1] == "query-terminated" and re.search(r"OutOfMemory|heap space|native thread",
+                                                                           e[2])):
+            return e
+    return None
+
+
 def s3_heap(wd: Path) -> List[Result]:
     res = Result("S3a", "heap leak with flat state",
-                 trouble="a stateful query (20 keys: flat state rows) whose foreachBatch keeps 2 MB in the "
-                         "driver JVM every 2 s batch; -Xmx512m",
+                 trouble="a stateful query (20 keys: flat state rows) whose foreachBatch keeps 5 MB in the "
+                         "driver JVM every 5 s batch; -Xmx512m",
                  failure="`java.lang.OutOfMemoryError: Java heap space` in the driver",
                  lead_meaning="the failure is the first OutOfMemoryError the leaking code gets",
                  started_at=time.time())
     with ExitStack() as stack:
-        drv = SparkDriver(wd, "leak-heap", ["--leak-bytes", str(2 * 1024 * 1024)])
+        drv = SparkDriver(wd, "leak-heap", ["--leak-bytes", str(5 * 1024 * 1024)])
         stack.callback(drv.stop)
         drv.wait_ready()
         res.trouble_at = time.time()
         st = Stack(stack, wd, spark_targets(drv))
-        wait_for("the OutOfMemoryError", lambda: drv.event("failure") or drv.proc.poll() is not None, 900)
-        ev = drv.event("failure")
+        wait_for("the OutOfMemoryError", lambda: oom_event(drv) or drv.proc.poll() is not None, 900)
+        ev = oom_event(drv)
         res.failure_at = ev[0] if ev else time.time()
-        if not ev:
-            res.notes.append(f"the driver exited ({drv.proc.returncode}) without reporting the error")
+        res.notes.append(f"failure: {ev[2]}" if ev else
+                         f"the driver exited ({drv.proc.returncode}) without reporting the error")
         st.watch.wait(["SparkTargetDown"], 60)
         return [evaluate(res, st.watch, [Expect("SparkHeapFloorRisingWithFlatState")])]
 
@@ -393,25 +403,25 @@ def s3_threads(wd: Path) -> List[Result]:
 
     if os.geteuid() != 0:
         raise LabError("S3b needs root: it creates a dedicated user (root ignores RLIMIT_NPROC)")
-    limit = 600
+    limit = 1000
     res = Result("S3b", "thread leak (unclosed clients)",
-                 trouble=f"a stateful query whose foreachBatch starts 4 threads (java.util.Timer, never "
-                         f"cancelled) every 2 s batch; the driver runs as its own user, RLIMIT_NPROC={limit}",
+                 trouble=f"a stateful query whose foreachBatch starts 10 threads (java.util.Timer, never "
+                         f"cancelled) every 5 s batch; the driver runs as its own user, RLIMIT_NPROC={limit}",
                  failure="`java.lang.OutOfMemoryError: unable to create native thread` in the driver",
                  lead_meaning="the failure is the first OutOfMemoryError the leaking code gets",
                  started_at=time.time())
     with ExitStack() as stack:
         user = stack.enter_context(os_user("swlab"))
-        drv = SparkDriver(wd, "leak-threads", ["--leak-threads", "4"], user=user, nproc=limit)
+        drv = SparkDriver(wd, "leak-threads", ["--leak-threads", "10"], user=user, nproc=limit)
         stack.callback(drv.stop)
         drv.wait_ready()
         res.trouble_at = time.time()
         st = Stack(stack, wd, spark_targets(drv))
-        wait_for("the OutOfMemoryError", lambda: drv.event("failure") or drv.proc.poll() is not None, 900)
-        ev = drv.event("failure")
+        wait_for("the OutOfMemoryError", lambda: oom_event(drv) or drv.proc.poll() is not None, 900)
+        ev = oom_event(drv)
         res.failure_at = ev[0] if ev else time.time()
-        if not ev:
-            res.notes.append(f"the driver exited ({drv.proc.returncode}) without reporting the error")
+        res.notes.append(f"failure: {ev[2]}" if ev else
+                         f"the driver exited ({drv.proc.returncode}) without reporting the error")
         st.watch.wait(["SparkTargetDown"], 60)
         return [evaluate(res, st.watch, [Expect("JvmThreadsPredictedToHitLimit"), Expect("JvmThreadsLeaking")])]
 

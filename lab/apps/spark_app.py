@@ -40,11 +40,11 @@ def main():
     p.add_argument("--app-name", default=None)
     p.add_argument("--driver-memory", default="512m")
     p.add_argument("--java-opts", default="", help="extra driver JVM options")
-    p.add_argument("--trigger-s", type=float, default=2.0)
+    p.add_argument("--trigger-s", type=float, default=5.0)
     p.add_argument("--rows-per-second", type=int, default=20)
     p.add_argument("--keys", type=int, default=20, help="distinct grouping keys: the state rows")
-    p.add_argument("--leak-bytes", type=int, default=2 * 1024 * 1024, help="leak-heap: bytes kept per batch")
-    p.add_argument("--leak-threads", type=int, default=4, help="leak-threads: threads leaked per batch")
+    p.add_argument("--leak-bytes", type=int, default=5 * 1024 * 1024, help="leak-heap: bytes kept per batch")
+    p.add_argument("--leak-threads", type=int, default=10, help="leak-threads: threads leaked per batch")
     p.add_argument("--stall-after", type=float, default=60.0, help="stall: seconds after READY")
     p.add_argument("--periodic-gc", default="15s", help="spark.cleaner.periodicGC.interval")
     p.add_argument("--master", default="local[1]")
@@ -130,7 +130,12 @@ def main():
             print(f"LAB READY {app_id}", flush=True)
         if not q.isActive:
             exc = q.exception()
-            event("query-terminated", str(exc).splitlines()[0][:200] if exc else "")
+            text = str(exc) if exc else ""
+            oom = [ln.strip() for ln in text.splitlines() if "OutOfMemoryError" in ln or "native thread" in ln]
+            if oom and not state["failed"]:
+                state["failed"] = True
+                event("failure", oom[0][:200])
+            event("query-terminated", text.splitlines()[0][:200] if text else "")
             os._exit(3)  # the driver dies with its query, as a service's main() would
         time.sleep(0.5)
 
