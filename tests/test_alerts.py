@@ -46,6 +46,7 @@ def test_promtool_check_rules_on_committed_rules():
 
 
 @needs_promtool
+@pytest.mark.slow
 def test_promtool_replays_every_war_story_and_healthy_series(tmp_path):
     """Each alert alone (its rule exactly as committed, its test groups exactly as committed), in parallel:
     promtool evaluates every rule of a file for every test group, so one file per alert is ~30x faster
