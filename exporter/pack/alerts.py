@@ -976,6 +976,27 @@ def _targets() -> List[Alert]:
         healthy=[Replay("the exporter answers", [('up{job="sparkwatch",instance="sparkhost:9951"}', "1x30")],
                         quiet=["10m", "30m"])],
     ))
+    procs = series("jvm_processes", target="livy")
+    out.append(Alert(
+        name="JvmWatchedProcessMissing", signature="targets", severity="warning", problem="target-down",
+        component="jvm",
+        summary="A JVM that sparkwatch is configured to watch is not running.",
+        description="The jvm target {{ $labels.target }} of the exporter {{ $labels.instance }} finds no process "
+                    "matching its configuration for $for_duration: the process it watches (Livy, a driver...) is gone.",
+        expr="jvm_processes == 0",
+        for_="5m",
+        params={},
+        meaning="A `jvm` entry with `match:` watches one named process (the Livy server, a long-running driver). "
+                "When nothing matches, the process has exited or was never started: for a Spark driver that is "
+                "the application gone (S4), for Livy no job can be submitted; and every JVM alert about it is blind.",
+        confirm=["`pgrep -af <the entry's match pattern>` on the host.",
+                 "The exporter's landing page lists the target and what it watches."],
+        action="Restart the process, or fix the entry's `match` pattern if the command line changed.",
+        story=Replay("the watched Livy JVM exits after 20 minutes", [(procs, "1x20 0x20")],
+                     quiet=["22m"], fires="30m", labels=[at(target="livy")]),
+        healthy=[Replay("the watched JVM restarts once (one scrape without it)", [(procs, "1x10 0 1x20")],
+                        quiet=["11m", "20m"])],
+    ))
     src = lambda source: series("spark_metrics_source_enabled", target="app", app_id="app-1",  # noqa: E731
                                 app_name="pipeline", source=source)
     out.append(Alert(
