@@ -311,14 +311,21 @@ def _heap() -> List[Alert]:
             summary="A streaming application's heap floor rises while its state does not: a leak.",
             description="Application {{ $labels.app_name }} ({{ $labels.app_id }}, target {{ $labels.target }}): "
                         "the driver's lowest heap over $floor_window rose by more than $min_growth_pct% in "
-                        "$trend_window while its streaming state rows changed by less than $max_state_change_pct%.",
+                        "$trend_window, in both halves of it, while its streaming state rows changed by less than $max_state_change_pct%.",
             expr=f"""
 (
   min_over_time(spark_driver_jvm_heap_used_bytes[$floor_window])
+  - min_over_time(spark_driver_jvm_heap_used_bytes[$floor_window] offset $trend_window_half)
+)
+/ min_over_time(spark_driver_jvm_heap_used_bytes[$floor_window] offset $trend_window)
+> $min_growth / 2
+and
+(
+  min_over_time(spark_driver_jvm_heap_used_bytes[$floor_window] offset $trend_window_half)
   - min_over_time(spark_driver_jvm_heap_used_bytes[$floor_window] offset $trend_window)
 )
 / min_over_time(spark_driver_jvm_heap_used_bytes[$floor_window] offset $trend_window)
-> $min_growth
+> $min_growth / 2
 and on (job, instance, target, app_id)
 max by (job, instance, target, app_id) (
   abs(spark_streaming_state_rows - spark_streaming_state_rows offset $trend_window)
@@ -358,6 +365,9 @@ max by (job, instance, target, app_id) (
             healthy=[
                 Replay("heap rising together with the state rows: the state grows, not a leak",
                        [(heap(), values(leak)), (rows(), "1000+10x600")], quiet=["7h", "10h"]),
+                Replay("warm-up: the heap floor climbs from 0.1 to 1 GB in the first hour, then stays (flat state)",
+                       [(heap(), values(saw(0, 5e8, 10, 600, base=lambda t: 1e8 + 1.5e7 * min(t, 60)))),
+                        (rows(), values(wiggle(1079, 10, 600)))], quiet=["6h30m", "7h", "8h"]),
                 Replay("a busy application: heap sawtooth with a flat floor, flat state",
                        [(heap(), values(saw(1e9, 3e9, 10, 600))), (rows(), values(wiggle(1079, 10, 600)))],
                        quiet=["7h", "10h"]),
@@ -471,12 +481,16 @@ sum by ({APP}, executor_id) (rate(spark_executor_run_seconds_total[$window])) > 
             name="JvmThreadsLeaking", signature="S3", severity="warning", problem="threads-leak", component="jvm",
             summary="A JVM's thread count floor keeps rising: threads are leaking.",
             description="JVM {{ $labels.process }} on {{ $labels.instance }} (target {{ $labels.target }}): its "
-                        "lowest live thread count over $floor_window is more than $min_increase higher than "
-                        "$trend_window ago.",
+                        "lowest live thread count over $floor_window rose by more than $min_increase in "
+                        "$trend_window, steadily (in both halves of it).",
             expr="""
 min_over_time(jvm_threads_live[$floor_window])
+- min_over_time(jvm_threads_live[$floor_window] offset $trend_window_half)
+> $min_increase / 2
+and
+min_over_time(jvm_threads_live[$floor_window] offset $trend_window_half)
 - min_over_time(jvm_threads_live[$floor_window] offset $trend_window)
-> $min_increase
+> $min_increase / 2
 """,
             for_="30m",
             params={"floor_window": Param("30m", D, "the floor is the minimum over this window"),
@@ -492,7 +506,9 @@ min_over_time(jvm_threads_live[$floor_window])
             story=Replay("one thread leaked every minute", [(thr(), "100+1x480")],
                          quiet=["350m"], fires="400m", labels=[at(target="local", process="executor")]),
             healthy=[Replay("a busy thread pool growing to 300 and shrinking back every 10 minutes",
-                            [(thr(), values(saw(100, 300, 10, 480)))], quiet=["7h", "8h"])],
+                            [(thr(), values(saw(100, 300, 10, 480)))], quiet=["7h", "8h"]),
+                     Replay("warm-up: pools grow to 600 threads in the first hour, then stay",
+                            [(thr(), "20+10x60 620x420")], quiet=["6h30m", "7h", "8h"])],
         ),
         Alert(
             name="JvmFileDescriptorsPredictedExhausted", signature="S3", severity="warning", problem="fds",
@@ -647,12 +663,16 @@ label_replace(label_replace(
             name="JvmLoadedClassesRising", signature="S5", severity="warning", problem="classes", component="jvm",
             summary="A JVM's loaded classes keep rising: classes are not unloaded.",
             description="JVM {{ $labels.process }} on {{ $labels.instance }} (target {{ $labels.target }}): its "
-                        "lowest loaded-class count over $floor_window is more than $min_increase higher than "
-                        "$trend_window ago.",
+                        "lowest loaded-class count over $floor_window rose by more than $min_increase in "
+                        "$trend_window, steadily (in both halves of it).",
             expr="""
 min_over_time(jvm_classes_currently_loaded[$floor_window])
+- min_over_time(jvm_classes_currently_loaded[$floor_window] offset $trend_window_half)
+> $min_increase / 2
+and
+min_over_time(jvm_classes_currently_loaded[$floor_window] offset $trend_window_half)
 - min_over_time(jvm_classes_currently_loaded[$floor_window] offset $trend_window)
-> $min_increase
+> $min_increase / 2
 """,
             for_="1h",
             params={"floor_window": Param("1h", D, "the floor is the minimum over this window"),
@@ -670,7 +690,9 @@ min_over_time(jvm_classes_currently_loaded[$floor_window])
             story=Replay("50 classes a minute never unloaded (seed 004)", [(cls(), "20000+50x540")],
                          quiet=["350m"], fires="430m", labels=[at(target="local", process="SparkSubmit")]),
             healthy=[Replay("busy codegen: 5,000 classes loaded and unloaded every 10 minutes",
-                            [(cls(), values(saw(30000, 35000, 10, 540)))], quiet=["7h", "9h"])],
+                            [(cls(), values(saw(30000, 35000, 10, 540)))], quiet=["7h", "9h"]),
+                     Replay("warm-up: 25,000 classes loaded in the first hour, then flat",
+                            [(cls(), "2000+400x60 26000x480")], quiet=["6h30m", "7h", "8h"])],
         ),
         Alert(
             name="JvmCodeCachePredictedFull", signature="S5", severity="warning", problem="codecache",

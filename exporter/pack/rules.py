@@ -63,6 +63,7 @@ def param_values(alert: Alert, cfg: RulesConfig) -> Dict[str, str]:
             secs = parse_duration(v) * (cfg.time_scale if p.scales else 1.0)
             out[name] = format_duration(secs)
             out[name + "_s"] = format_number(round(secs, 3))
+            out[name + "_half"] = format_duration(secs / 2)
         elif p.kind == "number":
             out[name] = format_number(float(v))
             out[name + "_pct"] = format_number(round(float(v) * 100, 6))
