@@ -52,8 +52,12 @@ def main(argv=None) -> int:
                    help="how long the healthy baseline runs (default 10)")
     p.add_argument("--workdir", metavar="DIR", help="where the scenarios keep their logs (default: a temp dir)")
     p.add_argument("--sequential", action="store_true", help="one scenario at a time")
+    p.add_argument("--table", metavar="FILE", help="only print the README table of a --json FILE of an earlier run")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.table:
+        print(markdown_table([Result.from_json(d) for d in json.loads(Path(a.table).read_text())]))
+        return 0
 
     names = _order() if "all" in a.scenarios else a.scenarios
     unknown = [n for n in names if n not in _order()]

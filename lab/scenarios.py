@@ -153,7 +153,7 @@ def s1(wd: Path) -> List[Result]:
     capacity = 300  # finished sessions the stand-in's "heap" holds before it fails
     res = Result("S1", "Livy sessions pile up",
                  trouble=f"a scheduler submits {rate:g} batch/s to the Livy stand-in and never DELETEs them",
-                 failure=f"Livy out of memory: refuses every request (at {capacity} held sessions)",
+                 failure=f"Livy out of memory, refuses every request ({capacity} sessions held)",
                  lead_meaning="the failure is the stand-in refusing every request (HTTP 500, "
                               "OutOfMemoryError) once it holds its capacity of sessions; the stand-in has no "
                               "heap, so this capacity stands for Livy's",
@@ -210,11 +210,12 @@ def s2(wd: Path) -> List[Result]:
     res = Result("S2", "Livy restart becomes impossible",
                  trouble=f"Livy's ZooKeeper store grows by {rate:g} session/s from {initial}; the Livy JVM "
                          f"runs {in_use} threads under RLIMIT_NPROC={limit} as its own user",
-                 failure="a restart can no longer succeed: stored sessions + threads in use >= RLIMIT_NPROC "
-                         "(then proven: a restarted JVM dies with \"unable to create native thread\")",
-                 lead_meaning="how long before the restart became impossible the alert fired; that moment is "
+                 failure="restart impossible: stored sessions + threads in use >= RLIMIT_NPROC",
+                 lead_meaning="how long before a restart became impossible the alert fired; that moment is "
                               "measured (ZooKeeper numChildren + the user's threads in /proc against the limit), "
-                              "then confirmed by really restarting",
+                              "then confirmed by really restarting: a JVM under the same user and limit that "
+                              "starts one thread per recovered session dies with \"unable to create native "
+                              "thread\"",
                  started_at=time.time())
     with ExitStack() as stack:
         classes = compile_apps(wd / "classes")
@@ -282,7 +283,7 @@ def s5(wd: Path) -> List[Result]:
     res = Result("S5", "code cache fills, JIT disabled",
                  trouble=f"a Spark driver (-XX:ReservedCodeCacheSize={size}, -XX:-SegmentedCodeCache, "
                          "-XX:-UseCodeCacheFlushing) runs a loop of queries with distinct expressions",
-                 failure="`jcmd <pid> Compiler.codecache` says \"compilation: disabled\"",
+                 failure="JIT disabled (`jcmd Compiler.codecache`: \"compilation: disabled\")",
                  lead_meaning="the failure is the first time jcmd, polled every second, reports the JIT "
                               "disabled",
                  started_at=time.time())
@@ -380,7 +381,7 @@ def s3_heap(wd: Path) -> List[Result]:
     res = Result("S3a", "heap leak with flat state",
                  trouble="a stateful query (20 keys: flat state rows) whose foreachBatch keeps 5 MB in the "
                          "driver JVM every 5 s batch; -Xmx512m",
-                 failure="`java.lang.OutOfMemoryError: Java heap space` in the driver",
+                 failure="`OutOfMemoryError: Java heap space` in the driver",
                  lead_meaning="the failure is the first OutOfMemoryError the leaking code gets",
                  started_at=time.time())
     with ExitStack() as stack:
@@ -407,7 +408,7 @@ def s3_threads(wd: Path) -> List[Result]:
     res = Result("S3b", "thread leak (unclosed clients)",
                  trouble=f"a stateful query whose foreachBatch starts 10 threads (java.util.Timer, never "
                          f"cancelled) every 5 s batch; the driver runs as its own user, RLIMIT_NPROC={limit}",
-                 failure="`java.lang.OutOfMemoryError: unable to create native thread` in the driver",
+                 failure="`OutOfMemoryError: unable to create native thread` in the driver",
                  lead_meaning="the failure is the first OutOfMemoryError the leaking code gets",
                  started_at=time.time())
     with ExitStack() as stack:
