@@ -561,7 +561,8 @@ and changes(spark_streaming_batch_duration_seconds[$window]) == 0
 and spark_streaming_input_rows_per_second > 0
 """,
             for_="5m",
-            params={"window": Param("10m", D, "how long the progress may stay frozen")},
+            params={"window": Param("10m", D, "how long the progress may stay frozen: several trigger intervals "
+                                             "(not scaled by time_scale)", scales=False)},
             meaning="Spark's streaming source reports the figures of the last completed batch (input and "
                     "processing rate, duration). While batches complete they change every batch; an idle "
                     "query reports zero input. Figures frozen at a non-zero input rate mean the running batch "

@@ -3,7 +3,8 @@
 Example (every key optional)::
 
     time_scale: 1.0          # multiplies every window, horizon, duration threshold and `for:`
-                             # (not thresholds compared with a setting: trigger_interval, max_periodic_gc_interval)
+                             # (not those tied to a setting: trigger_interval, max_periodic_gc_interval,
+                             #  SparkStreamingQueryStalled's window)
     interval: 1m             # evaluation interval of the rule groups (default: Prometheus' global)
     selector: 'job="sparkwatch"'   # label matchers added to every metric the rules read
     selectors:               # ... and per metric prefix
