@@ -5,7 +5,8 @@ Four applications in all, one per (Spark line, settings), shared by the tests:
 - "on": streaming metrics and the JvmSource on, cleaner settings changed from
   Spark's defaults (periodicGC.interval=3min, referenceTracking.blocking=false),
   one failed job, one job that stays active, a stateful streaming query;
-- "off": the same query with neither metrics source and no cleaner settings.
+- "off": the same query with neither metrics source and no cleaner settings,
+  writing an event log that a real history server reads.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import pytest
 
 from tests.helpers.exporter import find, running_exporter, samples, scrape, value
-from tests.helpers.spark import SPARK_VERSIONS, spark_app, spark_python
+from tests.helpers.spark import SPARK_VERSIONS, history_server, spark_app, spark_python
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -53,15 +54,24 @@ def spark_on(request):
 
 
 @pytest.fixture(scope="session", params=SPARK_VERSIONS)
-def spark_off(request):
+def spark_off(request, tmp_path_factory):
     py = spark_python(request.param)
-    with spark_app(request.param, py, metrics=False) as app:
+    events = tmp_path_factory.mktemp(f"events-{request.param}")
+    with spark_app(request.param, py, metrics=False, event_log=str(events)) as app:
+        app.event_log = str(events)
         yield app
 
 
+# generous: the tests check what is collected, not how fast (benchmarks/bench_spark.py
+# measures that), and CI's two cores are shared with the Spark applications
+SCRAPE_TIMEOUT = 60
+
+
 def scrape_app(app) -> str:
-    with running_exporter({"spark": [{"url": app.url, "name": "drv"}]}) as (url, _):
-        text = scrape(url)
+    cfg = {"exporter": {"scrape_timeout": SCRAPE_TIMEOUT},
+           "spark": [{"url": app.url, "name": "drv", "timeout": SCRAPE_TIMEOUT}]}
+    with running_exporter(cfg) as (url, _):
+        text = scrape(url, client_timeout=SCRAPE_TIMEOUT + 30)
     assert value(text, "sparkwatch_target_up", target="drv") == 1, text
     return text
 
@@ -139,8 +149,42 @@ def test_sources_off(spark_off):
 
 def test_probe_of_a_real_driver(spark_off):
     """The same application through /probe (service discovery pattern)."""
-    cfg = {"spark": [], "exporter": {"probe": {"allowed_targets": ["http://127.0.0.1:*"]}}}
+    cfg = {"spark": [], "exporter": {"scrape_timeout": SCRAPE_TIMEOUT,
+                                     "probe": {"allowed_targets": ["http://127.0.0.1:*"],
+                                               "modules": {"spark": {"timeout": SCRAPE_TIMEOUT}}}}}
     with running_exporter(cfg) as (url, _):
-        text = scrape(url, f"/probe?module=spark&target={spark_off.url}")
+        text = scrape(url, f"/probe?module=spark&target={spark_off.url}", client_timeout=SCRAPE_TIMEOUT + 30)
     assert value(text, "spark_executors_active", app_id=spark_off.app_id) >= 1
 
+
+
+def test_history_server(spark_off):
+    """A real history server showing the running "off" application: listed as
+    running, its REST metrics reported, no driver series (the history server
+    answers /metrics/json/ with its HTML home page), no error."""
+    import time
+
+    import requests
+
+    with history_server(spark_off.args[0], spark_off.event_log) as hs:
+        end = time.monotonic() + 120
+        while not any(a["id"] == spark_off.app_id for a in
+                      requests.get(hs + "/api/v1/applications", params={"status": "running"}, timeout=10).json()):
+            assert time.monotonic() < end, "the history server does not list the running application"
+            time.sleep(1)
+        # the first request for an application makes the history server replay its event log
+        cfg = {"exporter": {"scrape_timeout": 2 * SCRAPE_TIMEOUT},
+               "spark": [{"url": hs, "name": "hs", "timeout": 2 * SCRAPE_TIMEOUT}]}
+        with running_exporter(cfg) as (url, _):
+            text = scrape(url, client_timeout=2 * SCRAPE_TIMEOUT + 30)
+    ss = samples(text)
+    assert value(ss, "sparkwatch_target_up", target="hs") == 1
+    assert find(ss, "sparkwatch_target_scrape_errors_total", target="hs") == []
+    lab = {"app_id": spark_off.app_id, "target": "hs"}
+    assert value(ss, "spark_app_completed", **lab) == 0
+    assert value(ss, "spark_app_uptime_seconds", **lab) > 0
+    assert find(ss, "spark_jobs_active", **lab)
+    assert value(ss, "spark_executors_active", **lab) >= 1
+    assert value(ss, "spark_cleaner_periodic_gc_interval_seconds", **lab) == 1800
+    assert value(ss, "spark_metrics_source_enabled", source="jvm", **lab) == 0
+    assert [s for s in ss if s[0].startswith(("spark_driver_", "spark_listener_", "spark_dagscheduler_"))] == []

@@ -101,7 +101,7 @@ def spark_app(version: str = "4.0", python: Optional[Path] = None, metrics: bool
               periodic_gc: Optional[str] = None, blocking: Optional[str] = None,
               failing_job: bool = False, slow_job: bool = False, finished_jobs: int = 0,
               stream: bool = True, event_log: Optional[str] = None,
-              timeout: float = 300.0) -> Iterator[SparkApp]:
+              timeout: float = 600.0) -> Iterator[SparkApp]:
     """Start the test application; yields a :class:`SparkApp` once it is ready."""
     python = python or SPARK_PYTHONS[version]
     port = free_port()
