@@ -105,3 +105,16 @@ def test_cli_lists_the_scenarios():
         assert name in r.stdout
     r = subprocess.run([sys.executable, "-m", "lab", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "unknown scenario" in r.stderr
+
+
+def test_readme_section_shows_a_table_of_every_scenario():
+    readme = (ROOT / "README.md").read_text()
+    assert "## See it catch the war stories" in readme
+    section = readme.split("## See it catch the war stories", 1)[1].split("<!-- section:metrics -->", 1)[0]
+    assert "<!-- section:metrics -->" in readme.split("## See it catch the war stories", 1)[1]
+    header = markdown_table([]).splitlines()[0]
+    assert header in section  # the table the runner prints
+    for scenario in ("S1", "S2", "S3a", "S3b", "S4a", "S4b", "S5", "baseline"):
+        assert f"| **{scenario}** " in section, scenario
+    for name in ("s1", "s2", "s3-heap", "s3-threads", "s4", "s5", "baseline"):
+        assert f"`{name}`" in section, name
