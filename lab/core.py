@@ -444,7 +444,7 @@ def markdown_table(results: List[Result]) -> str:
             if a is None:
                 lines.append(f"| {scen} | {fail} | none fired{' (as required)' if r.ok else ''} | | | |")
             else:
-                name = f"`{a.alertname}`" + ("" if a.expected else " (also)")
+                name = f"`{a.alertname}`" + ("" if a.expected else " (also)" if a.ok else " (false positive)")
                 if a.fired_at is None:
                     lines.append(f"| {scen} | {fail} | {name} | | did not fire | |")
                 else:
