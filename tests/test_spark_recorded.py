@@ -33,7 +33,8 @@ POOL_NAMES = {
     "CodeHeap-'non-nmethods'": "codeheap_non_nmethods",
     "CodeHeap-'profiled-nmethods'": "codeheap_profiled_nmethods",
     "CodeHeap-'non-profiled-nmethods'": "codeheap_non_profiled_nmethods",
-    "Code-Cache": "code_cache",
+    "Code-Cache": "code_cache",  # Java 8
+    "CodeCache": "code_cache",  # Java 9+ with -XX:-SegmentedCodeCache
     "Compressed-Class-Space": "compressed_class_space",
     "Metaspace": "metaspace",
     "G1-Eden-Space": "g1_eden_space",

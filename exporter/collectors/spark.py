@@ -190,8 +190,13 @@ def spark_bool(s: str) -> bool:
 def normalise_name(name: str) -> str:
     """A JVM memory pool or collector name as a stable label value:
     ``CodeHeap-'non-nmethods'`` -> ``codeheap_non_nmethods``, ``G1-Old-Gen`` ->
-    ``g1_old_gen``, ``Code-Cache`` -> ``code_cache``, ``Metaspace`` -> ``metaspace``."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower().replace("'", "")).strip("_")
+    ``g1_old_gen``, ``Code-Cache`` (Java 8) and ``CodeCache`` (Java 9+ with
+    ``-XX:-SegmentedCodeCache``) -> ``code_cache``, ``Metaspace`` -> ``metaspace``."""
+    n = re.sub(r"[^a-z0-9]+", "_", name.lower().replace("'", "")).strip("_")
+    return _NAME_ALIASES.get(n, n)
+
+
+_NAME_ALIASES = {"codecache": "code_cache"}
 
 
 def parse_spark_time(s: Optional[str]) -> Optional[float]:
