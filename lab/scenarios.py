@@ -113,9 +113,16 @@ class SparkDriver:
 
     def jvm_pid(self) -> Optional[int]:
         """The driver JVM (SparkSubmit) started by this driver's Python."""
-        for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines():
-            if "org.apache.spark.deploy.SparkSubmit" in line and f"spark.app.name={self.app_name}" in line:
-                return int(line.split()[0])
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    args = f.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if "org.apache.spark.deploy.SparkSubmit" in args and f"spark.app.name={self.app_name}" in args:
+                return int(d)
         return None
 
     def stop(self) -> None:
