@@ -7,7 +7,9 @@ import json
 import os
 import pwd
 import re
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -66,21 +68,23 @@ class SparkDriver:
         self.events: List[tuple] = []
         self.app_id: Optional[str] = None
         self.ready = threading.Event()
+        self.home: Optional[Path] = None
         py = str(SPARK_PYTHON)
         env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=py, PYSPARK_DRIVER_PYTHON=py,
                    PYTHONUNBUFFERED="1")
         env.pop("SPARK_HOME", None)
         cmd = [py, str(SPARK_APP), "--mode", mode, "--ui-port", str(self.port), "--app-name", self.app_name, *args]
         if user is not None:
-            home = wd / "home"
-            home.mkdir(exist_ok=True)
+            home = Path(tempfile.mkdtemp(prefix="sparkwatch-lab-home-"))
+            self.home = home
             pw = pwd.getpwnam(user)
             os.chown(home, pw.pw_uid, pw.pw_gid)
             env.update(HOME=str(home), USER=user, LOGNAME=user)
             cmd = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"] + cmd
         if nproc is not None:
             cmd = ["prlimit", f"--nproc={nproc}:{nproc}", "--"] + cmd
-        self.proc = start(cmd, self.log, env=env, stdout=subprocess.PIPE, cwd=str(wd))
+        self.proc = start(cmd, self.log, env=env, stdout=subprocess.PIPE,
+                          cwd=str(self.home) if user is not None else str(wd))
         self._t = threading.Thread(target=self._read, daemon=True)
         self._t.start()
 
@@ -127,6 +131,17 @@ class SparkDriver:
 
     def stop(self) -> None:
         kill(self.proc)
+        if getattr(self, "home", None) is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+def shared_dir(stack: ExitStack, name: str) -> Path:
+    """A directory other users can read, directly under the temp dir (the lab's work
+    directory may sit under a 0700 one, e.g. pytest's), removed when the stack closes."""
+    d = Path(tempfile.mkdtemp(prefix=f"sparkwatch-lab-{name}-"))
+    os.chmod(d, 0o755)
+    stack.callback(shutil.rmtree, d, True)
+    return d
 
 
 def _tail(p: Path) -> str:
@@ -225,7 +240,7 @@ def s2(wd: Path) -> List[Result]:
                               "thread\"",
                  started_at=time.time())
     with ExitStack() as stack:
-        classes = compile_apps(wd / "classes")
+        classes = compile_apps(shared_dir(stack, "classes"))
         zk = ZooKeeperServer(wd / "zk")
         stack.callback(zk.stop)
         zk.start()
