@@ -407,16 +407,46 @@ def test_filesystem_state_store_missing_kind_and_missing_root(tmp_path):
         assert out.errors == ["partial"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-000 directory anyway")
-def test_filesystem_state_store_unreadable(tmp_path):
-    _fs_store(tmp_path, [1])
-    (tmp_path / "v1" / "batch").chmod(0)
+def test_filesystem_state_store_unreadable():
+    """A store the exporter may not read is that target's `auth` error. Root reads
+    a mode-000 directory anyway, so the collector runs in a child without the
+    capabilities that let root ignore file permissions."""
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="sparkwatch-fs-store-"))
     try:
+        root.chmod(0o755)
+        _fs_store(root, [1], [2])
+        for d in (root / "v1", root / "v1" / "interactive"):
+            d.chmod(0o755)
+        (root / "v1" / "batch").chmod(0)
+        child = (
+            "from exporter.collector import Deadline, MetricSet\n"
+            "from exporter.collectors.livy import LivyCollector\n"
+            "from exporter.config import parse_config\n"
+            "cfg = parse_config({'livy': [{'url': '{srv_url}', 'filesystem_state_store': '" + str(root) + "'}]})\n"
+            "c = LivyCollector(cfg.livy[0]); out = MetricSet()\n"
+            "c._fs_state_store(out, Deadline(20))\n"
+            "print(sorted(out.errors), out.samples and sorted((k, v) for d, s in out.samples.items() for k, v in s.items()))\n"
+        )
         with livy_server() as srv:
-            out = _collect(_collector(srv.url, filesystem_state_store=str(tmp_path)))
-        assert "auth" in out.errors
+            code = child.replace("{srv_url}", srv.url)
+            if os.geteuid() == 0:
+                cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all",
+                       "--", sys.executable, "-c", code]
+            else:
+                cmd = [sys.executable, "-c", code]
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/")
+        assert p.returncode == 0, p.stderr
+        got = p.stdout
+        assert "'auth'" in p.stdout.split("]", 1)[0], p.stdout  # the batch store could not be read
+        assert "('interactive', '')" in got and ", 1.0)" in got, got  # the readable kind is still counted
     finally:
-        (tmp_path / "v1" / "batch").chmod(0o700)
+        (root / "v1" / "batch").chmod(0o700)
+        import shutil
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_config_errors_name_the_key():
