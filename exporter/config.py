@@ -227,19 +227,23 @@ def _check_unique_names(cfg, source: str) -> None:
             seen[n] = i
 
 
-def load_config(path: Optional[str]):
-    """Load and validate ``path``, or the default configuration when ``path`` is None."""
-    if path is None:
-        return parse_config(DEFAULT_CONFIG, "default configuration")
+def read_yaml_file(path) -> Any:
+    """The parsed content of a YAML file; ConfigError if it cannot be read or parsed."""
     try:
         text = Path(path).read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return parse_config(data, path)
+
+
+def load_config(path: Optional[str]):
+    """Load and validate ``path``, or the default configuration when ``path`` is None."""
+    if path is None:
+        return parse_config(DEFAULT_CONFIG, "default configuration")
+    return parse_config(read_yaml_file(path), path)
 
 
 def iter_targets(cfg):

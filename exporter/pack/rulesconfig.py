@@ -28,10 +28,9 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from ..config import ConfigError, _format_errors
+from ..config import ConfigError, _format_errors, read_yaml_file
 from .alerts import ALERTS
 from .model import Param
 from .promql import check_matchers, parse_duration
@@ -182,12 +181,4 @@ def parse_rules_config(data: Any, source: str = "rules config") -> RulesConfig:
 def load_rules_config(path: Optional[Union[str, Path]]) -> RulesConfig:
     if path is None:
         return RulesConfig()
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return parse_rules_config(data, str(path))
+    return parse_rules_config(read_yaml_file(path), str(path))
