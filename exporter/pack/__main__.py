@@ -1,10 +1,16 @@
-"""python -m exporter.pack [ROOT]: regenerate the committed pack files."""
+"""python -m exporter.pack [--root DIR]: regenerate the committed pack files
+(alerts/, dashboards/, runbooks, promtool tests) from the definitions."""
 
+import argparse
 import sys
 from pathlib import Path
 
 from .generate import generated_files, write_all
 
-root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2]
-write_all(root)
-print(f"wrote {len(generated_files())} files under {root}")
+p = argparse.ArgumentParser(prog="python -m exporter.pack", description=__doc__.splitlines()[0])
+p.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2],
+               help="repository root to write under (default: this checkout)")
+args = p.parse_args()
+write_all(args.root)
+print(f"wrote {len(generated_files())} files under {args.root}")
+sys.exit(0)
