@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from socketserver import ThreadingMixIn
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 

@@ -312,7 +312,7 @@ def _heap() -> List[Alert]:
             description="Application {{ $labels.app_name }} ({{ $labels.app_id }}, target {{ $labels.target }}): "
                         "the driver's lowest heap over $floor_window rose by more than $min_growth_pct% in "
                         "$trend_window, in both halves of it, while its streaming state rows changed by less than $max_state_change_pct%.",
-            expr=f"""
+            expr="""
 (
   min_over_time(spark_driver_jvm_heap_used_bytes[$floor_window])
   - min_over_time(spark_driver_jvm_heap_used_bytes[$floor_window] offset $trend_window_half)
