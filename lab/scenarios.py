@@ -16,11 +16,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-import requests
-
 from .core import (
     LAB,
-    ROOT,
     SPARK_PYTHON,
     AlertWatch,
     Expect,
