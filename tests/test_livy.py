@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from exporter.collector import Deadline, MetricSet
+from exporter.collector import MetricSet
 from exporter.collectors import livy as livymod
 from exporter.collectors.livy import STATES, LivyCollector
 from exporter.config import ConfigError, parse_config
-from tests.helpers.exporter import find, running_exporter, samples, scrape, value
+from tests.helpers.exporter import collect_once, collected_value, find, running_exporter, samples, scrape, value
 from tests.helpers.livy_server import livy_server
 
 
@@ -24,24 +24,10 @@ def _collector(url, **kw) -> LivyCollector:
     return LivyCollector(cfg.livy[0])
 
 
-def _collect(c: LivyCollector, seconds: float = 20) -> MetricSet:
-    out = MetricSet()
-    c.collect(out, Deadline(seconds))
-    return out
-
-
-def _get(out: MetricSet, name: str, **labels):
-    for d, ss in out.samples.items():
-        if d.exposed_name != name:
-            continue
-        for key, v in ss.items():
-            if dict(zip(d.labels, key)) == labels:
-                return v
-    return None
 
 
 def _state_counts(out: MetricSet, kind: str):
-    return {s: _get(out, "livy_sessions", kind=kind, state=s) for s in STATES}
+    return {s: collected_value(out, "livy_sessions", kind=kind, state=s) for s in STATES}
 
 
 # --------------------------------------------------------------------------
@@ -112,9 +98,9 @@ def test_item_shapes_of_every_version_with_nulls(version, batch_keys):
         item = requests.get(srv.url + "/batches", timeout=5).json()["sessions"][0]
         assert set(item) == batch_keys and item["appId"] is None
         c = _collector(srv.url)
-        out = _collect(c)
+        out = collect_once(c)
         c.close()
-        assert _get(out, "livy_info", version=version, process="") == 1
+        assert collected_value(out, "livy_info", version=version, process="") == 1
         b = _state_counts(out, "batch")
         assert (b["starting"], b["running"], b["recovering"], b["shutting_down"]) == (3, 4, 2, 1)
         i = _state_counts(out, "interactive")
@@ -127,9 +113,9 @@ def test_unknown_and_null_states_are_counted_as_unknown():
         srv.state.sessions["batch"][0]["state"] = "some_future_state"
         srv.state.sessions["batch"][1]["state"] = None
         c = _collector(srv.url)
-        out = _collect(c)
-        assert _get(out, "livy_sessions", kind="batch", state="unknown") == 2
-        assert _get(out, "livy_sessions", kind="batch", state="success") == 0
+        out = collect_once(c)
+        assert collected_value(out, "livy_sessions", kind="batch", state="unknown") == 2
+        assert collected_value(out, "livy_sessions", kind="batch", state="success") == 0
 
 
 def test_sessions_deleted_between_pages_are_neither_missed_nor_double_counted():
@@ -147,11 +133,11 @@ def test_sessions_deleted_between_pages_are_neither_missed_nor_double_counted():
 
         srv.between_pages = delete_served
         c = _collector(srv.url, page_size=100)
-        out = _collect(c)
+        out = collect_once(c)
         # 1000 distinct sessions existed during the scrape, each counted once
-        assert _get(out, "livy_sessions", kind="batch", state="success") == 1000
+        assert collected_value(out, "livy_sessions", kind="batch", state="success") == 1000
         assert deleted == [5, 6, 7]
-        assert _get(out, "livy_sessions_reported", kind="batch") == 997
+        assert collected_value(out, "livy_sessions_reported", kind="batch") == 997
 
 
 def test_mass_deletion_between_pages_triggers_a_reread():
@@ -167,8 +153,8 @@ def test_mass_deletion_between_pages_triggers_a_reread():
 
         srv.between_pages = delete_many
         c = _collector(srv.url, page_size=100)
-        out = _collect(c)
-        assert _get(out, "livy_sessions", kind="batch", state="success") == 1000
+        out = collect_once(c)
+        assert collected_value(out, "livy_sessions", kind="batch", state="success") == 1000
         froms = [int(p["from"]) for p in srv.list_requests("/batches")]
         assert froms[:3] == [0, 90, 0]  # overlap lost -> went back
 
@@ -184,7 +170,7 @@ def test_state_changes_between_pages_count_each_session_once():
 
         srv.between_pages = finish_all
         c = _collector(srv.url, page_size=100)
-        out = _collect(c)
+        out = collect_once(c)
         counts = _state_counts(out, "batch")
         assert sum(counts.values()) == 500
         # the first page was read while running, the rest (and the overlap, re-read) as success
@@ -201,7 +187,7 @@ def test_sessions_added_during_paging_are_counted():
 
         srv.between_pages = add_one
         c = _collector(srv.url, page_size=100)
-        out = _collect(c)
+        out = collect_once(c)
         counts = _state_counts(out, "batch")
         assert counts["running"] == 300 and counts["starting"] >= 1
         assert sum(counts.values()) <= len(srv.state.sessions["batch"])
@@ -240,38 +226,38 @@ def test_finished_session_age_and_bounded_memory(monkeypatch):
         srv.state.add("batch", 5, state="success")  # ids 0-4
         srv.state.add("batch", 2, state="running")  # ids 5-6
         c = _collector(srv.url, finished_retention=600)
-        out = _collect(c)
-        assert _get(out, "livy_finished_session_oldest_age_seconds", kind="batch") == 0
-        assert _get(out, "livy_finished_sessions_older_than_retention", kind="batch") == 0
-        assert _get(out, "livy_finished_session_oldest_age_seconds", kind="interactive") == 0
+        out = collect_once(c)
+        assert collected_value(out, "livy_finished_session_oldest_age_seconds", kind="batch") == 0
+        assert collected_value(out, "livy_finished_sessions_older_than_retention", kind="batch") == 0
+        assert collected_value(out, "livy_finished_session_oldest_age_seconds", kind="interactive") == 0
 
         clock.t += 400
         srv.state.sessions["batch"][5]["state"] = "dead"  # finishes now
-        out = _collect(c)
-        assert _get(out, "livy_finished_session_oldest_age_seconds", kind="batch") == 400
-        assert _get(out, "livy_finished_sessions_older_than_retention", kind="batch") == 0
+        out = collect_once(c)
+        assert collected_value(out, "livy_finished_session_oldest_age_seconds", kind="batch") == 400
+        assert collected_value(out, "livy_finished_sessions_older_than_retention", kind="batch") == 0
 
         clock.t += 300
-        out = _collect(c)
-        assert _get(out, "livy_finished_session_oldest_age_seconds", kind="batch") == 700
-        assert _get(out, "livy_finished_sessions_older_than_retention", kind="batch") == 5  # not id 5 (300 s)
+        out = collect_once(c)
+        assert collected_value(out, "livy_finished_session_oldest_age_seconds", kind="batch") == 700
+        assert collected_value(out, "livy_finished_sessions_older_than_retention", kind="batch") == 5  # not id 5 (300 s)
 
         # DELETE of ids 0-3: forgotten, memory bounded by what Livy lists
         for sid in range(4):
             del srv.state.sessions["batch"][sid]
-        out = _collect(c)
+        out = collect_once(c)
         assert sorted(c._first_seen["batch"]) == [4, 5]
-        assert _get(out, "livy_finished_sessions_older_than_retention", kind="batch") == 1
+        assert collected_value(out, "livy_finished_sessions_older_than_retention", kind="batch") == 1
 
         # Livy restarted without recovery: id 4 now names another application -> a new session
         srv.state.sessions["batch"][4]["appId"] = "application_1800000000000_0001"
         clock.t += 10
-        out = _collect(c)
-        assert _get(out, "livy_finished_session_oldest_age_seconds", kind="batch") == 310  # id 5's age
-        assert _get(out, "livy_finished_sessions_older_than_retention", kind="batch") == 0
+        out = collect_once(c)
+        assert collected_value(out, "livy_finished_session_oldest_age_seconds", kind="batch") == 310  # id 5's age
+        assert collected_value(out, "livy_finished_sessions_older_than_retention", kind="batch") == 0
         # a reused id in an active state is not finished
         srv.state.sessions["batch"][5]["state"] = "starting"
-        out = _collect(c)
+        out = collect_once(c)
         assert sorted(c._first_seen["batch"]) == [4]
 
 
@@ -284,9 +270,9 @@ def test_thread_dump_counts_yarn_app_monitor_threads():
         srv.state.add("batch", 7, state="running", monitored=True)
         srv.state.add("batch", 3, state="success")
         c = _collector(srv.url)
-        out = _collect(c)
-        assert _get(out, "livy_yarn_app_monitor_threads") == 7
-        assert _get(out, "livy_threads") == 7 + srv.state.extra_threads
+        out = collect_once(c)
+        assert collected_value(out, "livy_yarn_app_monitor_threads") == 7
+        assert collected_value(out, "livy_threads") == 7 + srv.state.extra_threads
         assert out.errors == []
 
 
@@ -295,12 +281,12 @@ def test_thread_dump_missing_or_disabled():
         srv.state.add("batch", 2, state="running", monitored=True)
         srv.thread_dump_enabled = False  # 404
         c = _collector(srv.url)
-        out = _collect(c)
-        assert _get(out, "livy_threads") is None and out.errors == []
+        out = collect_once(c)
+        assert collected_value(out, "livy_threads") is None and out.errors == []
         srv.thread_dump_enabled = True
         c2 = _collector(srv.url, thread_dump=False)
-        out = _collect(c2)
-        assert _get(out, "livy_threads") is None
+        out = collect_once(c2)
+        assert collected_value(out, "livy_threads") is None
         assert srv.list_requests("/metrics/threads") == [{}]  # only the first collector asked
 
 
@@ -363,7 +349,7 @@ def test_wrong_shapes_are_invalid_responses():
             srv._route = lambda p, q, b=body: ((200, json.dumps(b).encode(), "application/json")
                                                if p == "/batches" else orig(p, q))
             with pytest.raises(TargetError) as ei:
-                _collect(c)
+                collect_once(c)
             assert ei.value.reason == "invalid_response", body
 
 
@@ -390,20 +376,20 @@ def test_filesystem_state_store_counts_like_livy_recovers(tmp_path):
     _fs_store(tmp_path, list(range(1234)), [0, 1])
     with livy_server() as srv:
         c = _collector(srv.url, filesystem_state_store=f"file://{tmp_path}", process="livy-server")
-        out = _collect(c)
-        assert _get(out, "livy_recovery_sessions", kind="batch", process="livy-server") == 1234
-        assert _get(out, "livy_recovery_sessions", kind="interactive", process="livy-server") == 2
-        assert _get(out, "livy_info", version="0.7.1-incubating", process="livy-server") == 1
+        out = collect_once(c)
+        assert collected_value(out, "livy_recovery_sessions", kind="batch", process="livy-server") == 1234
+        assert collected_value(out, "livy_recovery_sessions", kind="interactive", process="livy-server") == 2
+        assert collected_value(out, "livy_info", version="0.7.1-incubating", process="livy-server") == 1
 
 
 def test_filesystem_state_store_missing_kind_and_missing_root(tmp_path):
     _fs_store(tmp_path, [3, 4])
     with livy_server() as srv:
-        out = _collect(_collector(srv.url, filesystem_state_store=str(tmp_path)))
-        assert _get(out, "livy_recovery_sessions", kind="batch", process="") == 2
-        assert _get(out, "livy_recovery_sessions", kind="interactive", process="") == 0
-        out = _collect(_collector(srv.url, filesystem_state_store=str(tmp_path / "nope")))
-        assert _get(out, "livy_recovery_sessions", kind="batch", process="") is None
+        out = collect_once(_collector(srv.url, filesystem_state_store=str(tmp_path)))
+        assert collected_value(out, "livy_recovery_sessions", kind="batch", process="") == 2
+        assert collected_value(out, "livy_recovery_sessions", kind="interactive", process="") == 0
+        out = collect_once(_collector(srv.url, filesystem_state_store=str(tmp_path / "nope")))
+        assert collected_value(out, "livy_recovery_sessions", kind="batch", process="") is None
         assert out.errors == ["partial"]
 
 

@@ -6,10 +6,10 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.security import make_digest_acl
 
-from exporter.collector import Deadline, MetricSet, TargetError
+from exporter.collector import TargetError
 from exporter.collectors.zookeeper import ZooKeeperCollector, parse_mntr
 from exporter.config import ConfigError, parse_config
-from tests.helpers.exporter import find, free_port, running_exporter, samples, scrape, value
+from tests.helpers.exporter import collect_once, collected_value, find, free_port, running_exporter, samples, scrape, value
 from tests.helpers.zookeeper import available, write_livy_store, zookeeper_server
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.skipif(not available(), reason="Debian zookeeper not installed")]
@@ -41,20 +41,6 @@ def _collector(**kw) -> ZooKeeperCollector:
     return ZooKeeperCollector(cfg.zookeeper[0])
 
 
-def _collect(c, seconds=10.0) -> MetricSet:
-    out = MetricSet()
-    c.collect(out, Deadline(seconds))
-    return out
-
-
-def _get(out: MetricSet, name: str, **labels):
-    for d, ss in out.samples.items():
-        if d.exposed_name != name:
-            continue
-        for key, v in ss.items():
-            if dict(zip(d.labels, key)) == labels:
-                return v
-    return None
 
 
 def test_40000_recovery_records_through_the_exporter(zk):
@@ -82,12 +68,12 @@ def test_40000_recovery_records_through_the_exporter(zk):
 
 def test_store_missing_or_disabled(zk):
     c = _collector(hosts=zk.hosts, livy_state_store={"key_prefix": "nolivy"}, mntr=False)
-    out = _collect(c)
-    assert _get(out, "livy_recovery_sessions", kind="batch", process="") == 0
-    assert _get(out, "livy_recovery_next_session_id", kind="batch", process="") is None
+    out = collect_once(c, 10.0)
+    assert collected_value(out, "livy_recovery_sessions", kind="batch", process="") == 0
+    assert collected_value(out, "livy_recovery_next_session_id", kind="batch", process="") is None
     c.close()
     c = _collector(hosts=[zk.hosts], livy_state_store={"enabled": False}, mntr=False)
-    out = _collect(c)
+    out = collect_once(c, 10.0)
     assert len(out) == 0
     c.close()
 
@@ -95,9 +81,9 @@ def test_store_missing_or_disabled(zk):
 def test_chroot(zk):
     c = _collector(hosts=zk.hosts, chroot="/tenant-a", livy_state_store={"key_prefix": "livy2"},
                    paths=["/livy2/v1/batch"], mntr=False)
-    out = _collect(c)
-    assert _get(out, "livy_recovery_sessions", kind="batch", process="") == 5
-    assert _get(out, "zookeeper_znode_children", path="/livy2/v1/batch") == 6
+    out = collect_once(c, 10.0)
+    assert collected_value(out, "livy_recovery_sessions", kind="batch", process="") == 5
+    assert collected_value(out, "zookeeper_znode_children", path="/livy2/v1/batch") == 6
     c.close()
 
 
@@ -106,15 +92,15 @@ def test_digest_auth(zk, tmp_path):
     pw.write_text("right\n")
     good = _collector(hosts=zk.hosts, livy_state_store={"key_prefix": "secure"},
                       digest_auth={"username": "livy", "password_file": str(pw)}, mntr=False)
-    out = _collect(good)
-    assert _get(out, "livy_recovery_sessions", kind="batch", process="") == 7
+    out = collect_once(good, 10.0)
+    assert collected_value(out, "livy_recovery_sessions", kind="batch", process="") == 7
     good.close()
 
     for auth in ({"username": "livy", "password": "wrong"}, None):
         kw = {"digest_auth": auth} if auth else {}
         bad = _collector(hosts=zk.hosts, livy_state_store={"key_prefix": "secure"}, mntr=False, **kw)
         with pytest.raises(TargetError) as ei:
-            _collect(bad)
+            collect_once(bad, 10.0)
         assert ei.value.reason == "auth"
         assert "wrong" not in ei.value.message
         bad.close()
@@ -139,10 +125,10 @@ def test_auth_failure_through_the_exporter_leaves_other_targets_alone(zk):
 def test_mntr_refused_is_not_an_error(tmp_path):
     with zookeeper_server(tmp_path, whitelist="ruok,srvr") as srv:
         c = _collector(hosts=srv.hosts)
-        out = _collect(c)
+        out = collect_once(c, 10.0)
         c.close()
-    assert _get(out, "zookeeper_mntr_available") == 0
-    assert _get(out, "zookeeper_znodes") is None
+    assert collected_value(out, "zookeeper_mntr_available") == 0
+    assert collected_value(out, "zookeeper_znodes") is None
     assert out.errors == []
 
 

@@ -69,3 +69,23 @@ def value(text_or_samples, name: str, **labels) -> float:
     found = find(text_or_samples, name, **labels)
     assert len(found) == 1, f"expected one {name}{labels}, found {found}"
     return found[0][2]
+
+
+def collect_once(collector, seconds: float = 20.0):
+    """Run one collector's collect() directly (no HTTP) and return its MetricSet."""
+    from exporter.collector import Deadline, MetricSet
+
+    out = MetricSet()
+    collector.collect(out, Deadline(seconds))
+    return out
+
+
+def collected_value(out, name: str, **labels):
+    """The value of the sample ``name`` with exactly ``labels`` in a MetricSet, or None."""
+    for d, ss in out.samples.items():
+        if d.exposed_name != name:
+            continue
+        for key, v in ss.items():
+            if dict(zip(d.labels, key)) == labels:
+                return v
+    return None
