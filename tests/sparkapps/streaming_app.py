@@ -12,7 +12,7 @@ groupBy(key).count() -> noop sink, 2 s trigger by default) named ``counts``.
 With ``--metrics on`` the Structured Streaming metrics source and the
 JvmSource are enabled; with ``--metrics off`` neither is.
 
-It prints ``SPARKAPP READY <appId>`` on stdout once the UI is up and a batch
+It prints ``SPARKAPP READY <appId>`` on stdout once the UI is up, the watermark has advanced and a batch
 with state rows has completed, then runs until killed.
 """
 
@@ -115,7 +115,11 @@ def main() -> int:
     ready = False
     while True:
         prog = q.lastProgress
-        if not ready and prog and prog.get("stateOperators") and prog["stateOperators"][0].get("numRowsTotal", 0) > 0:
+        # ready: state rows exist and the watermark has advanced (batch 0 reports the epoch;
+        # the watermark it computes shows from the next batch's progress on)
+        if (not ready and prog and prog.get("stateOperators")
+                and prog["stateOperators"][0].get("numRowsTotal", 0) > 0
+                and not prog.get("eventTime", {}).get("watermark", "1970").startswith("1970")):
             print(f"SPARKAPP READY {app_id}", flush=True)
             ready = True
         if q.exception() is not None:
