@@ -26,6 +26,8 @@ from typing import Any, Callable, Dict, List, Optional
 import requests
 import yaml
 
+from tests.helpers.procs import stop_process_group
+
 ROOT = Path(__file__).resolve().parent.parent
 LAB = Path(__file__).resolve().parent
 RULES_CONFIG = LAB / "lab-rules.yml"
@@ -72,27 +74,8 @@ def start(cmd: List[str], logfile: Path, env: Optional[Dict[str, str]] = None, s
 
 
 def kill(p: subprocess.Popen, grace: float = 5.0) -> None:
-    """SIGTERM the process group, then SIGKILL it."""
-    try:
-        pgid = os.getpgid(p.pid)
-    except ProcessLookupError:
-        pgid = p.pid
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            p.wait(timeout=wait)
-            if sig == signal.SIGKILL or wait == 0:
-                break
-        except subprocess.TimeoutExpired:
-            continue
-    # the group may outlive its leader (pyspark's JVM, python workers)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """SIGTERM the process group, then SIGKILL it; forget the process."""
+    stop_process_group(p, grace)
     with _lock:
         if p in PROCS:
             PROCS.remove(p)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import tempfile
 import threading
@@ -28,6 +27,8 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 import requests
+
+from tests.helpers.procs import stop_process_group
 
 from .exporter import free_port
 
@@ -68,32 +69,6 @@ class SparkApp:
             return "".join(Path(self.log_path).read_text(errors="replace").splitlines(True)[-n:])
         except OSError:
             return ""
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group (python, its JVM, python workers), then SIGKILL."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        pgid = None
-    if pgid is not None:
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
-    if pgid is not None:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 @contextmanager
@@ -162,7 +137,7 @@ def spark_app(version: str = "4.0", python: Optional[Path] = None, metrics: bool
             time.sleep(0.5)
         yield app
     finally:
-        _kill_tree(proc)
+        stop_process_group(proc, grace=15)
         log.close()
         try:
             os.unlink(log.name)
@@ -201,7 +176,7 @@ def history_server(python: Path, log_dir: str, timeout: float = 180.0) -> Iterat
             time.sleep(0.5)
         yield url
     finally:
-        _kill_tree(proc)
+        stop_process_group(proc, grace=15)
         log.close()
         try:
             os.unlink(log.name)

@@ -1,0 +1,33 @@
+"""Stopping what the tests and the lab start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+
+def stop_process_group(p: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM ``p``'s process group, wait up to ``grace`` seconds, then SIGKILL the group.
+
+    The group is killed even when its leader has already exited: pyspark's JVM
+    and Python workers can outlive the process that started them."""
+    try:
+        pgid = os.getpgid(p.pid)
+    except ProcessLookupError:
+        pgid = p.pid
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            p.wait(timeout=wait)
+            if sig == signal.SIGKILL or wait == 0:
+                break
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
