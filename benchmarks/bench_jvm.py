@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What the jvm collector costs per JVM.
 
-Starts a small JVM (tests/jvmapps/Workload), then measures:
+Starts a small JVM (testbed/jvmapps/Workload), then measures:
   - reading and parsing its perf-data file (what every scrape does), against
     `jcmd <pid> PerfCounter.print` for the same counters;
   - one attach: the first (starts the JVM's attach listener) and later ones
@@ -32,6 +32,7 @@ from exporter import procstats  # noqa: E402
 from exporter.collector import Deadline, MetricSet  # noqa: E402
 from exporter.collectors.jvm import JvmCollector, JvmTarget  # noqa: E402
 from exporter.hotspot import attach, perfdata  # noqa: E402
+from testbed.jvm import APPS  # noqa: E402
 
 COUNTERS = ("java.cls.loadedClasses", "java.cls.sharedLoadedClasses", "java.cls.unloadedClasses",
             "java.threads.live", "java.threads.daemon", "sun.ci.nmethodCodeSize")
@@ -62,7 +63,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=200)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-jvm-")
-    subprocess.run(["javac", "-d", tmp] + [str(p) for p in (ROOT / "tests" / "jvmapps").glob("*.java")],
+    subprocess.run(["javac", "-d", tmp] + [str(p) for p in APPS.glob("*.java")],
                    check=True)
     proc, pid = start_jvm(tmp)
     try:

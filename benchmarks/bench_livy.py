@@ -2,7 +2,7 @@
 """Scrape time and series count of the Livy and ZooKeeper collectors as the
 number of Livy sessions grows (seed 000/001 sizes: up to 40,000).
 
-- Livy: the REST stand-in of the tests (tests/helpers/livy_server.py, in a
+- Livy: the REST stand-in of the tests (testbed/livy_server.py, in a
   process of its own) holding N sessions: 70 % success, 10 % dead, the rest
   running batches (each with a yarnAppMonitorThread in the thread dump), and 5
   idle interactive sessions.
@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from kazoo.client import KazooClient  # noqa: E402
 
-from tests.helpers.exporter import running_exporter, samples, scrape  # noqa: E402
-from tests.helpers.zookeeper import write_livy_store, zookeeper_server  # noqa: E402
+from testbed.exporter import running_exporter, samples, scrape  # noqa: E402
+from testbed.zookeeper import write_livy_store, zookeeper_server  # noqa: E402
 
 SCRAPES = 5
 
@@ -59,7 +59,7 @@ def bench_livy(sizes, page_size):
     for n in sizes:
         running = n - n * 7 // 10 - n // 10 - 5
         # the stand-in runs in its own process: its JSON encoding must not share our GIL
-        proc = subprocess.Popen([sys.executable, "-m", "tests.helpers.livy_server", "--success", str(n * 7 // 10),
+        proc = subprocess.Popen([sys.executable, "-m", "testbed.livy_server", "--success", str(n * 7 // 10),
                                  "--dead", str(n // 10), "--running", str(running), "--idle", "5"],
                                 cwd=str(ROOT), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:

@@ -2,7 +2,7 @@
 """Scrape latency and CPU cost of the Spark collector on a real application
 that has run at least 1,000 finished jobs.
 
-It starts tests/sparkapps/streaming_app.py (pyspark, local[2]; JvmSource and
+It starts testbed/sparkapps/streaming_app.py (pyspark, local[2]; JvmSource and
 streaming metrics on; 1,000 small jobs, one failed job, then a stateful
 streaming query), checks through the REST API that the UI holds >= 1,000
 succeeded jobs, then runs the real exporter (``python -m exporter``, a process
@@ -31,8 +31,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers.exporter import free_port, samples, value  # noqa: E402
-from tests.helpers.spark import SPARK_PYTHONS, spark_app  # noqa: E402
+from testbed.exporter import samples, value  # noqa: E402
+from testbed.procs import free_port  # noqa: E402
+from testbed.spark import SPARK_PYTHONS, spark_app  # noqa: E402
 
 
 def p95(xs):

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,13 +25,14 @@ from typing import Any, Callable, Dict, List, Optional
 import requests
 import yaml
 
-from tests.helpers.procs import stop_process_group
+from testbed.procs import free_port, stop_process_group
+from testbed.spark import SPARK_PYTHONS
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB = Path(__file__).resolve().parent
 RULES_CONFIG = LAB / "lab-rules.yml"
 PYTHON = sys.executable
-SPARK_PYTHON = ROOT / ".venv" / "bin" / "python"
+SPARK_PYTHON = SPARK_PYTHONS["4.0"]
 
 #: every process group the lab started and has not reaped yet
 PROCS: List[subprocess.Popen] = []
@@ -45,12 +45,6 @@ class LabError(Exception):
 
 def log(msg: str) -> None:
     print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------

@@ -16,6 +16,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from testbed.jvm import compile_apps, os_user, running_jvm, threads_of_uid
+from testbed.livy_server import livy_server
+from testbed.zookeeper import ZooKeeperServer, batch_record, write_livy_store
+
 from .core import (
     LAB,
     SPARK_PYTHON,
@@ -166,8 +170,6 @@ def jcmd(pid: int, *cmd: str) -> str:
 
 
 def s1(wd: Path) -> List[Result]:
-    from tests.helpers.livy_server import livy_server
-
     rate = 1.0  # batches submitted per second, never DELETEd
     capacity = 300  # finished sessions the stand-in's "heap" holds before it fails
     res = Result("S1", "Livy sessions pile up",
@@ -216,10 +218,6 @@ def s1(wd: Path) -> List[Result]:
 
 def s2(wd: Path) -> List[Result]:
     from kazoo.client import KazooClient
-
-    from tests.helpers.jvm import compile_apps, os_user, running_jvm, threads_of_uid
-    from tests.helpers.livy_server import livy_server
-    from tests.helpers.zookeeper import ZooKeeperServer, batch_record, write_livy_store
 
     if os.geteuid() != 0:
         raise LabError("S2 needs root: it creates a dedicated user (root ignores RLIMIT_NPROC)")
@@ -396,6 +394,17 @@ def oom_event(drv: SparkDriver) -> Optional[tuple]:
     return None
 
 
+def wait_for_oom(drv: SparkDriver, res: Result, watch: AlertWatch) -> None:
+    """Wait (at most 15 minutes) until the leaking driver reports an OutOfMemoryError or
+    exits; record that as ``res``'s failure, then give SparkTargetDown a minute to fire."""
+    wait_for("the OutOfMemoryError", lambda: oom_event(drv) or drv.proc.poll() is not None, 900)
+    ev = oom_event(drv)
+    res.failure_at = ev[0] if ev else time.time()
+    res.notes.append(f"failure: {ev[2]}" if ev else
+                     f"the driver exited ({drv.proc.returncode}) without reporting the error")
+    watch.wait(["SparkTargetDown"], 60)
+
+
 def s3_heap(wd: Path) -> List[Result]:
     res = Result("S3a", "heap leak with flat state",
                  trouble="a stateful query (20 keys: flat state rows) whose foreachBatch keeps 5 MB in the "
@@ -409,18 +418,11 @@ def s3_heap(wd: Path) -> List[Result]:
         drv.wait_ready()
         res.trouble_at = time.time()
         st = Stack(stack, wd, spark_targets(drv))
-        wait_for("the OutOfMemoryError", lambda: oom_event(drv) or drv.proc.poll() is not None, 900)
-        ev = oom_event(drv)
-        res.failure_at = ev[0] if ev else time.time()
-        res.notes.append(f"failure: {ev[2]}" if ev else
-                         f"the driver exited ({drv.proc.returncode}) without reporting the error")
-        st.watch.wait(["SparkTargetDown"], 60)
+        wait_for_oom(drv, res, st.watch)
         return [evaluate(res, st.watch, [Expect("SparkHeapFloorRisingWithFlatState")])]
 
 
 def s3_threads(wd: Path) -> List[Result]:
-    from tests.helpers.jvm import os_user
-
     if os.geteuid() != 0:
         raise LabError("S3b needs root: it creates a dedicated user (root ignores RLIMIT_NPROC)")
     limit = 1000
@@ -437,12 +439,7 @@ def s3_threads(wd: Path) -> List[Result]:
         drv.wait_ready()
         res.trouble_at = time.time()
         st = Stack(stack, wd, spark_targets(drv))
-        wait_for("the OutOfMemoryError", lambda: oom_event(drv) or drv.proc.poll() is not None, 900)
-        ev = oom_event(drv)
-        res.failure_at = ev[0] if ev else time.time()
-        res.notes.append(f"failure: {ev[2]}" if ev else
-                         f"the driver exited ({drv.proc.returncode}) without reporting the error")
-        st.watch.wait(["SparkTargetDown"], 60)
+        wait_for_oom(drv, res, st.watch)
         return [evaluate(res, st.watch, [Expect("JvmThreadsPredictedToHitLimit"), Expect("JvmThreadsLeaking")])]
 
 
@@ -451,8 +448,6 @@ def s3_threads(wd: Path) -> List[Result]:
 
 
 def baseline(wd: Path, minutes: float = 10.0) -> List[Result]:
-    from tests.helpers.livy_server import livy_server
-
     res = Result("baseline", "healthy service",
                  trouble=f"a healthy stateful streaming application and a busy Livy whose clients delete "
                          f"finished sessions, watched for {minutes:g} minutes",

@@ -5,13 +5,13 @@
     scripts/record_spark_responses.py --version 3.5   # only one
     scripts/record_spark_responses.py --url http://127.0.0.1:4040 --out tests/data/spark-x
 
-It starts tests/sparkapps/streaming_app.py (metrics sources on, cleaner settings
+It starts testbed/sparkapps/streaming_app.py (metrics sources on, cleaner settings
 periodicGC.interval=3min and referenceTracking.blocking=false, one failed job,
 one job that stays active, a stateful streaming query) with the venv's Python,
 waits until a streaming batch with state has run, then fetches the same
 endpoints the collector does, with the same status filters, and stores each
 answer byte for byte in tests/data/spark-<pyspark version>/ with an index.json
-that tells tests/helpers/spark.ReplayServer which path each file answers.
+that tells testbed/spark.ReplayServer which path each file answers.
 """
 
 import argparse
@@ -26,7 +26,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers.spark import DATA, SPARK_PYTHONS, recording_requests, spark_app  # noqa: E402
+from testbed.spark import DATA, SPARK_PYTHONS, recording_requests, spark_app  # noqa: E402
 
 SETTINGS = dict(metrics=True, periodic_gc="3min", blocking="false", failing_job=True, slow_job=True)
 

@@ -58,7 +58,7 @@ def test_bad_config_names_the_key(tmp_path, text, key, reason, capsys):
 def test_serve_with_bad_config_exits_before_listening(tmp_path):
     f = tmp_path / "bad.yml"
     f.write_text("spark:\n  - url: ftp://a\n")
-    from tests.helpers.exporter import free_port
+    from testbed.procs import free_port
 
     port = free_port()
     p = subprocess.run([sys.executable, "-m", "exporter", f"--config.file={f}",

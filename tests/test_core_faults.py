@@ -9,8 +9,8 @@ import pytest
 
 from exporter.collector import Collector, Deadline, MetricSet, TargetError, gauge
 from exporter.scrape import Scraper, Target
-from tests.helpers.exporter import running_exporter, scrape, value
-from tests.helpers.faulty_http import faulty_server
+from testbed.exporter import running_exporter, scrape, value
+from testbed.faulty_http import faulty_server
 
 FAULTS = {
     "http500": "http_status",

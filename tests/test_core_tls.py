@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from tests.helpers.exporter import running_exporter, scrape, value
-from tests.helpers.faulty_http import faulty_server
+from testbed.exporter import running_exporter, scrape, value
+from testbed.faulty_http import faulty_server
 
 
 def _openssl(*args, cwd):

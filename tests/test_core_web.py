@@ -6,8 +6,8 @@ import subprocess
 import pytest
 import requests
 
-from tests.helpers.exporter import running_exporter, scrape, value
-from tests.helpers.faulty_http import faulty_server
+from testbed.exporter import running_exporter, scrape, value
+from testbed.faulty_http import faulty_server
 
 
 def test_landing_page_lists_targets_with_status_and_last_error():

@@ -27,11 +27,13 @@ from exporter.pack.dashboards import panel_exprs
 from exporter.pack.promql import grafana_free
 from exporter.pack.rules import rules_yaml
 from exporter.pack.rulesconfig import parse_rules_config
-from tests.helpers.exporter import free_port, running_exporter
-from tests.helpers.livy_server import livy_server
-from tests.helpers.spark import spark_app, spark_python
-from tests.helpers.zookeeper import available as zookeeper_available
-from tests.helpers.zookeeper import write_livy_store, zookeeper_server
+from testbed.exporter import running_exporter
+from testbed.livy_server import livy_server
+from testbed.procs import free_port
+from testbed.spark import spark_app
+from testbed.zookeeper import available as zookeeper_available
+from testbed.zookeeper import write_livy_store, zookeeper_server
+from tests.helpers import spark_python
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"

@@ -13,17 +13,9 @@ import pytest
 from exporter import procstats
 from exporter.config import ConfigError, load_config, parse_config
 from exporter.hotspot import attach as hs_attach
-from tests.helpers.exporter import find, running_exporter, samples, scrape, value
-from tests.helpers.jvm import (  # noqa: F401
-    jcmd,
-    jvm_classes,
-    perf_counters,
-    proc_status,
-    requires_java,
-    running_jvm,
-    os_user,
-    threads_of_uid,
-)
+from testbed.exporter import find, running_exporter, samples, scrape, value
+from testbed.jvm import jcmd, perf_counters, proc_status, running_jvm, threads_of_uid
+from tests.helpers import os_user, requires_java
 
 
 def settled(url, probe):

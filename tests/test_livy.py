@@ -11,8 +11,8 @@ from exporter.collector import MetricSet
 from exporter.collectors import livy as livymod
 from exporter.collectors.livy import STATES, LivyCollector
 from exporter.config import ConfigError, parse_config
-from tests.helpers.exporter import collect_once, collected_value, find, running_exporter, samples, scrape, value
-from tests.helpers.livy_server import livy_server
+from testbed.exporter import collect_once, collected_value, find, running_exporter, samples, scrape, value
+from testbed.livy_server import livy_server
 
 
 def _cfg(**kw):

@@ -8,9 +8,10 @@ import json
 
 import pytest
 
-from tests.helpers.exporter import find, free_port, running_exporter, samples, scrape, value
-from tests.helpers.livy_server import livy_server
-from tests.helpers.spark import ReplayServer, recording_dirs, routes_from_recording, spark_app
+from testbed.exporter import find, running_exporter, samples, scrape, value
+from testbed.livy_server import livy_server
+from testbed.procs import free_port
+from testbed.spark import ReplayServer, recording_dirs, routes_from_recording, spark_app
 
 
 def _proxy_routes():

@@ -19,8 +19,8 @@ from kazoo.client import KazooClient
 
 import exporter.collectors  # noqa: F401  (declares every metric)
 from exporter.collector import CATALOG
-from tests.helpers.exporter import find, running_exporter, samples, scrape
-from tests.helpers.zookeeper import available, write_livy_store, zookeeper_server
+from testbed.exporter import find, running_exporter, samples, scrape
+from testbed.zookeeper import available, write_livy_store, zookeeper_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -252,7 +252,7 @@ def test_real_alertmanager_applies_the_inhibitions(tmp_path):
 
     import requests
 
-    from tests.helpers.exporter import free_port
+    from testbed.procs import free_port
 
     port = free_port()
     proc = subprocess.Popen([ALERTMANAGER, f"--config.file={ROOT / ALERTMANAGER_FILE}",

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from exporter.hotspot import perfdata
 from exporter.hotspot.perfdata import PerfDataError, parse, read_file
-from tests.helpers.jvm import jvm_classes, perf_counters, requires_java, running_jvm  # noqa: F401
+from testbed.jvm import perf_counters, running_jvm
+from tests.helpers import requires_java
 
 UNIT_CODES = {v: k for k, v in perfdata.UNITS.items()}
 

@@ -1,5 +1,5 @@
 """The Spark collector against real Spark applications (pyspark 3.5 and 4.0,
-local mode, started as subprocesses on free ports by tests/helpers/spark.py).
+local mode, started as subprocesses on free ports by testbed/spark.py).
 
 Four applications in all, one per (Spark line, settings), shared by the tests:
 - "on": streaming metrics and the JvmSource on, cleaner settings changed from
@@ -16,8 +16,9 @@ import subprocess
 
 import pytest
 
-from tests.helpers.exporter import find, running_exporter, samples, scrape, value
-from tests.helpers.spark import SPARK_VERSIONS, history_server, spark_app, spark_python
+from testbed.exporter import find, running_exporter, samples, scrape, value
+from testbed.spark import SPARK_VERSIONS, history_server, spark_app
+from tests.helpers import spark_python
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -21,8 +21,8 @@ from exporter.collectors.spark import (
     time_string_as_seconds,
 )
 from exporter.httpclient import HttpClient
-from tests.helpers.exporter import find, running_exporter, scrape, value
-from tests.helpers.spark import ReplayServer, load_recording, merged_routes, recording_dirs, routes_from_recording
+from testbed.exporter import find, running_exporter, scrape, value
+from testbed.spark import ReplayServer, load_recording, merged_routes, recording_dirs, routes_from_recording
 
 DIRS = recording_dirs()
 assert len(DIRS) >= 2, "recordings of both Spark lines are expected in tests/data/spark-*"
@@ -62,7 +62,7 @@ def collect(url: str, **kw) -> MetricSet:
 
 
 def samples_of(out: MetricSet):
-    """MetricSet -> [(exposed name, labels, value)] like tests.helpers.exporter.samples."""
+    """MetricSet -> [(exposed name, labels, value)] like testbed.exporter.samples."""
     res = []
     for md, ss in out.samples.items():
         for key, v in ss.items():

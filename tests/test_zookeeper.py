@@ -9,8 +9,9 @@ from kazoo.security import make_digest_acl
 from exporter.collector import TargetError
 from exporter.collectors.zookeeper import ZooKeeperCollector, parse_mntr
 from exporter.config import ConfigError, parse_config
-from tests.helpers.exporter import collect_once, collected_value, find, free_port, running_exporter, samples, scrape, value
-from tests.helpers.zookeeper import available, write_livy_store, zookeeper_server
+from testbed.exporter import collect_once, collected_value, find, running_exporter, samples, scrape, value
+from testbed.procs import free_port
+from testbed.zookeeper import available, write_livy_store, zookeeper_server
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.skipif(not available(), reason="Debian zookeeper not installed")]
 

@@ -1,4 +1,5 @@
-"""Real JVMs for the JVM collector tests: compile tests/jvmapps, start, stop.
+"""Real JVMs for the jvm collector tests, the lab and the benchmark: compile
+testbed/jvmapps, start, stop.
 
 Every JVM started here is killed when its context ends (also on failure).
 A dedicated system user can be created for tests that need a JVM of another
@@ -13,23 +14,18 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
-import pytest
-
-APPS = Path(__file__).resolve().parent.parent / "jvmapps"
+#: the Java sources: Workload (driven through stdin) and Payload (classes it defines)
+APPS = Path(__file__).resolve().parent / "jvmapps"
 
 
 def have_java() -> bool:
     return all(shutil.which(t) for t in ("java", "javac", "jcmd"))
-
-
-requires_java = pytest.mark.skipif(not have_java(), reason="needs a JDK (java, javac, jcmd)")
 
 
 def compile_apps(dest: Path) -> Path:
@@ -44,22 +40,8 @@ def compile_apps(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def jvm_classes() -> Iterator[Path]:
-    """tests/jvmapps compiled, in a world-readable directory of its own (not under
-    pytest's basetemp: pytest resets that to 0700, and other pytest sessions of
-    the same user share it)."""
-    if not have_java():
-        pytest.skip("needs a JDK")
-    d = Path(tempfile.mkdtemp(prefix="sparkwatch-jvmapps-"))
-    try:
-        yield compile_apps(d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 class Jvm:
-    """A running JVM started from tests/jvmapps; talk to it through stdin/stdout."""
+    """A running JVM started from testbed/jvmapps; talk to it through stdin/stdout."""
 
     def __init__(self, proc: subprocess.Popen):
         self.proc = proc
@@ -137,9 +119,9 @@ def running_jvm(classes: Path, main: str, args: List[str] = (), jvm_opts: List[s
 
 @contextmanager
 def os_user(prefix: str = "swjvm") -> Iterator[str]:
-    """A fresh system user (no home), removed with its processes afterwards."""
+    """A fresh system user (no home), removed with its processes afterwards. Needs root."""
     if os.geteuid() != 0:
-        pytest.skip("creating a user needs root")
+        raise PermissionError("creating a user needs root")
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
     subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
                    check=True, capture_output=True, timeout=30)

@@ -1,10 +1,18 @@
-"""Stopping what the tests and the lab start."""
+"""Processes and ports: a free port, stopping a process group."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def stop_process_group(p: subprocess.Popen, grace: float = 5.0) -> None:

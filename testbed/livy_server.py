@@ -1,4 +1,5 @@
-"""A Livy server stand-in for tests: Livy's REST contract, quirks and faults.
+"""A Livy server stand-in for the tests, the lab and the benchmark: Livy's REST
+contract, quirks and faults.
 
 Livy itself needs Spark on YARN to do anything useful, so this is the one
 place where the tests use a fake. It follows Livy's servlets exactly

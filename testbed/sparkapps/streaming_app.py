@@ -1,7 +1,7 @@
 """A small, long-running Spark application for sparkwatch's tests, recordings
 and benchmark. Run it with the Python of a venv that has pyspark:
 
-    python tests/sparkapps/streaming_app.py --ui-port 4050 [--metrics on|off]
+    python testbed/sparkapps/streaming_app.py --ui-port 4050 [--metrics on|off]
         [--periodic-gc 3min] [--blocking false] [--finished-jobs 1000] [--failing-job]
 
 It starts a SparkSession in local mode, optionally runs many small finished

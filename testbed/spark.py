@@ -1,6 +1,7 @@
-"""Real Spark applications for the tests, and a replay server for recorded responses.
+"""Real Spark applications for the tests, the recorder and the benchmark, and a replay
+server for recorded responses.
 
-``spark_app(...)`` starts ``tests/sparkapps/streaming_app.py`` as a subprocess
+``spark_app(...)`` starts ``testbed/sparkapps/streaming_app.py`` as a subprocess
 (in its own process group) with the Python of a venv that has pyspark, on a
 free ``spark.ui.port``; it waits for the application's "ready" line (UI up and
 a streaming batch with state rows done) and for the REST API, and kills the
@@ -28,12 +29,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tests.helpers.procs import stop_process_group
+from .procs import free_port, stop_process_group
 
-from .exporter import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-APP_SCRIPT = ROOT / "tests" / "sparkapps" / "streaming_app.py"
+ROOT = Path(__file__).resolve().parents[1]
+APP_SCRIPT = Path(__file__).resolve().parent / "sparkapps" / "streaming_app.py"
+#: the recorded responses: test data, read by the tests, written by scripts/record_spark_responses.py
 DATA = ROOT / "tests" / "data"
 
 #: Spark release line -> the Python of the venv that has that pyspark
@@ -42,16 +42,6 @@ SPARK_PYTHONS: Dict[str, Path] = {
     "3.5": ROOT / ".venv-spark35" / "bin" / "python",
 }
 SPARK_VERSIONS = list(SPARK_PYTHONS)
-
-
-def spark_python(version: str) -> Path:
-    """The interpreter for ``version``; skips the test if its venv does not exist."""
-    import pytest
-
-    py = SPARK_PYTHONS[version]
-    if not py.exists():
-        pytest.skip(f"pyspark {version}: no venv at {py.parent.parent} (CI always has it; see scripts/install-test-deps)")
-    return py
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""A real ZooKeeper server (Debian's ``zookeeper`` package) for tests.
+"""A real ZooKeeper server (Debian's ``zookeeper`` package) for the tests,
+the lab and the benchmarks.
 
 The server runs standalone on a free port with its own zoo.cfg and data
 directory under a temporary directory, four-letter words allowed, the admin
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-from tests.helpers.exporter import free_port
+from .procs import free_port
 
 CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/zookeeper/*"
 MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
