@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter import procstats  # noqa: E402
-from exporter.collector import Deadline, MetricSet  # noqa: E402
+from exporter.collector import MetricSet, ScrapeContext  # noqa: E402
 from exporter.collectors.jvm import JvmCollector, JvmTarget  # noqa: E402
 from exporter.hotspot import attach, perfdata  # noqa: E402
 from testbed.jvm import APPS  # noqa: E402
@@ -107,7 +107,7 @@ def main():
 
             def once():
                 out = MetricSet()
-                c.collect(out, Deadline(10))
+                c.collect(out, ScrapeContext.within(10))
                 assert not out.errors, out.errors
                 return out
 

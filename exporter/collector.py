@@ -2,23 +2,27 @@
 
 A collector watches one target (a Spark UI, a Livy server, a ZooKeeper
 ensemble, the JVMs of this host). On each scrape the engine calls
-``collect(out, deadline)``; the collector adds samples to ``out`` and either
-returns (the target is up) or raises :class:`TargetError` (the target is down,
-with a bounded ``reason``). Partial problems that do not make the whole target
-down (one JVM of many exited mid-scrape) go through ``out.error(reason)``.
+``collect(out, scrape)`` with a :class:`ScrapeContext` (the deadline, and what
+the targets of one scrape share); the collector adds samples to ``out`` and
+either returns (the target is up) or raises :class:`TargetError` (the target is
+down, with a bounded ``reason``). Partial problems that do not make the whole
+target down (one JVM of many exited mid-scrape) go through ``out.error(reason)``.
 
 Metrics are declared once, at import time, with :func:`gauge`, :func:`counter`
-and :func:`info`. The declaration is the catalogue the README reference, the
-alert lint and the dashboards are checked against: a collector cannot emit a
-metric that is not declared, nor a label that its declaration does not name.
+and :func:`info`; each collector class lists the metrics it may emit in
+``metrics`` (see :func:`declared_metrics`). Those lists are the catalogue the
+metrics reference, the alert lint and the dashboards are checked against
+(:func:`exporter.catalog.catalog`), and the engine refuses a sample of a metric
+its collector does not list, or with a label its declaration does not name.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
-from typing import ClassVar, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -97,21 +101,34 @@ class MetricDef:
         return self.name
 
 
-CATALOG: Dict[str, MetricDef] = {}
-
-
 def _define(kind: str, name: str, help: str, labels: Iterable[str], source: str) -> MetricDef:
     labels = tuple(labels)
     if kind == "counter" and not name.endswith("_total"):
         raise ValueError(f"counter {name} must end in _total")
     if kind == "info" and name.endswith("_info"):
         raise ValueError(f"info metric {name}: give the name without _info")
-    d = MetricDef(name, kind, help, labels, source)
-    old = CATALOG.get(d.exposed_name)
-    if old is not None and old != d:
-        raise ValueError(f"metric {d.exposed_name} declared twice, differently")
-    CATALOG[d.exposed_name] = d
-    return d
+    return MetricDef(name, kind, help, labels, source)
+
+
+def declared_metrics(*namespaces: Mapping[str, Any]) -> Tuple[MetricDef, ...]:
+    """Every MetricDef in the given module namespaces (``globals()``, ``vars(module)``),
+    also those inside dicts and tuples at module level, in declaration order."""
+    found: Dict[MetricDef, None] = {}
+
+    def visit(v, depth=0):
+        if isinstance(v, MetricDef):
+            found.setdefault(v)
+        elif depth < 2 and isinstance(v, dict):
+            for x in v.values():
+                visit(x, depth + 1)
+        elif depth < 2 and isinstance(v, (tuple, list)):
+            for x in v:
+                visit(x, depth + 1)
+
+    for ns in namespaces:
+        for v in list(ns.values()):
+            visit(v)
+    return tuple(found)
 
 
 def gauge(name: str, help: str, labels: Iterable[str] = (), source: str = "") -> MetricDef:
@@ -172,6 +189,7 @@ class MetricSet:
 def to_families(sets: Iterable[MetricSet]) -> List[Metric]:
     """Merge several MetricSets into one family per metric name."""
     families: Dict[str, Metric] = {}
+    label_names: Dict[str, List[str]] = {}
     for ms in sets:
         base_names = list(ms.base_labels)
         base_values = [ms.base_labels[k] for k in base_names]
@@ -185,10 +203,9 @@ def to_families(sets: Iterable[MetricSet]) -> List[Metric]:
                     fam = CounterMetricFamily(d.name, d.help, labels=names)
                 else:
                     fam = InfoMetricFamily(d.name, d.help, labels=names)
-                fam._sw_labels = names  # type: ignore[attr-defined]
                 families[d.name] = fam
-            expected = base_names + list(d.labels)
-            if fam._sw_labels != expected:  # type: ignore[attr-defined]
+                label_names[d.name] = names
+            if label_names[d.name] != base_names + list(d.labels):
                 raise ValueError(f"{d.name}: label sets differ between targets")
             for key, value in samples.items():
                 lv = base_values + list(key)
@@ -200,11 +217,41 @@ def to_families(sets: Iterable[MetricSet]) -> List[Metric]:
 
 
 # --------------------------------------------------------------------------
+# One scrape
+
+
+class ScrapeContext:
+    """What one scrape gives every target it scrapes: the deadline, and a place
+    for work that all targets of the scrape share (one pass over /proc for all
+    jvm targets). Nothing in it outlives the scrape."""
+
+    def __init__(self, deadline: Deadline):
+        self.deadline = deadline
+        self._shared: Dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def within(cls, seconds: float) -> "ScrapeContext":
+        """A scrape that must end ``seconds`` from now (for running one collector directly)."""
+        return cls(Deadline(seconds))
+
+    def shared(self, key: Any, factory: Callable[[], Any]) -> Any:
+        """``factory()``, computed once per scrape for ``key`` (the first caller
+        computes it; callers that arrive meanwhile wait for that result)."""
+        with self._lock:
+            if key not in self._shared:
+                self._shared[key] = factory()
+            return self._shared[key]
+
+
+# --------------------------------------------------------------------------
 # Collector base class
 
 
 class Collector:
-    """One target of one kind. Subclasses set ``kind`` and ``config_model``.
+    """One target of one kind. Subclasses set ``kind``, ``config_model`` and
+    ``metrics`` (every metric ``collect`` may emit; usually
+    ``declared_metrics(globals())``).
 
     The engine guarantees that ``collect`` is never called twice at once for
     the same Collector instance, so a collector may keep state across scrapes
@@ -213,6 +260,7 @@ class Collector:
 
     kind: ClassVar[str] = ""
     config_model: ClassVar[type] = object
+    metrics: ClassVar[Tuple[MetricDef, ...]] = ()
     #: can this kind be scraped through /probe?module=<kind>&target=<url>
     probe_field: ClassVar[Optional[str]] = None
 
@@ -223,7 +271,11 @@ class Collector:
     def name(self) -> str:
         return self.config.display_name()
 
-    def collect(self, out: MetricSet, deadline: Deadline) -> None:  # pragma: no cover
+    def bind(self, peers: Sequence["Collector"]) -> None:
+        """Told, once after construction, every collector of the same configuration
+        (itself included): for kinds whose targets divide work among themselves."""
+
+    def collect(self, out: MetricSet, scrape: ScrapeContext) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def close(self) -> None:

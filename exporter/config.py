@@ -10,125 +10,18 @@ never a silently ignored setting. Secrets (passwords, tokens) are held as
 from __future__ import annotations
 
 import fnmatch
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
-from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, create_model
+
+from .collectors import COLLECTOR_KINDS
+from .targetconfig import Strict
 
 
 class ConfigError(Exception):
     """A configuration that cannot be used. The message names the key."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --------------------------------------------------------------------------
-# Building blocks shared by the target kinds
-
-
-class BasicAuth(Strict):
-    username: str
-    password: Optional[SecretStr] = None
-    password_file: Optional[Path] = None
-
-    @model_validator(mode="after")
-    def _one_password(self):
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("give either password or password_file, not both")
-        if self.password_file is not None and not self.password_file.is_file():
-            raise ValueError(f"password_file {self.password_file} does not exist")
-        return self
-
-    def resolve_password(self) -> str:
-        if self.password_file is not None:
-            return self.password_file.read_text().strip()
-        return self.password.get_secret_value() if self.password is not None else ""
-
-
-class TLSConfig(Strict):
-    ca_file: Optional[Path] = None
-    cert_file: Optional[Path] = None
-    key_file: Optional[Path] = None
-    insecure_skip_verify: bool = False
-
-    @model_validator(mode="after")
-    def _files(self):
-        for key in ("ca_file", "cert_file", "key_file"):
-            p = getattr(self, key)
-            if p is not None and not p.is_file():
-                raise ValueError(f"{key} {p} does not exist")
-        if self.key_file is not None and self.cert_file is None:
-            raise ValueError("key_file needs cert_file")
-        return self
-
-
-def check_http_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
-    if not parts.hostname:
-        raise ValueError(f"has no host: {url!r}")
-    if parts.username or parts.password:
-        raise ValueError("must not carry credentials; use basic_auth")
-    try:
-        parts.port
-    except ValueError:
-        raise ValueError(f"has an invalid port: {url!r}") from None
-    return url.rstrip("/")
-
-
-class TargetBase(Strict):
-    """Fields every target has."""
-
-    name: Optional[str] = Field(default=None, min_length=1)
-
-    def display_name(self) -> str:  # overridden by kinds without a url
-        return self.name or "default"
-
-
-class HttpTarget(TargetBase):
-    """A target reached over HTTP(S)."""
-
-    url: str
-    timeout: float = Field(default=10.0, gt=0, description="seconds, per request; the scrape deadline also applies")
-    basic_auth: Optional[BasicAuth] = None
-    bearer_token_file: Optional[Path] = None
-    bearer_token_env: Optional[str] = None
-    tls_config: TLSConfig = TLSConfig()
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_http_url(v)
-
-    @model_validator(mode="after")
-    def _auth(self):
-        given = [k for k in ("basic_auth", "bearer_token_file", "bearer_token_env") if getattr(self, k) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give only one of {', '.join(given)}")
-        if self.bearer_token_file is not None and not self.bearer_token_file.is_file():
-            raise ValueError(f"bearer_token_file {self.bearer_token_file} does not exist")
-        if self.bearer_token_env is not None and self.bearer_token_env not in os.environ:
-            raise ValueError(f"bearer_token_env: environment variable {self.bearer_token_env} is not set")
-        return self
-
-    def display_name(self) -> str:
-        if self.name:
-            return self.name
-        parts = urlsplit(self.url)
-        return parts.netloc + parts.path
-
-    def bearer_token(self) -> Optional[str]:
-        if self.bearer_token_file is not None:
-            return self.bearer_token_file.read_text().strip()
-        if self.bearer_token_env is not None:
-            return os.environ.get(self.bearer_token_env, "").strip()
-        return None
 
 
 # --------------------------------------------------------------------------
@@ -160,26 +53,16 @@ class ExporterSettings(Strict):
 # The whole file
 
 
-def _kinds():
-    from .collectors import KINDS
+def _top_level_model():
+    """``exporter`` plus one list per registered collector kind."""
+    fields: Dict[str, Any] = {"exporter": (ExporterSettings, ExporterSettings())}
+    for kind, cls in COLLECTOR_KINDS.items():
+        fields[kind] = (List[cls.config_model], [])
+    return create_model("SparkwatchConfig", __config__=ConfigDict(extra="forbid", frozen=True), **fields)
 
-    return KINDS
 
-
-_config_model = None
-
-
-def config_model():
-    """The top-level model: ``exporter`` plus one list per collector kind."""
-    global _config_model
-    if _config_model is None:
-        fields = {"exporter": (ExporterSettings, ExporterSettings())}
-        for kind, cls in _kinds().items():
-            fields[kind] = (List[cls.config_model], [])
-        _config_model = create_model(
-            "SparkwatchConfig", __config__=ConfigDict(extra="forbid", frozen=True), **fields
-        )
-    return _config_model
+#: The model of the whole configuration file.
+SparkwatchConfig = _top_level_model()
 
 
 DEFAULT_CONFIG: Dict[str, Any] = {
@@ -188,10 +71,17 @@ DEFAULT_CONFIG: Dict[str, Any] = {
 }
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str, key_names: Optional[Dict[str, str]] = None) -> str:
+    """A pydantic error as lines that each name the key (``spark[1].url: ...``).
+
+    ``key_names`` maps model field names to the names users write, for fields
+    whose YAML key is not a Python identifier (``for_`` -> ``for``).
+    """
+    key_names = key_names or {}
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
-        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"]).replace(".[", "[")
+        loc = ".".join(f"[{p}]" if isinstance(p, int) else key_names.get(str(p), str(p))
+                       for p in e["loc"]).replace(".[", "[")
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -207,15 +97,15 @@ def parse_config(data: Any, source: str = "config"):
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
     try:
-        cfg = config_model().model_validate(data)
+        cfg = SparkwatchConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, source)) from None
+        raise ConfigError(format_validation_error(e, source)) from None
     _check_unique_names(cfg, source)
     return cfg
 
 
 def _check_unique_names(cfg, source: str) -> None:
-    for kind in _kinds():
+    for kind in COLLECTOR_KINDS:
         seen: Dict[str, int] = {}
         for i, t in enumerate(getattr(cfg, kind)):
             n = t.display_name()
@@ -248,6 +138,6 @@ def load_config(path: Optional[str]):
 
 def iter_targets(cfg):
     """(kind, target config) for every configured target."""
-    for kind in _kinds():
+    for kind in COLLECTOR_KINDS:
         for t in getattr(cfg, kind):
             yield kind, t

@@ -4,7 +4,7 @@
     python -m exporter.docs --check  # exit 1 if README.md is out of date
 
 Every metric a collector can export is declared in the catalogue
-(:data:`exporter.collector.CATALOG`), and a collector cannot emit anything
+(:func:`exporter.catalog.catalog`), and a collector cannot emit anything
 else, so this table is the complete list of what sparkwatch exports.
 """
 
@@ -27,11 +27,9 @@ SECTIONS = [
 
 
 def catalog():
-    from . import collectors  # noqa: F401  (imports every kind, which declares its metrics)
-    from . import scrape  # noqa: F401
-    from .collector import CATALOG
+    from .catalog import catalog as full_catalog
 
-    return CATALOG
+    return full_catalog()
 
 
 def render() -> str:

@@ -21,7 +21,8 @@ from typing import Dict, Iterable, List, Optional
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from . import __version__
-from .collector import REASONS, Collector, Deadline, MetricSet, TargetError, counter, gauge, info, to_families
+from .collector import (REASONS, Collector, Deadline, MetricSet, ScrapeContext, TargetError, counter, declared_metrics,
+                        gauge, info, to_families)
 
 log = logging.getLogger("sparkwatch")
 
@@ -35,6 +36,8 @@ TARGET_ERRORS = counter("sparkwatch_target_scrape_errors_total",
 BUILD_INFO = info("sparkwatch_build", "sparkwatch version.", ["version"])
 SCRAPE_DEADLINE = gauge("sparkwatch_scrape_deadline_seconds",
                         "The deadline the last scrape ran under (Prometheus' scrape timeout less the offset, or the configured maximum).")
+#: the exporter's own metrics
+SELF_METRICS = declared_metrics(globals())
 
 
 @dataclass
@@ -66,8 +69,8 @@ class Target:
         with self._lock:
             self.state.errors[reason] = self.state.errors.get(reason, 0) + 1
 
-    def start(self, deadline: Deadline) -> "_Run":
-        run = _Run(self, deadline)
+    def start(self, scrape: ScrapeContext) -> "_Run":
+        run = _Run(self, scrape)
         if not self._running.acquire(blocking=False):
             run.finish(None, TargetError("busy", "the previous scrape of this target is still running"), 0.0)
             return run
@@ -86,9 +89,10 @@ class Target:
 
 
 class _Run:
-    def __init__(self, target: Target, deadline: Deadline):
+    def __init__(self, target: Target, scrape: ScrapeContext):
         self.target = target
-        self.deadline = deadline
+        self.scrape = scrape
+        self.deadline = scrape.deadline
         self.done = threading.Event()
         self.out: Optional[MetricSet] = None
         self.error: Optional[TargetError] = None
@@ -99,7 +103,11 @@ class _Run:
         out = MetricSet({"target": self.target.name})
         err: Optional[TargetError] = None
         try:
-            self.target.collector.collect(out, self.deadline)
+            collector = self.target.collector
+            collector.collect(out, self.scrape)
+            undeclared = sorted(m.name for m in out.samples if m not in collector.metrics)
+            if undeclared:
+                raise RuntimeError(f"metrics not in {type(collector).__name__}.metrics: {', '.join(undeclared)}")
         except TargetError as e:
             err = e
         except Exception as e:  # a bug in a collector must not break the scrape
@@ -137,8 +145,9 @@ class Scraper:
 
     def scrape(self, deadline_seconds: float) -> List:
         deadline = Deadline(deadline_seconds)
+        context = ScrapeContext(deadline)
         start = time.monotonic()
-        runs = [t.start(deadline) for t in self.targets]
+        runs = [t.start(context) for t in self.targets]
         for run in runs:
             run.done.wait(max(0.0, deadline.remaining()))
         sets: List[MetricSet] = []
@@ -178,8 +187,9 @@ class Scraper:
         return [up, dur, errors, build, dl] + families
 
 
-class _Collected:
-    """Adapter so prometheus_client's exposition can render a list of families."""
+class Families:
+    """A list of metric families as a prometheus_client collector, so that its
+    exposition (text or OpenMetrics) can render them."""
 
     def __init__(self, families):
         self._families = families

@@ -15,17 +15,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from . import __version__
-from .collector import Collector
+from .collectors import COLLECTOR_KINDS, build_collectors
 from .config import ConfigError, iter_targets, parse_config
-from .scrape import ProbeCache, Scraper, Target, _Collected
+from .scrape import Families, ProbeCache, Scraper, Target
 
 log = logging.getLogger("sparkwatch")
-
-
-def build_collector(kind: str, target_config) -> Collector:
-    from .collectors import KINDS
-
-    return KINDS[kind](target_config)
 
 
 def target_display(tc) -> str:
@@ -41,8 +35,9 @@ class App:
     def __init__(self, config):
         self.config = config
         ex = config.exporter
+        configured = list(iter_targets(config))
         self.targets: List[Target] = [
-            Target(build_collector(kind, tc), target_display(tc)) for kind, tc in iter_targets(config)
+            Target(c, target_display(tc)) for c, (_, tc) in zip(build_collectors(configured), configured)
         ]
         self.scraper = Scraper(self.targets, ex.scrape_timeout, ex.timeout_offset)
         self.probes = ProbeCache(ex.probe.max_cached_targets)
@@ -76,18 +71,16 @@ class App:
         seconds = scraper.deadline_seconds(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
         families = scraper.scrape(seconds)
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collected(families))
+        registry.register(Families(families))
         return make_wsgi_app(registry)(environ, start_response)
 
     def _probe(self, environ, start_response):
-        from .collectors import KINDS
-
         qs = parse_qs(environ.get("QUERY_STRING", ""))
         module = (qs.get("module") or [""])[0]
         target = (qs.get("target") or [""])[0]
         probe = self.config.exporter.probe
-        if module not in KINDS or KINDS[module].probe_field is None:
-            probeable = sorted(k for k, c in KINDS.items() if c.probe_field)
+        if module not in COLLECTOR_KINDS or COLLECTOR_KINDS[module].probe_field is None:
+            probeable = sorted(k for k, c in COLLECTOR_KINDS.items() if c.probe_field)
             return _plain(start_response, "400 Bad Request",
                           f"module must be one of {', '.join(probeable)}\n")
         if not target:
@@ -96,7 +89,7 @@ class App:
             return _plain(start_response, "403 Forbidden",
                           "target is not allowed: add a matching pattern to exporter.probe.allowed_targets\n")
         template = dict(probe.modules.get(module, {}))
-        field = KINDS[module].probe_field
+        field = COLLECTOR_KINDS[module].probe_field
         template[field] = target if field == "url" else [h for h in target.split(",") if h]
         template.setdefault("name", target)
         try:
@@ -104,7 +97,7 @@ class App:
         except ConfigError as e:
             return _plain(start_response, "400 Bad Request", str(e) + "\n")
         tc = getattr(cfg, module)[0]
-        t = self.probes.get((module, target), lambda: Target(build_collector(module, tc), target))
+        t = self.probes.get((module, target), lambda: Target(build_collectors([(module, tc)])[0], target))
         scraper = Scraper([t], self.config.exporter.scrape_timeout, self.config.exporter.timeout_offset)
         return self._metrics(environ, start_response, scraper)
 

@@ -66,10 +66,10 @@ def value(text_or_samples, name: str, **labels) -> float:
 
 def collect_once(collector, seconds: float = 20.0):
     """Run one collector's collect() directly (no HTTP) and return its MetricSet."""
-    from exporter.collector import Deadline, MetricSet
+    from exporter.collector import MetricSet, ScrapeContext
 
     out = MetricSet()
-    collector.collect(out, Deadline(seconds))
+    collector.collect(out, ScrapeContext.within(seconds))
     return out
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from exporter.collector import Collector, Deadline, MetricSet, TargetError, gauge
+from exporter.collector import Collector, MetricSet, ScrapeContext, TargetError, gauge
 from exporter.scrape import Scraper, Target
 from testbed.exporter import running_exporter, scrape, value
 from testbed.faulty_http import faulty_server
@@ -68,6 +68,7 @@ PROBE_METRIC = gauge("sparkwatch_test_probe_value", "Test-only metric.", ["step"
 
 class _Blocking(Collector):
     kind = "test"
+    metrics = (PROBE_METRIC,)
 
     def __init__(self, name):
         class C:
@@ -77,19 +78,19 @@ class _Blocking(Collector):
         self.release = threading.Event()
         self.calls = 0
 
-    def collect(self, out: MetricSet, deadline: Deadline) -> None:
+    def collect(self, out: MetricSet, scrape: ScrapeContext) -> None:
         self.calls += 1
         self.release.wait(30)
         out.add(PROBE_METRIC, self.calls, step="x")
 
 
 class _Exploding(_Blocking):
-    def collect(self, out, deadline):
+    def collect(self, out, scrape):
         raise KeyError("bug")
 
 
 class _Fine(_Blocking):
-    def collect(self, out, deadline):
+    def collect(self, out, scrape):
         out.add(PROBE_METRIC, 7, step="fine")
 
 

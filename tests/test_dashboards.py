@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import exporter.collectors  # noqa: F401
-import exporter.scrape  # noqa: F401
-from exporter.collector import CATALOG
+from exporter.catalog import catalog
 from exporter.pack.promql import PROMETHEUS_METRICS, grafana_free, metrics_used
+
+CATALOG = catalog()
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = sorted((ROOT / "dashboards").glob("*.json"))

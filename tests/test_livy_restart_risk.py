@@ -17,10 +17,11 @@ import pytest
 import yaml
 from kazoo.client import KazooClient
 
-import exporter.collectors  # noqa: F401  (declares every metric)
-from exporter.collector import CATALOG
+from exporter.catalog import catalog
 from testbed.exporter import find, running_exporter, samples, scrape
 from testbed.zookeeper import available, write_livy_store, zookeeper_server
+
+CATALOG = catalog()
 
 ROOT = Path(__file__).resolve().parent.parent
 

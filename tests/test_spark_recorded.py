@@ -11,15 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.collector import Deadline, MetricSet, TargetError
-from exporter.collectors.spark import (
-    EnvironmentCache,
-    SparkCollector,
-    SparkTarget,
-    normalise_name,
-    scrape_spark_ui,
-    time_string_as_seconds,
-)
+from exporter.collector import Deadline, MetricSet, ScrapeContext, TargetError
+from exporter.collectors.spark import SparkCollector, SparkTarget
+from exporter.sparkui import EnvironmentCache, normalise_name, scrape_spark_ui, time_string_as_seconds
 from exporter.httpclient import HttpClient
 from testbed.exporter import find, running_exporter, scrape, value
 from testbed.spark import ReplayServer, load_recording, merged_routes, recording_dirs, routes_from_recording
@@ -203,10 +197,10 @@ def test_requests_per_scrape_use_status_filters_and_cache_the_environment(record
     url = srv.url
     c = SparkCollector(SparkTarget(url=url))
     try:
-        c.collect(MetricSet(), Deadline(10))
+        c.collect(MetricSet(), ScrapeContext.within(10))
         first = list(srv.requests)
         srv.requests.clear()
-        c.collect(MetricSet(), Deadline(10))
+        c.collect(MetricSet(), ScrapeContext.within(10))
         second = list(srv.requests)
     finally:
         c.close()

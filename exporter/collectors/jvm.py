@@ -27,9 +27,7 @@ import glob
 import logging
 import os
 import re
-import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -37,82 +35,83 @@ import psutil
 from pydantic import Field, field_validator, model_validator
 
 from .. import procstats
-from ..collector import Collector, Deadline, MetricSet, TargetError, counter, gauge, info
-from ..config import TargetBase
+from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, counter, declared_metrics, gauge, info
+from ..targetconfig import TargetBase
 from ..hotspot import attach as hs_attach
 from ..hotspot import perfdata
 
 log = logging.getLogger("sparkwatch.jvm")
 
-L = ("process", "app_id", "executor_id", "pid")
+#: labels of every series of a JVM
+JVM_LABELS = ("process", "app_id", "executor_id", "pid")
 
 # --- from the perf-data file
 JVM_INFO = info("jvm", "The JVM: main class, Java version (java.version), VM version and user.",
-                L + ("main_class", "version", "vm_version", "user"))
-START_TIME = gauge("jvm_start_time_seconds", "When the JVM started (sun.rt.createVmBeginTime), Unix time.", L)
+                JVM_LABELS + ("main_class", "version", "vm_version", "user"))
+START_TIME = gauge("jvm_start_time_seconds", "When the JVM started (sun.rt.createVmBeginTime), Unix time.", JVM_LABELS)
 CLASSES_LOADED = gauge("jvm_classes_currently_loaded",
                        "Classes currently loaded: loaded minus unloaded, shared (CDS) classes included "
-                       "(what ClassLoadingMXBean.getLoadedClassCount returns).", L)
+                       "(what ClassLoadingMXBean.getLoadedClassCount returns).", JVM_LABELS)
 CLASSES_LOADED_TOTAL = counter("jvm_classes_loaded_total",
                                "Classes loaded since the JVM started, shared (CDS) classes included "
-                               "(java.cls.loadedClasses + java.cls.sharedLoadedClasses).", L)
+                               "(java.cls.loadedClasses + java.cls.sharedLoadedClasses).", JVM_LABELS)
 CLASSES_UNLOADED_TOTAL = counter("jvm_classes_unloaded_total",
                                  "Classes unloaded since the JVM started "
-                                 "(java.cls.unloadedClasses + java.cls.sharedUnloadedClasses).", L)
-THREADS_LIVE = gauge("jvm_threads_live", "Live Java threads (java.threads.live).", L)
-THREADS_DAEMON = gauge("jvm_threads_daemon", "Live Java daemon threads (java.threads.daemon).", L)
-THREADS_PEAK = gauge("jvm_threads_peak", "Peak number of live Java threads (java.threads.livePeak).", L)
+                                 "(java.cls.unloadedClasses + java.cls.sharedUnloadedClasses).", JVM_LABELS)
+THREADS_LIVE = gauge("jvm_threads_live", "Live Java threads (java.threads.live).", JVM_LABELS)
+THREADS_DAEMON = gauge("jvm_threads_daemon", "Live Java daemon threads (java.threads.daemon).", JVM_LABELS)
+THREADS_PEAK = gauge("jvm_threads_peak", "Peak number of live Java threads (java.threads.livePeak).", JVM_LABELS)
 THREADS_STARTED = counter("jvm_threads_started_total", "Java threads started since the JVM started "
-                          "(java.threads.started).", L)
+                          "(java.threads.started).", JVM_LABELS)
 COMPILED_CODE = gauge("jvm_compiled_code_bytes",
                       "Machine code the JIT has produced since the JVM started, in bytes (sun.ci.nmethodCodeSize; "
                       "it only grows, freed code included). For what is in the code cache now see "
-                      "jvm_codecache_used_bytes.", L)
+                      "jvm_codecache_used_bytes.", JVM_LABELS)
 GC_COUNT = counter("jvm_gc_collections_total", "Collections (or pauses) by collector "
-                   "(sun.gc.collector.N.invocations).", L + ("collector",))
+                   "(sun.gc.collector.N.invocations).", JVM_LABELS + ("collector",))
 GC_TIME = counter("jvm_gc_seconds_total", "Time spent by collector, in seconds (sun.gc.collector.N.time / "
-                  "sun.os.hrt.frequency).", L + ("collector",))
+                  "sun.os.hrt.frequency).", JVM_LABELS + ("collector",))
 SPACE_USED = gauge("jvm_memory_space_used_bytes", "Used bytes by memory space (eden, s0, s1, old, metaspace, "
-                   "compressedclassspace).", L + ("space",))
+                   "compressedclassspace).", JVM_LABELS + ("space",))
 SPACE_COMMITTED = gauge("jvm_memory_space_committed_bytes", "Committed (capacity) bytes by memory space.",
-                        L + ("space",))
+                        JVM_LABELS + ("space",))
 SPACE_MAX = gauge("jvm_memory_space_max_bytes", "Maximum bytes by memory space; absent when unlimited.",
-                  L + ("space",))
+                  JVM_LABELS + ("space",))
 # --- through the attach mechanism (attach: true)
 CC_USED = gauge("jvm_codecache_used_bytes", "Code cache bytes in use, by code heap (Compiler.codecache; "
-                "heap 'CodeCache' when the code cache is not segmented). Needs attach: true.", L + ("heap",))
+                "heap 'CodeCache' when the code cache is not segmented). Needs attach: true.", JVM_LABELS + ("heap",))
 CC_MAX = gauge("jvm_codecache_max_bytes", "Code cache size (ReservedCodeCacheSize, or the code heap's size). "
-               "Needs attach: true.", L + ("heap",))
+               "Needs attach: true.", JVM_LABELS + ("heap",))
 CC_MAX_USED = gauge("jvm_codecache_max_used_bytes", "Most code cache bytes ever in use, by code heap. "
-                    "Needs attach: true.", L + ("heap",))
+                    "Needs attach: true.", JVM_LABELS + ("heap",))
 CC_FREE = gauge("jvm_codecache_free_bytes", "Free code cache bytes, by code heap. Needs attach: true.",
-                L + ("heap",))
+                JVM_LABELS + ("heap",))
 CC_FULL = counter("jvm_codecache_full_events_total", "Times the code cache was found full (full_count). "
-                  "Needs attach: true.", L)
+                  "Needs attach: true.", JVM_LABELS)
 JIT_ENABLED = gauge("jvm_jit_compilation_enabled", "1 while the JIT compiles, 0 once compilation has been "
-                    "disabled (code cache full). Needs attach: true.", L)
+                    "disabled (code cache full). Needs attach: true.", JVM_LABELS)
 # --- the process and the host
-P_THREADS = gauge("jvm_process_threads", "OS threads of the JVM process.", L)
+P_THREADS = gauge("jvm_process_threads", "OS threads of the JVM process.", JVM_LABELS)
 P_THREAD_LIMIT = gauge("jvm_process_thread_limit",
                        "The smallest thread limit that applies to the process: RLIMIT_NPROC (soft; not for root "
                        "or CAP_SYS_RESOURCE/CAP_SYS_ADMIN), the tightest cgroup pids.max, kernel threads-max. "
-                       "Absent when none applies.", L)
+                       "Absent when none applies.", JVM_LABELS)
 P_THREAD_HEADROOM = gauge("jvm_process_thread_headroom",
                           "Threads the process can still start before it hits one of its limits: the least of "
-                          "RLIMIT_NPROC - user threads, pids.max - pids.current, threads-max - host threads.", L)
+                          "RLIMIT_NPROC - user threads, pids.max - pids.current, threads-max - host threads.", JVM_LABELS)
 P_NPROC = gauge("jvm_process_nproc_limit", "RLIMIT_NPROC (soft) of the process; absent when unlimited. "
-                "The kernel compares it with jvm_process_user_threads.", L)
+                "The kernel compares it with jvm_process_user_threads.", JVM_LABELS)
 P_USER_THREADS = gauge("jvm_process_user_threads", "Threads of all processes of the process' real user "
-                       "(what RLIMIT_NPROC counts).", L)
-P_FDS = gauge("jvm_process_open_fds", "Open file descriptors of the process.", L)
-P_MAX_FDS = gauge("jvm_process_max_fds", "RLIMIT_NOFILE (soft) of the process; absent when unlimited.", L)
-P_RSS = gauge("jvm_process_resident_memory_bytes", "Resident memory of the process, in bytes.", L)
+                       "(what RLIMIT_NPROC counts).", JVM_LABELS)
+P_FDS = gauge("jvm_process_open_fds", "Open file descriptors of the process.", JVM_LABELS)
+P_MAX_FDS = gauge("jvm_process_max_fds", "RLIMIT_NOFILE (soft) of the process; absent when unlimited.", JVM_LABELS)
+P_RSS = gauge("jvm_process_resident_memory_bytes", "Resident memory of the process, in bytes.", JVM_LABELS)
 P_TCP = gauge("jvm_process_tcp_connections", "TCP sockets of the process by state (lowercase, e.g. "
-              "established, close_wait, listen).", L + ("state",))
+              "established, close_wait, listen).", JVM_LABELS + ("state",))
 P_CG_PIDS = gauge("jvm_process_cgroup_pids", "pids.current of the process' cgroup (of the ancestor with the "
-                  "least headroom when one has pids.max).", L)
+                  "least headroom when one has pids.max).", JVM_LABELS)
 P_CG_PIDS_MAX = gauge("jvm_process_cgroup_pids_max", "pids.max of the process' tightest limited cgroup; "
-                      "absent when unlimited.", L)
+                      "absent when unlimited.", JVM_LABELS)
 H_THREADS = gauge("jvm_host_threads", "Threads on the host (what kernel.threads-max counts). The same on "
                   "every jvm target.")
 H_THREADS_MAX = gauge("jvm_host_threads_max", "kernel.threads-max.")
@@ -232,24 +231,10 @@ def _maps_file(pid: int, dirname: str, n: int) -> bool:
         return False
 
 
-_snap_lock = threading.Lock()
-_snaps: "weakref.WeakKeyDictionary[Deadline, Tuple[procstats.HostSnapshot, List[JvmRef]]]" = \
-    weakref.WeakKeyDictionary()
-
-
-def _scan(deadline: Deadline) -> Tuple[procstats.HostSnapshot, List[JvmRef]]:
-    """One /proc pass per scrape, shared by all jvm targets (they get the same Deadline)."""
-    with _snap_lock:
-        got = _snaps.get(deadline)
-        if got is None:
-            snap = procstats.host_snapshot()
-            got = (snap, find_jvms(snap))
-            _snaps[deadline] = got
-        return got
-
-
-#: live match collectors, so that discover entries leave their JVMs alone
-_match_collectors: "weakref.WeakSet[JvmCollector]" = weakref.WeakSet()
+def scan_host() -> Tuple[procstats.HostSnapshot, List[JvmRef]]:
+    """One pass over /proc: the host's processes and its JVMs."""
+    snap = procstats.host_snapshot()
+    return snap, find_jvms(snap)
 
 
 def _cmdline(pid: int) -> Optional[List[str]]:
@@ -292,21 +277,22 @@ def _flag(args: List[str], flag: str) -> str:
 class JvmCollector(Collector):
     kind = "jvm"
     config_model = JvmTarget
+    metrics = declared_metrics(globals())
     probe_field = None
 
     def __init__(self, config: JvmTarget):
         super().__init__(config)
         self._re = re.compile(config.match) if config.match is not None else None
-        if self._re is not None:
-            _match_collectors.add(self)
+        #: the match entries of the same configuration (a discover entry leaves their JVMs alone)
+        self._claimers: List["JvmCollector"] = []
         #: (pid, start time) -> (monotonic time, CodeCache | AttachError)
         self._attach_cache: Dict[Tuple[int, int], Tuple[float, object]] = {}
         self._logged: Dict[int, str] = {}
         #: JVMs (pid, start time) that got SIGQUIT without starting a listener
         self._no_signal: set = set()
 
-    def close(self) -> None:
-        _match_collectors.discard(self)
+    def bind(self, peers) -> None:
+        self._claimers = [c for c in peers if isinstance(c, JvmCollector) and c is not self and c._re is not None]
 
     def claims(self, cmdline: str) -> bool:
         return self._re is not None and self._re.search(cmdline) is not None
@@ -318,19 +304,20 @@ class JvmCollector(Collector):
 
     # ------------------------------------------------------------------
 
-    def _wants(self, cmd: str, others: List["JvmCollector"]) -> bool:
+    def _wants(self, cmd: str) -> bool:
         if self._re is not None:
             return self._re.search(cmd) is not None
-        return not any(c.claims(cmd) for c in others)
+        return not any(c.claims(cmd) for c in self._claimers)
 
-    def collect(self, out: MetricSet, deadline: Deadline) -> None:
-        snap, refs = _scan(deadline)
-        others = [c for c in list(_match_collectors) if c is not self]
+    def collect(self, out: MetricSet, scrape: ScrapeContext) -> None:
+        deadline = scrape.deadline
+        # one /proc pass per scrape, shared by all jvm targets
+        snap, refs = scrape.shared("jvm.scan_host", scan_host)
         found = []  # (ref, perf, args)
         for ref in refs:
             deadline.timeout()
             args = _cmdline(ref.pid)
-            if args is not None and not self._wants(" ".join(args), others):
+            if args is not None and not self._wants(" ".join(args)):
                 continue  # not ours: its file is not even read
             try:
                 pd = perfdata.read_file(ref.path, deadline_remaining=deadline.remaining)
@@ -344,7 +331,7 @@ class JvmCollector(Collector):
                 continue
             if args is None:  # /proc/<pid>/cmdline unreadable: what the JVM recorded
                 args = (pd.str("java.rt.vmArgs") or "").split() + (pd.str("sun.rt.javaCommand") or "").split()
-                if not self._wants(" ".join(args), others):
+                if not self._wants(" ".join(args)):
                     continue
             if self._stale(ref.pid, pd):
                 continue
@@ -362,7 +349,7 @@ class JvmCollector(Collector):
         live = set()
         tcp_cache: Dict[str, Dict[str, str]] = {}
         for base, ref, pd, main in labelled:
-            labels = dict(zip(L, base + (str(ref.pid) if counts[base] > 1 else "",)))
+            labels = dict(zip(JVM_LABELS, base + (str(ref.pid) if counts[base] > 1 else "",)))
             try:
                 self._one(out, deadline, ref, pd, main, labels, snap, tcp_cache)
             except procstats.ProcessGone:

@@ -20,7 +20,7 @@ What it reads, per scrape:
   threads and of ``yarnAppMonitorThread-*`` threads (one per monitored YARN
   application: after a recovery, one per recovered batch).
 - Optional: the Spark UIs of active sessions (``appInfo.sparkUiUrl``), scraped
-  with the Spark collector's per-application code.
+  with :mod:`exporter.sparkui`, as the Spark collector scrapes its UI.
 - Optional: Livy's filesystem state store (a local directory), counted like
   the ZooKeeper one: the sessions a restart would recover.
 
@@ -40,9 +40,12 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from ..collector import Collector, Deadline, MetricSet, TargetError, gauge, info
-from ..config import HttpTarget
+from .. import sparkui
+from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, declared_metrics, gauge, info
 from ..httpclient import HttpClient, decode_json
+from ..livystore import RECOVERY_SESSIONS, SESSION_KINDS, count_fs_state_store
+from ..sparkui import EnvironmentCache, scrape_spark_ui
+from ..targetconfig import HttpTarget
 
 #: Livy's session states (org.apache.livy.sessions.SessionState), all versions.
 STATES = (
@@ -61,7 +64,8 @@ STATES = (
 TERMINAL_STATES = frozenset(("error", "dead", "killed", "success"))
 #: states in which a session's Spark application (and its UI) is alive
 ACTIVE_STATES = frozenset(("idle", "running", "busy"))
-KINDS = (("batch", "/batches"), ("interactive", "/sessions"))
+#: (session kind, the REST endpoint listing sessions of that kind)
+SESSION_ENDPOINTS = (("batch", "/batches"), ("interactive", "/sessions"))
 
 # --------------------------------------------------------------------------
 # Metrics
@@ -108,13 +112,6 @@ MONITOR_THREADS = gauge(
     "livy_yarn_app_monitor_threads",
     "Threads named yarnAppMonitorThread-* in the Livy server JVM: one per YARN application Livy "
     "monitors (after a restart, one per recovered batch session).",
-)
-RECOVERY_SESSIONS = gauge(
-    "livy_recovery_sessions",
-    "Sessions stored in Livy's recovery state store (ZooKeeper or filesystem) by kind: the sessions a "
-    "Livy restart would recover, starting one thread for each. 'process' names the Livy JVM "
-    "(to join with jvm_process_thread_limit and jvm_process_user_threads).",
-    ["kind", "process"],
 )
 DISCOVERED_UIS = gauge(
     "livy_discovered_spark_uis",
@@ -217,25 +214,6 @@ def count_threads(body: bytes) -> Tuple[int, int]:
     return len(names), monitors
 
 
-_NUMERIC = re.compile(r"^[+-]?[0-9]+$")
-
-
-def count_fs_state_store(root: str, kind: str) -> int:
-    """Sessions of ``kind`` in Livy's filesystem state store rooted at ``root``.
-
-    Layout (SessionStore + FileSystemStateStore): ``<root>/v1/<kind>/<id>`` per
-    session, ``<root>/v1/<kind>/state`` (the next session id), and transient
-    ``<id>.tmp`` and Hadoop ``.<name>.crc`` files. Livy recovers exactly the
-    children whose name parses as an integer, so those are counted. A missing
-    directory holds no session (Livy treats it the same way).
-    """
-    try:
-        with os.scandir(os.path.join(root, "v1", kind)) as it:
-            return sum(1 for e in it if _NUMERIC.match(e.name) and -2**31 <= int(e.name) < 2**31)
-    except FileNotFoundError:
-        return 0
-
-
 # --------------------------------------------------------------------------
 # The collector
 
@@ -249,22 +227,24 @@ MAX_REREADS = 5
 class LivyCollector(Collector):
     kind = "livy"
     config_model = LivyTarget
+    metrics = declared_metrics(globals(), vars(sparkui))
     probe_field = "url"
 
     def __init__(self, config: LivyTarget):
         super().__init__(config)
         self.http = HttpClient(config)
         #: kind -> session id -> (monotonic time first seen in a terminal state, appId)
-        self._first_seen: Dict[str, Dict[int, Tuple[float, Optional[str]]]] = {k: {} for k, _ in KINDS}
+        self._first_seen: Dict[str, Dict[int, Tuple[float, Optional[str]]]] = {k: {} for k, _ in SESSION_ENDPOINTS}
         self._spark = None  # (HttpClient, EnvironmentCache) for discovered Spark UIs, created lazily
 
     # ---------------------------------------------------------------- collect
 
-    def collect(self, out: MetricSet, deadline: Deadline) -> None:
+    def collect(self, out: MetricSet, scrape: ScrapeContext) -> None:
         cfg = self.config
+        deadline = scrape.deadline
         version = self._version(deadline)
         active_uis: List[Tuple[int, str]] = []
-        for kind, path in KINDS:
+        for kind, path in SESSION_ENDPOINTS:
             sessions, total, limited = self.read_sessions(path, deadline)
             self._export_sessions(out, kind, sessions, total, limited)
             for s in sessions.values():
@@ -379,7 +359,7 @@ class LivyCollector(Collector):
         if not os.path.isdir(root):
             out.error("partial")
             return
-        for kind, _ in KINDS:
+        for kind in SESSION_KINDS:
             if deadline.expired():
                 raise TargetError("timeout", "scrape deadline exceeded while counting the filesystem state store")
             try:
@@ -419,16 +399,14 @@ class LivyCollector(Collector):
         out.add(DISCOVERED_UIS, scraped)
 
     def _scrape_spark_uis(self, out: MetricSet, deadline: Deadline, urls: List[str]) -> int:
-        """Scrape each Spark UI with the Spark collector's per-UI code; a dead or slow UI
+        """Scrape each Spark UI with :func:`exporter.sparkui.scrape_spark_ui`; a dead or slow UI
         is a partial error (the Livy target stays up). Returns the UIs scraped."""
-        from .spark import EnvironmentCache, SparkTarget, scrape_spark_ui
-
         if not urls:
             return 0
         if self._spark is None:
             # a client of its own: Livy's credentials are not sent to the Spark UIs
             # (a YARN proxy or the driver); the TLS settings are shared
-            ui_target = SparkTarget(url=urls[0], timeout=self.config.timeout, tls_config=self.config.tls_config)
+            ui_target = HttpTarget(url=urls[0], timeout=self.config.timeout, tls_config=self.config.tls_config)
             self._spark = (HttpClient(ui_target), EnvironmentCache())
         http, env_cache = self._spark
         scraped = 0

@@ -35,14 +35,23 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from pydantic import Field, field_validator
 
-from ..collector import Collector, Deadline, MetricSet, TargetError, gauge, info
-from ..config import BasicAuth, Strict, TargetBase
-from .livy import RECOVERY_SESSIONS
+from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, declared_metrics, gauge, info
+from ..livystore import RECOVERY_SESSIONS, SESSION_KINDS, kind_path
+from ..targetconfig import BasicAuth, Strict, TargetBase
 
 log = logging.getLogger("sparkwatch.zookeeper")
-# kazoo logs every failed reconnect attempt; the engine already reports the target down
-_kazoo_log = logging.getLogger("sparkwatch.zookeeper.kazoo")
-_kazoo_log.setLevel(logging.ERROR)
+
+
+def _kazoo_logger() -> logging.Logger:
+    """The logger handed to kazoo: errors only (kazoo logs every failed reconnect
+    attempt; the engine already reports the target down). A logger of our own,
+    outside the logging registry, so that no process-wide setting changes."""
+    lg = logging.Logger("sparkwatch.zookeeper.kazoo", logging.ERROR)
+    lg.parent = log
+    return lg
+
+
+_kazoo_log = _kazoo_logger()
 
 ZNODE_EXISTS = gauge("zookeeper_znode_exists", "1 if the configured znode exists, else 0.", ["path"])
 ZNODE_CHILDREN = gauge(
@@ -88,7 +97,6 @@ MNTR_GAUGES: Dict[str, Tuple[object, float]] = {
                                      1.0),
 }
 
-LIVY_KINDS = ("batch", "interactive")
 MNTR_MAX_BYTES = 1 << 20
 #: reconnect backoff cap (seconds)
 RECONNECT_MAX_DELAY = 5.0
@@ -215,6 +223,7 @@ def _to_target_error(e: BaseException, what: str) -> TargetError:
 class ZooKeeperCollector(Collector):
     kind = "zookeeper"
     config_model = ZooKeeperTarget
+    metrics = declared_metrics(globals())
     probe_field = "hosts"
 
     def __init__(self, config: ZooKeeperTarget):
@@ -269,7 +278,8 @@ class ZooKeeperCollector(Collector):
 
     # ---------------------------------------------------------------- collect
 
-    def collect(self, out: MetricSet, deadline: Deadline) -> None:
+    def collect(self, out: MetricSet, scrape: ScrapeContext) -> None:
+        deadline = scrape.deadline
         with self._lock:
             if self._closed:
                 raise TargetError("connection", "collector closed")
@@ -291,8 +301,8 @@ class ZooKeeperCollector(Collector):
         paths = list(cfg.paths)
         livy_bases = {}
         if store.enabled:
-            for kind in LIVY_KINDS:
-                livy_bases[kind] = f"/{store.key_prefix}/v1/{kind}"
+            for kind in SESSION_KINDS:
+                livy_bases[kind] = kind_path("/" + store.key_prefix, kind)
         # issue every request at once (pipelined on the one connection), then wait
         try:
             stats = {p: client.exists_async(p) for p in dict.fromkeys(paths + list(livy_bases.values()))}
@@ -327,21 +337,25 @@ class ZooKeeperCollector(Collector):
                 out.add(NEXT_SESSION_ID, _next_session_id(state_node[0]), kind=kind, process=process)
 
         if cfg.mntr:
-            self._mntr(client, out, deadline)
+            self._mntr(out, deadline)
 
-    def _mntr(self, client, out: MetricSet, deadline: Deadline) -> None:
-        server = None
-        try:
-            peer = client._connection._socket.getpeername()[:2]  # the server this client talks to
-            server = (peer[0], peer[1])
-        except Exception:
-            host, _, port = self.config.hosts[0].rpartition(":") if ":" in self.config.hosts[0] else (
-                self.config.hosts[0], "", "2181")
-            server = (host.strip("[]"), int(port))
-        try:
-            text = four_letter_word(server, b"mntr", deadline)
-        except TargetError as e:
-            out.error("partial" if e.reason != "timeout" else "timeout")
+    def _mntr(self, out: MetricSet, deadline: Deadline) -> None:
+        """mntr from the first configured server that answers (each gets a fair
+        share of what is left of the deadline)."""
+        hosts = self.config.hosts
+        text, server, failure = None, None, None
+        for i, hostport in enumerate(hosts):
+            server = split_host_port(hostport)
+            try:
+                text = four_letter_word(server, b"mntr", deadline,
+                                        cap=min(5.0, max(0.05, deadline.remaining() / (len(hosts) - i))))
+                break
+            except TargetError as e:
+                failure = e
+                if e.reason == "timeout" and deadline.expired():
+                    break
+        if text is None:
+            out.error("timeout" if failure is not None and failure.reason == "timeout" else "partial")
             return
         values = parse_mntr(text)
         if not values:
@@ -367,6 +381,17 @@ class ZooKeeperCollector(Collector):
             client, self._client = self._client, None
         if client is not None:
             _stop_client(client)
+
+
+def split_host_port(hostport: str, default_port: int = 2181) -> Tuple[str, int]:
+    """``host:port``, ``host`` or ``[v6]:port`` -> (host, port)."""
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    host, sep, port = hostport.rpartition(":")
+    if not sep:
+        return hostport, default_port
+    return host, int(port)
 
 
 def _stop_client(client) -> None:

@@ -30,7 +30,7 @@ from typing import Any, Dict, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from ..config import ConfigError, _format_errors, read_yaml_file
+from ..config import ConfigError, format_validation_error, read_yaml_file
 from .alerts import ALERTS
 from .model import Param
 from .promql import check_matchers, parse_duration
@@ -175,7 +175,7 @@ def parse_rules_config(data: Any, source: str = "rules config") -> RulesConfig:
     try:
         return RulesConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, source).replace(".for_", ".for")) from None
+        raise ConfigError(format_validation_error(e, source, key_names={"for_": "for"})) from None
 
 
 def load_rules_config(path: Optional[Union[str, Path]]) -> RulesConfig:
