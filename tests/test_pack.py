@@ -17,7 +17,8 @@ from exporter.config import ConfigError
 from exporter.pack.alerts import ALERTS
 from exporter.pack.generate import drift, generated_files
 from exporter.pack.promql import format_duration, inject, parse_duration
-from exporter.pack.rules import ALERTMANAGER_FILE, build_rules, rules_yaml
+from exporter.pack.alertmanager import ALERTMANAGER_FILE
+from exporter.pack.rules import build_rules, rules_yaml
 from exporter.pack.rulesconfig import parse_rules_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,11 +3,18 @@ panel, and the generators of the Prometheus rules, their promtool tests, the
 runbooks, the Alertmanager example and the Grafana dashboards.
 
 - ``signatures.py``: S1-S5 (war story, signal, fix);
-- ``alerts.py``: every alert (expression with ``$param`` placeholders, its
-  parameters, texts, and its war-story and healthy replays);
+- ``alerts/``: every alert (expression with ``$param`` placeholders, its
+  parameters, texts, and its war-story and healthy replays), one module per
+  signature (``s1_livy.py`` ... ``s5_classes_codecache.py``, ``targets.py``);
+- ``expressions.py``: PromQL templates the alerts share (rising floor,
+  predicted exhaustion, ...);
+- ``model.py``: the shapes of the definitions (Alert, Param, Replay);
+- ``promql.py``: durations, ``$param`` substitution, selector injection;
 - ``rulesconfig.py``: the rules configuration (validated, errors name the key);
-- ``rules.py``: rules, promtool tests, runbooks, Alertmanager example;
-- ``dashboards.py``: the Grafana dashboards.
+- ``rules.py``: the Prometheus rules and their promtool tests;
+- ``runbooks.py``: the runbooks; ``alertmanager.py``: the Alertmanager example;
+- ``dashboards.py``: the Grafana dashboards;
+- ``generate.py``: every generated file (``python -m exporter.pack`` writes them).
 
 Regenerate the committed files with ``python -m exporter.pack`` (CI fails when
 they drift from the definitions). Rules customised from code (what the

@@ -15,9 +15,9 @@ from .promql import PREFIXES, inject, join_matchers
 from .rulesconfig import RulesConfig
 from .signatures import SIGNATURES
 
-DS = {"type": "prometheus", "uid": "${datasource}"}
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRAFANA_MATCHERS = 'job=~"$job", instance=~"$instance"'
-RATE = "$__rate_interval"
+RATE_INTERVAL = "$__rate_interval"
 
 
 @dataclass
@@ -84,8 +84,9 @@ P_STATE_ROWS = Panel("Streaming state rows",
                      [("sum by (app_name, query) (spark_streaming_state_rows)", "{{app_name}} {{query}}")], "short",
                      "S3: flat state with a rising heap floor rules the state out (seed 002).")
 P_GC_SHARE = Panel("GC time share",
-                   [(f"sum by (process, pid) (rate(jvm_gc_seconds_total[{RATE}]))", "{{process}} {{pid}}"),
-                    (f"sum by (app_name) (rate(spark_driver_jvm_gc_seconds_total[{RATE}]))", "driver {{app_name}}")],
+                   [(f"sum by (process, pid) (rate(jvm_gc_seconds_total[{RATE_INTERVAL}]))", "{{process}} {{pid}}"),
+                    (f"sum by (app_name) (rate(spark_driver_jvm_gc_seconds_total[{RATE_INTERVAL}]))",
+                     "driver {{app_name}}")],
                    "percentunit", "S3: share of wall-clock time spent collecting garbage.")
 P_STREAM_RATES = Panel("Streaming input vs processing rate",
                        [("sum by (app_name, query) (spark_streaming_input_rows_per_second)", "in {{query}}"),
@@ -116,14 +117,13 @@ def _overview() -> Dashboard:
                     "short", f"{SIGNATURES[sig].title}: alerts of this pack firing now.", kind="stat", width=4)
               for sig in ("S1", "S2", "S3", "S4", "S5", "targets")]
     d.rows.append(Row("Now", firing + [P_FIRING, P_TARGETS_UP]))
-    s = SIGNATURES
-    d.rows.append(Row(f"S1 {s['S1'].title}", [P_LIVY_SESSIONS, P_LIVY_OLDEST]))
-    d.rows.append(Row(f"S2 {s['S2'].title}", [P_RECOVERY, Panel(
+    d.rows.append(Row(f"S1 {SIGNATURES['S1'].title}", [P_LIVY_SESSIONS, P_LIVY_OLDEST]))
+    d.rows.append(Row(f"S2 {SIGNATURES['S2'].title}", [P_RECOVERY, Panel(
         "Thread headroom of every JVM", [("min by (process, pid) (jvm_process_thread_headroom)", "{{process}} {{pid}}")],
         "short", "S2/S3: threads each JVM can still start before RLIMIT_NPROC, pids.max or threads-max.")]))
-    d.rows.append(Row(f"S3 {s['S3'].title}", [P_HEAP_FLOOR, P_STATE_ROWS, P_GC_SHARE]))
-    d.rows.append(Row(f"S4 {s['S4'].title}", [P_STREAM_RATES, P_BATCH]))
-    d.rows.append(Row(f"S5 {s['S5'].title}", [P_CLASSES, P_CODECACHE, P_JOBS, P_OLDEST_JOB]))
+    d.rows.append(Row(f"S3 {SIGNATURES['S3'].title}", [P_HEAP_FLOOR, P_STATE_ROWS, P_GC_SHARE]))
+    d.rows.append(Row(f"S4 {SIGNATURES['S4'].title}", [P_STREAM_RATES, P_BATCH]))
+    d.rows.append(Row(f"S5 {SIGNATURES['S5'].title}", [P_CLASSES, P_CODECACHE, P_JOBS, P_OLDEST_JOB]))
     return d
 
 
@@ -136,13 +136,14 @@ def _spark() -> Dashboard:
         P_JOBS, P_OLDEST_JOB,
         Panel("Stages active and failed", [("spark_stages_active", "active {{app_name}}"),
                                            ("spark_stages_failed", "failed {{app_name}}")], "short"),
-        Panel("Failed tasks per second", [(f"sum by (app_name) (rate(spark_executor_failed_tasks_total[{RATE}]))",
-                                           "{{app_name}}")], "cps"),
+        Panel("Failed tasks per second",
+              [(f"sum by (app_name) (rate(spark_executor_failed_tasks_total[{RATE_INTERVAL}]))", "{{app_name}}")],
+              "cps"),
     ]))
     d.rows.append(Row("Executors", [
         Panel("GC share of task time, per executor",
-              [(f"sum by (app_name, executor_id) (rate(spark_executor_gc_seconds_total[{RATE}])) / "
-                f"sum by (app_name, executor_id) (rate(spark_executor_run_seconds_total[{RATE}]))",
+              [(f"sum by (app_name, executor_id) (rate(spark_executor_gc_seconds_total[{RATE_INTERVAL}])) / "
+                f"sum by (app_name, executor_id) (rate(spark_executor_run_seconds_total[{RATE_INTERVAL}]))",
                 "{{app_name}} {{executor_id}}")], "percentunit",
               "S3: share of task time spent in GC. Empty while no task completes."),
         Panel("Peak heap, per executor", [("spark_executor_peak_heap_bytes", "{{app_name}} {{executor_id}}")], "bytes"),
@@ -166,8 +167,9 @@ def _spark() -> Dashboard:
     d.rows.append(Row("Listener bus, cleaner and metrics sources", [
         Panel("Listener queue events", [("spark_listener_queue_events", "{{app_name}} {{queue}}"),
                                         ("spark_listener_queue_capacity", "capacity {{queue}}")], "short"),
-        Panel("Listener events dropped", [(f"sum by (app_name, queue) (increase(spark_listener_dropped_events_total[{RATE}]))",
-                                           "{{app_name}} {{queue}}")], "short"),
+        Panel("Listener events dropped",
+              [(f"sum by (app_name, queue) (increase(spark_listener_dropped_events_total[{RATE_INTERVAL}]))",
+                "{{app_name}} {{queue}}")], "short"),
         Panel("Cleaner periodic GC interval", [("spark_cleaner_periodic_gc_interval_seconds", "{{app_name}}")], "s",
               "S5: seed 004 went from 30min to 3min.", kind="stat"),
         Panel("Cleaner reference tracking blocking", [("spark_cleaner_reference_tracking_blocking", "{{app_name}}")],
@@ -184,8 +186,8 @@ def _jvm() -> Dashboard:
     d.rows.append(Row("Classes and code cache", [
         P_CLASSES,
         Panel("Classes loaded and unloaded per second",
-              [(f"rate(jvm_classes_loaded_total[{RATE}])", "loaded {{process}} {{pid}}"),
-               (f"rate(jvm_classes_unloaded_total[{RATE}])", "unloaded {{process}} {{pid}}")], "cps"),
+              [(f"rate(jvm_classes_loaded_total[{RATE_INTERVAL}])", "loaded {{process}} {{pid}}"),
+               (f"rate(jvm_classes_unloaded_total[{RATE_INTERVAL}])", "unloaded {{process}} {{pid}}")], "cps"),
         Panel("Code cache used, per heap", [("jvm_codecache_used_bytes", "used {{process}} {{heap}}"),
                                             ("jvm_codecache_max_bytes", "size {{process}} {{heap}}")], "bytes",
               "Needs attach: true."),
@@ -222,7 +224,7 @@ def _jvm() -> Dashboard:
               "bytes"),
         Panel("Resident memory", [("jvm_process_resident_memory_bytes", "{{process}} {{pid}}")], "bytes"),
         P_GC_SHARE,
-        Panel("Collections per second", [(f"rate(jvm_gc_collections_total[{RATE}])",
+        Panel("Collections per second", [(f"rate(jvm_gc_collections_total[{RATE_INTERVAL}])",
                                           "{{process}} {{pid}} {{collector}}")], "cps"),
     ]))
     return d
@@ -290,7 +292,7 @@ def _expr(expr: str, cfg: Optional[RulesConfig]) -> str:
 def _variables() -> List[Dict[str, Any]]:
     def query_var(name, label, query):
         return {
-            "name": name, "label": label, "type": "query", "datasource": DS,
+            "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
             "definition": query, "query": {"query": query, "refId": f"{name}-var"},
             "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*",
             "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
@@ -308,7 +310,7 @@ def _variables() -> List[Dict[str, Any]]:
 def _panel_json(p: Panel, pid: int, x: int, y: int, cfg: Optional[RulesConfig]) -> Dict[str, Any]:
     targets = []
     for i, (expr, legend) in enumerate(p.targets):
-        t = {"datasource": DS, "expr": _expr(expr, cfg), "legendFormat": legend, "refId": chr(ord("A") + i)}
+        t = {"datasource": DATASOURCE, "expr": _expr(expr, cfg), "legendFormat": legend, "refId": chr(ord("A") + i)}
         if p.kind == "table":
             t.update({"instant": True, "format": "table"})
         targets.append(t)
@@ -326,7 +328,7 @@ def _panel_json(p: Panel, pid: int, x: int, y: int, cfg: Optional[RulesConfig]) 
     else:
         options = {"showHeader": True}
     out = {
-        "id": pid, "type": p.kind, "title": p.title, "description": p.description, "datasource": DS,
+        "id": pid, "type": p.kind, "title": p.title, "description": p.description, "datasource": DATASOURCE,
         "gridPos": {"h": 8, "w": p.width, "x": x, "y": y},
         "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": options, "targets": targets,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict
 
-from . import rules
+from . import alertmanager, rules, runbooks
+from .alerts import ALERTS
 
 
 def generated_files() -> Dict[str, str]:
@@ -15,11 +16,11 @@ def generated_files() -> Dict[str, str]:
     files = {
         rules.RULES_FILE: rules.rules_yaml(),
         rules.TESTS_FILE: rules.tests_yaml(),
-        rules.ALERTMANAGER_FILE: rules.alertmanager_yaml(),
-        f"{rules.RUNBOOK_DIR}/README.md": rules.runbook_index(),
+        alertmanager.ALERTMANAGER_FILE: alertmanager.alertmanager_yaml(),
+        f"{runbooks.RUNBOOK_DIR}/README.md": runbooks.runbook_index(),
     }
-    for a in rules.ALERTS:
-        files[f"{rules.RUNBOOK_DIR}/{a.name}.md"] = rules.runbook(a)
+    for a in ALERTS:
+        files[f"{runbooks.RUNBOOK_DIR}/{a.name}.md"] = runbooks.runbook(a)
     for name, content in dashboards.dashboard_files().items():
         files[f"dashboards/{name}"] = content
     return files

@@ -10,10 +10,19 @@ JOB = "sparkwatch"
 INSTANCE = "sparkhost:9951"
 
 
+# The kinds of parameter (Param.kind). A duration also gives $name_s (in seconds)
+# and $name_half, a number $name_pct (times 100); see rules.param_values.
+DURATION = "duration"
+NUMBER = "number"
+REGEX = "regex"  # a regular expression for a label matcher
+LABELS = "labels"  # comma-separated label names (on (...), by (...))
+MATCHERS = "matchers"  # label matchers, the inside of a selector's braces
+
+
 @dataclass(frozen=True)
 class Param:
     default: Union[str, float]
-    kind: str  # "duration" | "number" | "regex" | "labels" | "matchers"
+    kind: str  # DURATION | NUMBER | REGEX | LABELS | MATCHERS
     help: str
     #: durations: does the rules config's time_scale apply? (not to values compared with a setting)
     scales: bool = True

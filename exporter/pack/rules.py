@@ -1,5 +1,5 @@
-"""Generate the Prometheus rules, their promtool tests, the runbooks and the
-Alertmanager example from the definitions in ``alerts.py``."""
+"""Render the alert definitions (``alerts/``) as Prometheus rules under a rules
+configuration, and their war-story and healthy replays as promtool tests."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from .alerts import ALERTS, Alert
-from .model import Replay
+from .alerts import ALERTS
+from .model import DURATION, NUMBER, Alert, Replay
 from .promql import (
     PREFIXES,
     format_duration,
@@ -25,8 +25,6 @@ from .signatures import SIGNATURES
 
 RULES_FILE = "alerts/sparkwatch.rules.yml"
 TESTS_FILE = "alerts/tests/sparkwatch.rules.test.yml"
-RUNBOOK_DIR = "alerts/runbooks"
-ALERTMANAGER_FILE = "alerts/alertmanager.example.yml"
 SIGNATURE_ORDER = ["S1", "S2", "S3", "S4", "S5", "targets"]
 
 
@@ -59,12 +57,12 @@ def param_values(alert: Alert, cfg: RulesConfig) -> Dict[str, str]:
         v = getattr(settings.params, name)
         if v is None:
             v = p.default
-        if p.kind == "duration":
+        if p.kind == DURATION:
             secs = parse_duration(v) * (cfg.time_scale if p.scales else 1.0)
             out[name] = format_duration(secs)
             out[name + "_s"] = format_number(round(secs, 3))
             out[name + "_half"] = format_duration(secs / 2)
-        elif p.kind == "number":
+        elif p.kind == NUMBER:
             out[name] = format_number(float(v))
             out[name + "_pct"] = format_number(round(float(v) * 100, 6))
         else:
@@ -194,130 +192,3 @@ def tests_yaml(rule_file: str = "../sparkwatch.rules.yml", cfg: Optional[RulesCo
     head = ("# Generated from exporter/pack/alerts.py (each alert's war story and healthy series): do not edit.\n"
             "# Run: promtool test rules alerts/tests/sparkwatch.rules.test.yml\n")
     return head + dump_yaml(build_tests(rule_file, cfg))
-
-
-# --------------------------------------------------------------------------
-# Runbooks
-
-
-def runbook(alert: Alert, cfg: Optional[RulesConfig] = None) -> str:
-    cfg = cfg or RulesConfig()
-    sig = SIGNATURES[alert.signature]
-    values = param_values(alert, cfg)
-    sig_title = f"{sig.id}: {sig.title}" if sig.id.startswith("S") else sig.title
-    lines = [
-        f"# {alert.name}",
-        "",
-        f"**Severity:** {alert.severity} ({'pages' if alert.severity == 'critical' else 'opens a ticket'}) · "
-        f"**Signature:** {sig_title} · **Problem:** `{alert.problem}`",
-        "",
-        f"> {alert.summary}",
-        "",
-        "<!-- Generated from exporter/pack/alerts.py and exporter/pack/signatures.py: edit those, "
-        "then run `python -m exporter.pack`. -->",
-        "",
-        "## What the signal means",
-        "",
-        substitute(alert.meaning, values),
-        "",
-        "The rule (default settings):",
-        "",
-        "```promql",
-        render_expr(alert, cfg),
-        "```",
-        "",
-        f"for `{values['for_duration']}`." if values["for_duration"] != "0s" else "(no `for:`).",
-        "",
-    ]
-    if alert.params:
-        lines += ["Parameters (set them under `alerts.%s.params` of the rules config):" % alert.name, ""]
-        lines += ["| parameter | default | meaning |", "|---|---|---|"]
-        for name, p in alert.params.items():
-            cell = str(p.default).replace("|", "\\|")
-            lines.append(f"| `{name}` | `{cell}` | {p.help.replace('|', '/')} |")
-        lines.append("")
-    lines += ["## How to confirm it", ""]
-    lines += [f"{i}. {step}" for i, step in enumerate(alert.confirm, 1)]
-    lines += ["", "## What to do", "", alert.action, ""]
-    lines += [f"## The war story: {sig_title}", "", f"From {sig.seed}.", "", sig.story, "",
-              f"**Signal.** {sig.signal}", "", f"**The fix the war story found.** {sig.fix}", ""]
-    st = alert.story
-    timing = f" (quiet at {', '.join(st.quiet)}, firing at {st.fires}"
-    if st.failure:
-        timing += f"; the failure, {st.failure_is}, comes at {st.failure}"
-    timing += ")"
-    lines += ["## Replayed in the tests", "",
-              f"- fires on: {st.name}{timing};",
-              *[f"- stays quiet on: {h.name};" for h in alert.healthy],
-              "", "See `alerts/tests/sparkwatch.rules.test.yml`.", ""]
-    related = [a.name for a in ALERTS if a.problem == alert.problem and a.name != alert.name]
-    if related:
-        lines += ["## Related alerts", ""] + [f"- [{n}]({n}.md)" for n in related] + [""]
-    return "\n".join(lines)
-
-
-def runbook_index() -> str:
-    lines = ["# sparkwatch runbooks", "",
-             "<!-- Generated from exporter/pack: do not edit. -->", "",
-             "| alert | severity | signature | summary |", "|---|---|---|---|"]
-    for sig in SIGNATURE_ORDER:
-        for a in ALERTS:
-            if a.signature == sig:
-                lines.append(f"| [{a.name}]({a.name}.md) | {a.severity} | {sig} | {a.summary} |")
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------
-# Alertmanager
-
-
-def build_alertmanager() -> Dict[str, Any]:
-    target_down = sorted(a.name for a in ALERTS if a.problem == "target-down")
-    exporter_down = [a.name for a in ALERTS if a.problem == "exporter-down"]
-    return {
-        "global": {"resolve_timeout": "5m"},
-        "route": {
-            "receiver": "ticket",
-            "group_by": ["alertname", "job", "instance", "target"],
-            "group_wait": "30s",
-            "group_interval": "5m",
-            "repeat_interval": "4h",
-            "routes": [
-                {"receiver": "pager", "matchers": ['severity="critical"'], "repeat_interval": "1h"},
-                {"receiver": "ticket", "matchers": ['severity="warning"'], "repeat_interval": "24h"},
-            ],
-        },
-        "inhibit_rules": [
-            {
-                # the exporter itself is down: every alert about its targets is blind or stale
-                "source_matchers": [f'alertname=~"{"|".join(exporter_down)}"'],
-                "target_matchers": [f'alertname!~"{"|".join(exporter_down)}"'],
-                "equal": ["job", "instance"],
-            },
-            {
-                # a target is down: the alerts that read that target (same component, same target) are silenced
-                "source_matchers": [f'alertname=~"{"|".join(target_down)}"'],
-                "target_matchers": ['problem!="target-down"'],
-                "equal": ["job", "instance", "component", "target"],
-            },
-            {
-                # the critical alert of a problem silences the warnings of the same problem
-                "source_matchers": ['severity="critical"'],
-                "target_matchers": ['severity="warning"'],
-                "equal": ["problem", "job", "instance", "target", "process", "pid", "app_id"],
-            },
-        ],
-        "receivers": [
-            {"name": "pager", "webhook_configs": [
-                {"url": "http://pager.example.com:8080/alertmanager", "send_resolved": True}]},
-            {"name": "ticket", "webhook_configs": [
-                {"url": "http://tickets.example.com:8080/alertmanager", "send_resolved": False}]},
-        ],
-    }
-
-
-def alertmanager_yaml() -> str:
-    head = ("# Example Alertmanager configuration for the sparkwatch rules (generated from exporter/pack).\n"
-            "# severity=critical pages (receiver 'pager'); severity=warning opens a ticket (receiver 'ticket').\n"
-            "# Replace the webhook URLs with your pager (PagerDuty, Opsgenie...) and ticket system.\n")
-    return head + dump_yaml(build_alertmanager())
