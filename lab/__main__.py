@@ -1,7 +1,7 @@
 """python -m lab [SCENARIO ...|all] [--json FILE] [--baseline-minutes N]
 
 Runs the scenarios (several at once, each in its own process), prints what each
-alert did, and the README table of the run."""
+alert did, and the table of the run (as in docs/lab.md)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
                    help="how long the healthy baseline runs (default 10)")
     p.add_argument("--workdir", metavar="DIR", help="where the scenarios keep their logs (default: a temp dir)")
     p.add_argument("--sequential", action="store_true", help="one scenario at a time")
-    p.add_argument("--table", metavar="FILE", help="only print the README table of a --json FILE of an earlier run")
+    p.add_argument("--table", metavar="FILE", help="only print the table (as in docs/lab.md) of a --json FILE of an earlier run")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.table:

@@ -407,7 +407,7 @@ def _fmt_s(v: Optional[float]) -> str:
 
 
 def markdown_table(results: List[Result]) -> str:
-    """The README table: one row per alert of each scenario."""
+    """The table of docs/lab.md: one row per alert of each scenario."""
     lines = ["| scenario | the failure (measured) | alert | severity | time to detect | lead time before the failure |",
              "|---|---|---|---|---|---|"]
     for r in results:

@@ -459,7 +459,7 @@ def test_readme_examples_of_this_section_are_valid(tmp_path):
 
     import yaml
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "livy.md").read_text()
     section = readme.split("<!-- section:livy -->", 1)[1].split("<!-- section:", 1)[0]
     blocks = _re.findall(r"```yaml\n(.*?)```", section, _re.S)
     assert len(blocks) >= 3

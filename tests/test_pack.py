@@ -14,10 +14,10 @@ import yaml
 
 from exporter.cli import main
 from exporter.config import ConfigError
+from exporter.pack.alertmanager import ALERTMANAGER_FILE
 from exporter.pack.alerts import ALERTS
 from exporter.pack.generate import drift, generated_files
 from exporter.pack.promql import format_duration, inject, parse_duration
-from exporter.pack.alertmanager import ALERTMANAGER_FILE
 from exporter.pack.rules import build_rules, rules_yaml
 from exporter.pack.rulesconfig import parse_rules_config
 
@@ -227,9 +227,9 @@ def test_alertmanager_inhibitions():
 
 
 def test_readme_rules_config_example_is_valid_and_documents_every_top_level_key():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "alerts.md").read_text()
     part = readme.split("<!-- section:alerts -->", 1)[1].split("<!-- section:", 1)[0]
-    block = part.split("### The rules configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    block = part.split("## The rules configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     data = yaml.safe_load(block)
     cfg = parse_rules_config(data, "README")
     from exporter.pack.rulesconfig import RulesConfig
