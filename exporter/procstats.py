@@ -1,6 +1,6 @@
 """Process and host thread statistics from psutil, /proc and the cgroup files.
 
-What "unable to create new native thread" depends on (seed 001) is not the
+What "unable to create new native thread" depends on (S2, the Livy restart) is not the
 heap but three limits, each counted differently:
 
 - ``RLIMIT_NPROC`` (soft) of the process, compared by the kernel with the

@@ -60,7 +60,7 @@ def lab(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
-    print(text)  # shown on failure: every scenario's report and the README table
+    print(text)  # shown on failure: every scenario's report and the docs/lab.md table
     assert out.exists(), f"the lab wrote no results (rc={proc.returncode}):\n{text[-5000:]}"
     results = {r["scenario"]: r for r in json.loads(out.read_text())}
     return results, text

@@ -1,5 +1,5 @@
 """The incident lab's machinery, without starting anything slow: its rules config goes
-through the pack's rules config (not a copy of the rules), the verdicts and the README
+through the pack's rules config (not a copy of the rules), the verdicts and the docs/lab.md
 table it prints."""
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ P_HEAP_FLOOR = Panel("Heap floor (lowest heap over 1h)",
                      "bytes", "S3: a floor that rises for hours while state rows stay flat is a leak.")
 P_STATE_ROWS = Panel("Streaming state rows",
                      [("sum by (app_name, query) (spark_streaming_state_rows)", "{{app_name}} {{query}}")], "short",
-                     "S3: flat state with a rising heap floor rules the state out (seed 002).")
+                     "S3: flat state with a rising heap floor rules the state out.")
 P_GC_SHARE = Panel("GC time share",
                    [(f"sum by (process, pid) (rate(jvm_gc_seconds_total[{RATE_INTERVAL}]))", "{{process}} {{pid}}"),
                     (f"sum by (app_name) (rate(spark_driver_jvm_gc_seconds_total[{RATE_INTERVAL}]))",
@@ -96,7 +96,7 @@ P_BATCH = Panel("Streaming batch duration",
                 [("max by (app_name, query) (spark_streaming_batch_duration_seconds)", "{{app_name}} {{query}}")], "s",
                 "S4: batches longer than the trigger interval delay every next batch.")
 P_CLASSES = Panel("Loaded classes", [("jvm_classes_currently_loaded", "{{process}} {{pid}}")], "short",
-                  "S5: loaded minus unloaded; rising without bound precedes a full code cache (seed 004).")
+                  "S5: loaded minus unloaded; rising without bound precedes a full code cache.")
 P_CODECACHE = Panel("Code cache used / size, per heap",
                     [("jvm_codecache_used_bytes / jvm_codecache_max_bytes", "{{process}} {{pid}} {{heap}}"),
                      ('spark_driver_jvm_memory_pool_used_bytes{pool=~"codeheap_.*|code_?cache"} / '
@@ -104,7 +104,7 @@ P_CODECACHE = Panel("Code cache used / size, per heap",
                       "driver {{app_name}} {{pool}}")],
                     "percentunit", "S5: when a heap is full the JIT is disabled (jvm: needs attach: true).")
 P_JOBS = Panel("Active jobs", [("sum by (app_name) (spark_jobs_active)", "{{app_name}}")], "short",
-               "S5: jobs piling up (seed 004).")
+               "S5: jobs piling up.")
 P_OLDEST_JOB = Panel("Oldest running job", [("max by (app_name) (spark_job_oldest_active_age_seconds)", "{{app_name}}")],
                      "s", "S5: one job running far too long.")
 
@@ -171,9 +171,9 @@ def _spark() -> Dashboard:
               [(f"sum by (app_name, queue) (increase(spark_listener_dropped_events_total[{RATE_INTERVAL}]))",
                 "{{app_name}} {{queue}}")], "short"),
         Panel("Cleaner periodic GC interval", [("spark_cleaner_periodic_gc_interval_seconds", "{{app_name}}")], "s",
-              "S5: seed 004 went from 30min to 3min.", kind="stat"),
+              "S5: the war story's fix went from 30min to 3min.", kind="stat"),
         Panel("Cleaner reference tracking blocking", [("spark_cleaner_reference_tracking_blocking", "{{app_name}}")],
-              "bool_yes_no", "S5: seed 004 made it non-blocking.", kind="stat"),
+              "bool_yes_no", "S5: the war story's fix made it non-blocking.", kind="stat"),
         Panel("Metrics sources on", [("spark_metrics_source_enabled", "{{app_name}} {{source}}")], "bool_on_off",
               "Streaming metrics and the JvmSource must be on for S3, S4 and S5.", kind="stat"),
     ]))

@@ -28,8 +28,8 @@ def runbook(alert: Alert, cfg: Optional[RulesConfig] = None) -> str:
         "",
         f"> {alert.summary}",
         "",
-        "<!-- Generated from exporter/pack/alerts.py and exporter/pack/signatures.py: edit those, "
-        "then run `python -m exporter.pack`. -->",
+        "<!-- Generated from exporter/pack/alerts/ and exporter/pack/signatures.py: edit those, "
+        "then run ./scripts/generate. -->",
         "",
         "## What the signal means",
         "",
@@ -54,7 +54,7 @@ def runbook(alert: Alert, cfg: Optional[RulesConfig] = None) -> str:
     lines += ["## How to confirm it", ""]
     lines += [f"{i}. {step}" for i, step in enumerate(alert.confirm, 1)]
     lines += ["", "## What to do", "", alert.action, ""]
-    lines += [f"## The war story: {sig_title}", "", f"From {sig.seed}.", "", sig.story, "",
+    lines += [f"## The war story: {sig_title}", "", f"From: {sig.seed}.", "", sig.story, "",
               f"**Signal.** {sig.signal}", "", f"**The fix the war story found.** {sig.fix}", ""]
     st = alert.story
     timing = f" (quiet at {', '.join(st.quiet)}, firing at {st.fires}"

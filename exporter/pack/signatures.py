@@ -24,7 +24,7 @@ class Signature:
 SIGNATURES: Dict[str, Signature] = {s.id: s for s in [
     Signature(
         "S1", "Livy sessions pile up", "livy-sessions",
-        "seed 000 (\"Livy is out of memory\", Azure Data Factory + Livy)",
+        "\"Livy is out of memory\", Azure Data Factory + Livy",
         "A scheduler submitted batches through Livy every 15 minutes and never sent DELETE. "
         "The session timeout was 24 days (`livy.server.session.timeout`, which Livy 0.3 also used to "
         "garbage-collect finished sessions), so finished sessions accumulated until the Livy server "
@@ -41,7 +41,7 @@ SIGNATURES: Dict[str, Signature] = {s.id: s for s in [
     ),
     Signature(
         "S2", "A Livy restart becomes impossible", "livy-restart",
-        "seed 001 (HDInsight: Livy dies at every restart with \"unable to create new native thread\")",
+        "HDInsight: Livy dies at every restart with \"unable to create new native thread\"",
         "Livy in recovery mode keeps every session in ZooKeeper under `/livy/v1/batch` and "
         "`/livy/v1/interactive`. After months of unDELETEd batches, 8,000 to 40,000 entries were "
         "stored. On restart Livy starts one monitoring thread per recovered batch and died with "
@@ -60,7 +60,7 @@ SIGNATURES: Dict[str, Signature] = {s.id: s for s in [
     ),
     Signature(
         "S3", "Heap leak with flat streaming state", "heap-leak",
-        "seed 002 (Disney Streaming: flatMapGroupsWithState job crashing every ~3 days)",
+        "Disney Streaming: flatMapGroupsWithState job crashing every ~3 days",
         "A stateful Structured Streaming job crashed about every three days with "
         "`GC overhead limit exceeded` and `Java heap space`. Its state row count "
         "(`stateOperators.numRowsTotal`) was flat, so the state was not the cause. Periodic heap "
@@ -78,7 +78,7 @@ SIGNATURES: Dict[str, Signature] = {s.id: s for s in [
     ),
     Signature(
         "S4", "Streaming pipeline health", "streaming",
-        "seed 003 (\"Operating Pipelines\": long-running Kafka streaming queries)",
+        "\"Operating Pipelines\": long-running Kafka streaming queries",
         "Long-running Kafka streaming queries crashed with OOM and left multi-hour gaps in the data; "
         "after downtime, the backlog was consumed in one huge batch (no `maxOffsetsPerTrigger`); "
         "nobody was told when the job died, except by \"terrible Bash scripts\".",
@@ -92,7 +92,7 @@ SIGNATURES: Dict[str, Signature] = {s.id: s for s in [
     ),
     Signature(
         "S5", "Loaded classes and the JIT code cache", "codecache",
-        "seed 004 (\"Debugging a long-running Apache Spark application\", Sparkmachine)",
+        "\"Debugging a long-running Apache Spark application\", Sparkmachine",
         "A long-running Spark service compiled customer rules to bytecode and broadcast it. Jobs got "
         "slower the longer it ran, and jobs piled up. The number of loaded classes rose without bound "
         "and one day the log said `CodeCache: size=524288Kb used=519954Kb ... compilation: disabled "
@@ -109,10 +109,10 @@ SIGNATURES: Dict[str, Signature] = {s.id: s for s in [
     ),
     Signature(
         "targets", "Targets down and blind spots", "targets",
-        "seed 003 (nobody is told when the job dies)",
+        "nobody is told when the job dies",
         "A target that cannot be scraped is itself a signal: a Spark driver UI that stops answering "
         "usually means the application died; a Livy or ZooKeeper that is down stops every job "
-        "submission or recovery. A Spark metrics source that is off hides the signals of seeds 002 and 004.",
+        "submission or recovery. A Spark metrics source that is off hides the signals of S3 and S5.",
         "`sparkwatch_target_up{kind,target}` is 0: the exporter could not read the target within "
         "the scrape deadline. `sparkwatch_target_scrape_errors_total{reason}` says why. "
         "`spark_metrics_source_enabled{source}` is 0: Spark does not publish the streaming or JVM figures.",

@@ -1,5 +1,5 @@
 """S1, Livy sessions pile up: the alerts on finished Livy sessions that nobody
-deletes and that the retention does not remove (seed 000)."""
+deletes and that the retention does not remove (S1's war story)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ sum by (job, instance, target, kind) (delta(livy_sessions{{state=~"{LIVY_TERMINA
                "finished batches shows it) and make it DELETE them; delete the backlog now with "
                "`curl -X DELETE http://LIVY:8998/batches/<id>` for each finished id.",
         story=Replay(
-            "a scheduler submits a batch every minute and never DELETEs it (seed 000)",
+            "a scheduler submits a batch every minute and never DELETEs it (S1's war story)",
             [(livy_sessions("success"), "0+1x720"), (livy_sessions("dead"), "0x720"), (livy_sessions("running"), "2x720")],
             quiet=["3h"], fires="5h", failure="666h", failure_is="Livy out of memory at the war story's 40,000 sessions",
             labels=[at(target="livy", kind="batch")],

@@ -1,6 +1,6 @@
 """S2, a Livy restart becomes impossible: the sessions a restart would recover
 against the Livy JVM's thread headroom, and any JVM close to its thread limit
-(seed 001)."""
+(S2's war story)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ $ratio * min by ($join) (jvm_process_thread_headroom{process=~"$livy_process"})
                "their ZooKeeper entries too). If Livy is already down, delete the entries of long-gone jobs "
                "under `/livy/v1/batch` before starting it, or raise the limit for the Livy service.",
         story=Replay(
-            "the recovery store grows by 20 sessions a minute (seed 001's 40,000 sessions, compressed)",
+            "the recovery store grows by 20 sessions a minute (S2's war story's 40,000 sessions, compressed)",
             [(recovery_sessions(), "1000+20x300"), (recovery_sessions("interactive"), "0x300"),
              (livy_thread_headroom(), "3296x300")],
             quiet=["90m"], fires="105m", failure="115m", failure_is="the stored sessions exceed the thread headroom: a restart dies",
@@ -149,7 +149,7 @@ $min_headroom_ratio * min by ({JVM_SERIES_LABELS}) (jvm_process_thread_limit)
         action="Find what starts the threads (the thread names) and stop it; raise the limit "
                "(`LimitNPROC=`, `ulimit -u`, the pod's pids limit) only to buy time.",
         story=Replay(
-            "a streaming executor leaks 10 threads a minute (unclosed clients, seed 002)",
+            "a streaming executor leaks 10 threads a minute (unclosed clients, S3's war story)",
             [(executor_thread_headroom(), "3096-10x400"), (executor_thread_limit(), "4096x400")],
             quiet=["260m"], fires="280m", failure="310m", failure_is="no thread headroom left: unable to create new native thread",
             labels=[at(target="local", process="executor")],

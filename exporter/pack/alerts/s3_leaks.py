@@ -1,5 +1,5 @@
 """S3, heap leak with flat streaming state: the heap, GC, thread and file
-descriptor alerts of a JVM that leaks (seed 002)."""
+descriptor alerts of a JVM that leaks (S3's war story)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..expressions import (
     rising_floor,
 )
 
-#: the stateful streaming application of seed 002
+#: the stateful streaming application of S3's war story
 STREAMING_APP = dict(target="app", app_id="app-1", app_name="sessions")
 
 
@@ -84,17 +84,17 @@ ALERTS: List[Alert] = [
             "horizon": Param("4h", DURATION, "how far ahead the trend is extrapolated"),
         },
         meaning="Threads that grow steadily are leaking: a client or a pool created per task or per "
-                "partition and never closed (seed 002's HTTP client). Extrapolated, the trend says when "
+                "partition and never closed (S3's war story's HTTP client). Extrapolated, the trend says when "
                 "the JVM will fail to start a thread, hours before JvmThreadsNearLimit pages.",
         confirm=[
             "`jvm_threads_live` and `jvm_process_threads` on the JVM dashboard rise without falling back.",
             "Two thread dumps (`jcmd PID Thread.print`) a few minutes apart: the names that multiply.",
             "`jvm_process_tcp_connections` rising too points at clients that are never closed.",
         ],
-        action="Find the thread names that multiply and close what creates them (for seed 002, the HTTP "
+        action="Find the thread names that multiply and close what creates them (in S3's war story, the HTTP "
                "client of the Kinesis client in `ForeachWriter.close`).",
         story=Replay(
-            "a streaming executor leaks 10 threads a minute (unclosed clients, seed 002)",
+            "a streaming executor leaks 10 threads a minute (unclosed clients, S3's war story)",
             [(executor_thread_headroom(), "3096-10x400"), (executor_thread_limit(), "4096x400")],
             quiet=["1h"], fires="90m", failure="310m", failure_is="no thread headroom left: unable to create new native thread",
             labels=[at(target="local", process="executor")],
@@ -130,20 +130,20 @@ max by (job, instance, target, app_id) (
                 "an hour) is what survives the collections. A floor that rises for hours is memory that is "
                 "never released. A stateful query keeps its state in memory, so a rising floor is expected "
                 "when the state grows; with the state rows flat (`spark_streaming_state_rows`), the state is "
-                "ruled out, exactly as seed 002 ruled it out, and the rest is a leak. The floor is that of "
+                "ruled out, exactly as S3's war story ruled it out, and the rest is a leak. The floor is that of "
                 "the driver (Spark's JvmSource); executors on a watched host show the same in "
                 "`jvm_memory_space_used_bytes{space=\"old\"}` (JvmHeapFloorNearlyFull).",
         confirm=[
             "On the Spark dashboard: heap used (driver) and its floor rise; state rows are flat.",
             "`jcmd PID GC.class_histogram | head -30` twice, hours apart: the classes whose instance "
-            "count grows (seed 002: `HashMap$Node[]` of the AWS SDK).",
+            "count grows (S3's war story: `HashMap$Node[]` of the AWS SDK).",
             "Threads and TCP connections of the JVM rising too (JVM dashboard) point at unclosed clients.",
         ],
         action="Enable `-XX:+HeapDumpOnOutOfMemoryError`, take two heap dumps hours apart "
                "(`jmap -dump:format=b,file=heap.hprof PID`) and compare their dominators; close the clients "
                "your `ForeachWriter`/`foreachBatch` opens.",
         story=Replay(
-            "heap floor +5 MB a minute under a sawtooth, state rows flat at about 1,079 (seed 002)",
+            "heap floor +5 MB a minute under a sawtooth, state rows flat at about 1,079 (S3's war story)",
             [(driver_heap_used(), values(LEAKING_HEAP)), (state_rows(), values(wiggle(1079, 10, 600)))],
             quiet=["350m"], fires="430m", failure="600m", failure_is="the heap peaks reach a 4.5 GB maximum: Java heap space",
             labels=[at(target="app", app_id="app-1", app_name="sessions")],
@@ -186,7 +186,7 @@ min_over_time(spark_driver_jvm_memory_pool_used_bytes{pool=~"$old_pool"}[$window
         meaning="Objects that survive collections end in the old generation. When even its lowest level "
                 "over a quarter of an hour is above 90% of its maximum, the collector runs back to back "
                 "and frees almost nothing: the next step is `GC overhead limit exceeded` or `Java heap "
-                "space` (seed 002), or Livy refusing jobs (seed 000).",
+                "space` (S3's war story), or Livy refusing jobs (S1's war story).",
         confirm=[
             "`jstat -gcutil PID 5s`: O (old) stays high, FGC rises.",
             "GC time share on the JVM dashboard (JvmGcTimeHigh).",
@@ -217,11 +217,11 @@ min_over_time(spark_driver_jvm_memory_pool_used_bytes{pool=~"$old_pool"}[$window
                 "window": Param("10m", DURATION, "rate window")},
         meaning="GC seconds per second is the share of time the JVM collects instead of working. It rises "
                 "when the live heap approaches the maximum (a leak, or state that outgrew the heap); at "
-                "98% HotSpot throws `GC overhead limit exceeded` (seed 002).",
+                "98% HotSpot throws `GC overhead limit exceeded` (S3's war story).",
         confirm=["`jstat -gcutil PID 5s`: GCT grows fast, O stays high after full collections.",
                  "Heap floor on the JVM dashboard: rising means a leak (S3), flat means undersized heap."],
         action="Check the heap floor and the state rows (SparkHeapFloorRisingWithFlatState); G1 "
-               "(`-XX:+UseG1GC`) removed the GC-overhead errors in seed 002 but not the leak.",
+               "(`-XX:+UseG1GC`) removed the GC-overhead errors in S3's war story but not the leak.",
         story=Replay(
             "GC share jumps from 2% to 30% as the heap fills",
             [(old_gen_gc_seconds(), "0+1.2x120 144+18x180")],
@@ -246,8 +246,8 @@ sum by ({APP_SERIES_LABELS}, executor_id) (rate(spark_executor_run_seconds_total
         params={"ratio": Param(0.2, NUMBER, "share of task time spent in GC"),
                 "window": Param("15m", DURATION, "rate window")},
         meaning="Spark reports, per executor, the task time and the GC time within it (the Executors tab). "
-                "A rising share means the executor's heap is too full to work in: a leak (seed 002), "
-                "state that outgrew the heap, or a batch too large for it (seed 003's backlog).",
+                "A rising share means the executor's heap is too full to work in: a leak (S3's war story), "
+                "state that outgrew the heap, or a batch too large for it (S4's war story's backlog).",
         confirm=["Executors tab of the Spark UI: GC time against task time.",
                  "The executor's heap floor (`jvm_memory_space_used_bytes{space=\"old\"}` if the exporter "
                  "runs on its host) rising."],
@@ -302,7 +302,7 @@ jvm_process_open_fds / jvm_process_max_fds > $min_ratio
         params={"window": Param("1h", DURATION, "the trend is fitted over this window"),
                 "horizon": Param("4h", DURATION, "how far ahead"),
                 "min_ratio": Param(0.5, NUMBER, "share of the limit in use before the trend counts")},
-        meaning="Every socket is a file descriptor; connections opened and never closed (seed 002's HTTP "
+        meaning="Every socket is a file descriptor; connections opened and never closed (S3's war story's HTTP "
                 "clients) grow them until `Too many open files`.",
         confirm=["`ls /proc/PID/fd | wc -l` against `grep 'open files' /proc/PID/limits`.",
                  "`ss -tanp | grep PID | awk '{print $1}' | sort | uniq -c`: sockets by state."],

@@ -1,5 +1,5 @@
 """S4, streaming pipeline health: the alerts on a Structured Streaming query
-that stalls, falls behind or runs batches slower than its trigger (seed 003)."""
+that stalls, falls behind or runs batches slower than its trigger (S4's war story)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ and spark_streaming_input_rows_per_second > 0
                                                    "time_scale)", scales=False),
                 "window": Param("15m", DURATION, "every batch in this window was slower")},
         meaning="A micro-batch that takes longer than the trigger interval delays the next one: latency "
-                "grows, and a backlog (after downtime, seed 003) makes every batch bigger still.",
+                "grows, and a backlog (after downtime, S4's war story) makes every batch bigger still.",
         confirm=["Structured Streaming tab: batch duration against the trigger.",
                  "Input rate against processing rate (SparkStreamingFallingBehind)."],
         action="Cap the batch size (`maxOffsetsPerTrigger` for Kafka), add executors, or lengthen the trigger.",

@@ -1,6 +1,6 @@
 """S5, loaded classes and the JIT code cache: classes that are never unloaded,
 the code cache filling up and the JIT switched off, jobs piling up, the
-listener bus and the cleaner settings of a long-running application (seed 004)."""
+listener bus and the cleaner settings of a long-running application (S5's war story)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ CODE_POOL_USED = 'spark_driver_jvm_memory_pool_used_bytes{pool=~"$code_pools"}'
 CODE_POOL_MAX = 'spark_driver_jvm_memory_pool_max_bytes{pool=~"$code_pools"}'
 
 MB = 1024 * 1024
-#: the long-running service of seed 004
+#: the long-running service of S5's war story
 SERVICE = dict(target="app", app_id="app-1", app_name="sparkmachine")
 
 
@@ -82,14 +82,14 @@ ALERTS: List[Alert] = [
                 "min_increase": Param(10000, NUMBER, "classes")},
         meaning="Generated code (Spark's codegen, compiled rules) loads classes all the time; they are "
                 "unloaded when nothing references them. A floor that keeps rising means something holds "
-                "them: in seed 004, Spark's ContextCleaner fell behind and millions of pending cleanup "
+                "them: in S5's war story, Spark's ContextCleaner fell behind and millions of pending cleanup "
                 "references kept broadcasts, and their classes, alive. Next comes the full code cache.",
         confirm=["`jcmd PID VM.classloader_stats` or `jcmd PID GC.class_histogram | head`: "
                  "`CleanupTaskWeakReference`/`CleanAccum` counts in the millions point at the cleaner.",
                  "The application's cleaner settings (SparkCleanerSettingsRisky) and active jobs."],
         action="Shorten `spark.cleaner.periodicGC.interval` and set "
                "`spark.cleaner.referenceTracking.blocking=false`; restart the driver to recover now.",
-        story=Replay("50 classes a minute never unloaded (seed 004)", [(loaded_classes(), "20000+50x540")],
+        story=Replay("50 classes a minute never unloaded (S5's war story)", [(loaded_classes(), "20000+50x540")],
                      quiet=["350m"], fires="430m", labels=[at(target="local", process="SparkSubmit")]),
         healthy=[Replay("busy codegen: 5,000 classes loaded and unloaded every 10 minutes",
                         [(loaded_classes(), values(saw(30000, 35000, 10, 540)))], quiet=["7h", "9h"]),
@@ -120,7 +120,7 @@ and {CODE_POOL_USED}
         meaning="The JIT compiles hot methods into the code cache (`-XX:ReservedCodeCacheSize`, per heap when "
                 "segmented). When a heap has no contiguous space left, HotSpot prints `CodeCache is full. "
                 "Compiler has been disabled` and runs interpreted from then on: everything slows down "
-                "(seed 004). Read from the attach mechanism (jvm collector, opt-in) or from Spark's "
+                "(S5's war story). Read from the attach mechanism (jvm collector, opt-in) or from Spark's "
                 "JvmSource pools of the driver.",
         confirm=["`jcmd PID Compiler.codecache`: used against size per heap, `full_count`.",
                  "Loaded classes rising too (JvmLoadedClassesRising): the generated code is never freed."],
@@ -179,7 +179,7 @@ or
         for_="1m",
         params={},
         meaning="HotSpot disables the JIT when the code cache has no contiguous space left. It does not "
-                "turn it back on; the JVM stays slow until it is restarted (seed 004).",
+                "turn it back on; the JVM stays slow until it is restarted (S5's war story).",
         confirm=["`jcmd PID Compiler.codecache` ends with `compilation: disabled (not enough contiguous free "
                  "space left)`; the JVM's stdout has `CodeCache is full`."],
         action="Restart the JVM in a controlled way; then fix the growth (S5).",
@@ -203,12 +203,12 @@ min_over_time(spark_jobs_active[$window]) > min_over_time(spark_jobs_active[$win
         params={"max_jobs": Param(20, NUMBER, "active jobs"), "window": Param("30m", DURATION, "the floor window")},
         meaning="A service that runs many small jobs has a changing number of active jobs, but the fewest "
                 "active jobs over half an hour does not keep rising. When it does, jobs finish slower than "
-                "they arrive: in seed 004 the driver was slowed by the ContextCleaner backlog and a "
+                "they arrive: in S5's war story the driver was slowed by the ContextCleaner backlog and a "
                 "disabled JIT.",
         confirm=["Jobs tab of the Spark UI: active jobs and their durations.",
                  "Driver JVM: loaded classes, code cache, GC time (JVM dashboard)."],
         action="Look for the S5 signals (classes, code cache, cleaner settings) and for a stage that blocks.",
-        story=Replay("jobs start piling up after two hours (seed 004)", [(active_jobs(), values(PILING_JOBS))],
+        story=Replay("jobs start piling up after two hours (S5's war story)", [(active_jobs(), values(PILING_JOBS))],
                      quiet=["3h"], fires="230m", labels=[at(**SERVICE)]),
         healthy=[Replay("a busy service: 30 to 40 jobs active all the time",
                         [(active_jobs(), values(saw(30, 40, 7, 300)))], quiet=["2h", "5h"])],
@@ -272,7 +272,7 @@ spark_listener_queue_capacity
                 "window": Param("10m", DURATION, "the queue never emptied below the ratio in this window")},
         meaning="A listener that cannot keep up leaves its queue full; once it is full Spark drops events "
                 "(SparkListenerEventsDropped). A queue that stays above 80% for ten minutes is the step "
-                "before: the driver is overloaded with events (many tiny jobs and tasks, seed 004) or a "
+                "before: the driver is overloaded with events (many tiny jobs and tasks, S5's war story) or a "
                 "listener is slow.",
         confirm=["`spark_listener_queue_events` by queue on the Spark dashboard.",
                  "Driver thread dump: what the `spark-listener-group-<queue>` thread is doing."],
@@ -294,7 +294,7 @@ spark_listener_queue_capacity
     Alert(
         name="SparkCleanerSettingsRisky", signature="S5", severity="warning", problem="cleaner",
         component="spark",
-        summary="A long-running Spark application runs with the cleaner settings that failed seed 004.",
+        summary="A long-running Spark application runs with the cleaner settings that failed S5's war story.",
         description="Application {{ $labels.app_name }} ({{ $labels.app_id }}, target {{ $labels.target }}) "
                     "has run for more than $min_uptime with spark.cleaner.periodicGC.interval above "
                     "$max_periodic_gc_interval or spark.cleaner.referenceTracking.blocking=true.",
@@ -313,7 +313,7 @@ spark_app_uptime_seconds > $min_uptime_s
                 "min_uptime": Param("1d", DURATION, "applications running longer than this are long-running")},
         meaning="Spark's ContextCleaner frees broadcasts, shuffles and accumulators once the driver's GC "
                 "has collected their handles. With the defaults (periodic GC every 30 minutes, blocking "
-                "cleanup) a driver that creates many short-lived objects falls behind; in seed 004 that "
+                "cleanup) a driver that creates many short-lived objects falls behind; in S5's war story that "
                 "kept millions of cleanup references and their classes alive until the code cache filled. "
                 "This is a ticket to check a long-running service's settings, not an outage.",
         confirm=["Environment tab of the Spark UI: `spark.cleaner.periodicGC.interval`, "
@@ -325,7 +325,7 @@ spark_app_uptime_seconds > $min_uptime_s
                      [(periodic_gc_interval(), "1800x1600"), (reference_tracking_blocking(), "1x1600"), (app_uptime(), "0+60x1600")],
                      quiet=["23h"], fires="25h", labels=[at(**SERVICE)]),
         healthy=[
-            Replay("a long-running service with the seed 004 fix (3min, non-blocking)",
+            Replay("a long-running service with the fix of S5's war story (3min, non-blocking)",
                    [(periodic_gc_interval(), "180x1600"), (reference_tracking_blocking(), "0x1600"), (app_uptime(), "0+60x1600")],
                    quiet=["25h", "26h"]),
             Replay("a short batch application with the defaults",

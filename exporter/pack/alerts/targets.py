@@ -11,7 +11,7 @@ TARGET_KINDS = (
     # kind, alert name, severity, what it means when it is down
     ("spark", "SparkTargetDown", "critical",
      "A Spark driver UI that does not answer usually means the application is gone: it finished, crashed or "
-     "was killed (seed 003: nobody was told). A history server that is down hides every application."),
+     "was killed (S4's war story: nobody was told). A history server that is down hides every application."),
     ("livy", "LivyTargetDown", "critical",
      "Livy not answering means no job can be submitted; if it died of memory, S1 is likely, and its restart "
      "may fail (S2)."),
@@ -103,7 +103,7 @@ ALERTS: List[Alert] = [target_down(*kind) for kind in TARGET_KINDS] + [
         params={},
         meaning="Two Spark metrics sources are off by default. Without `spark.sql.streaming.metricsEnabled=true` "
                 "(source=streaming) no streaming query reports its rates, batch duration or state rows, so S3's "
-                "flat-state check and every S4 alert are blind (seed 002 ruled out its state this way). Without "
+                "flat-state check and every S4 alert are blind (S3's war story ruled out its state this way). Without "
                 "the driver's JvmSource (source=jvm) the driver heap and code cache pools are missing (S3, S5).",
         confirm=["Environment tab of the Spark UI: `spark.sql.streaming.metricsEnabled`, "
                  "`spark.metrics.conf.*.source.jvm.class`.",
