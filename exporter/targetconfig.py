@@ -1,43 +1,114 @@
 """The configuration pieces every target kind builds on: strict models, basic
-auth, TLS, an HTTP(S) target. Collector modules import these to define their
-target models; :mod:`exporter.config` assembles the whole file from the kinds
-registered in :mod:`exporter.collectors`.
+auth, TLS, an HTTP(S) target, bounded durations. Collector modules import these
+to define their target models; :mod:`exporter.config` assembles the whole file
+from the kinds registered in :mod:`exporter.collectors`.
 
-Secrets (passwords, tokens) are held as :class:`pydantic.SecretStr` or read
-from files only when a request is built.
+Secrets (passwords, tokens) are held as :class:`pydantic.SecretStr`. Password
+and token files are read and checked when the configuration is loaded (one
+line, no control characters; a token has no whitespace at all), and the value
+read then is the one used: a secret that could not be sent as it is fails the
+configuration with a message that names the key, never the value.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import List, Annotated, Optional
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+
+#: the longest timeout or deadline (seconds): every one reaches a socket timeout,
+#: an Event.wait or a sleep, which reject or overflow on huge values
+MAX_TIMEOUT_SECONDS = 3600.0
+#: the longest interval or age (seconds) a setting may give (a cache lifetime, a retention)
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600.0
+
+#: a timeout or deadline in seconds: finite, > 0, at most an hour
+Seconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_SECONDS, allow_inf_nan=False)]
+#: like :data:`Seconds`, 0 allowed (an offset)
+SecondsOrZero = Annotated[float, Field(ge=0, le=MAX_TIMEOUT_SECONDS, allow_inf_nan=False)]
+#: an interval or age in seconds (a cache lifetime, a retention): finite, >= 0, at most a year;
+#: add ``Field(gt=0)`` where 0 makes no sense
+Interval = Annotated[float, Field(ge=0, le=MAX_INTERVAL_SECONDS, allow_inf_nan=False)]
+
+#: a secret file larger than this is not a password or a token
+MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # unknown keys are errors; no float setting anywhere may be inf or nan
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _check_secret(value: str, what: str, token: bool) -> str:
+    """``value`` if it can be sent as it is; a ValueError naming ``what``, never the value."""
+    if not value:
+        raise ValueError(f"{what} is empty")
+    if any(c in value for c in "\r\n"):
+        raise ValueError(f"{what} must be one line")
+    if token:
+        if not all("!" <= c <= "~" for c in value):
+            raise ValueError(f"{what}: a bearer token must be printable ASCII without spaces or control characters")
+    elif any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise ValueError(f"{what} must not contain control characters")
+    return value
+
+
+def read_secret_file(path: Path, key: str, token: bool = False) -> str:
+    """The secret in ``path``: UTF-8, surrounding whitespace (the trailing newline)
+    stripped, one line. Errors name ``key`` and the path, never the content."""
+    what = f"{key} {path}"
+    if not path.is_file():
+        raise ValueError(f"{what} does not exist")
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as e:
+        raise ValueError(f"{what} cannot be read: {e.strerror}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ValueError(f"{what} is larger than {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} is not UTF-8 text") from None
+    return _check_secret(text.strip(), what, token)
 
 
 class BasicAuth(Strict):
     username: str
     password: Optional[SecretStr] = None
     password_file: Optional[Path] = None
+    _password: Optional[SecretStr] = PrivateAttr(default=None)
+
+    @field_validator("password")
+    @classmethod
+    def _password_value(cls, v: Optional[SecretStr]) -> Optional[SecretStr]:
+        if v is not None:
+            _check_secret(v.get_secret_value(), "password", token=False)
+        return v
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file(cls, v: Optional[Path]) -> Optional[Path]:
+        if v is not None:
+            read_secret_file(v, "password_file")
+        return v
 
     @model_validator(mode="after")
     def _one_password(self):
         if self.password is not None and self.password_file is not None:
             raise ValueError("give either password or password_file, not both")
-        if self.password_file is not None and not self.password_file.is_file():
-            raise ValueError(f"password_file {self.password_file} does not exist")
+        if self.password_file is not None:
+            self._password = SecretStr(read_secret_file(self.password_file, "password_file"))
+        else:
+            self._password = self.password
         return self
 
     def resolve_password(self) -> str:
-        if self.password_file is not None:
-            return self.password_file.read_text().strip()
-        return self.password.get_secret_value() if self.password is not None else ""
+        """The password: given inline, or as read from password_file when the configuration was loaded."""
+        return self._password.get_secret_value() if self._password is not None else ""
 
 
 class TLSConfig(Strict):
@@ -57,18 +128,29 @@ class TLSConfig(Strict):
         return self
 
 
+def redact_url(url: str) -> str:
+    """``url`` without what a ``user:password@`` part holds, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return scheme + sep + authority + slash + path
+
+
 def check_http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+        raise ValueError(f"must be an http:// or https:// URL, got {redact_url(url)!r}")
     if not parts.hostname:
-        raise ValueError(f"has no host: {url!r}")
+        raise ValueError(f"has no host: {redact_url(url)!r}")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials; use basic_auth")
     try:
         parts.port
     except ValueError:
-        raise ValueError(f"has an invalid port: {url!r}") from None
+        raise ValueError(f"has an invalid port: {redact_url(url)!r}") from None
     return url.rstrip("/")
 
 
@@ -85,26 +167,54 @@ class HttpTarget(TargetBase):
     """A target reached over HTTP(S)."""
 
     url: str
-    timeout: float = Field(default=10.0, gt=0, description="seconds, per request; the scrape deadline also applies")
+    #: seconds, per request; the scrape deadline also applies
+    timeout: Seconds = 10.0
     basic_auth: Optional[BasicAuth] = None
     bearer_token_file: Optional[Path] = None
     bearer_token_env: Optional[str] = None
     tls_config: TLSConfig = TLSConfig()
+    #: URL patterns (scheme://host[:port][/path]) a redirect from this target may lead to;
+    #: unset = any http(s) URL. Credentials never follow a redirect to another origin.
+    redirects_allowed_to: Optional[List[str]] = None
+    _token: Optional[SecretStr] = PrivateAttr(default=None)
+
+    @field_validator("redirects_allowed_to")
+    @classmethod
+    def _redirect_patterns(cls, v: Optional[List[str]]) -> Optional[List[str]]:
+        from .urlpattern import parse_pattern
+
+        for p in v or []:
+            parse_pattern(p)
+        return v
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         return check_http_url(v)
 
+    @field_validator("bearer_token_file")
+    @classmethod
+    def _token_file(cls, v: Optional[Path]) -> Optional[Path]:
+        if v is not None:
+            read_secret_file(v, "bearer_token_file", token=True)
+        return v
+
+    @field_validator("bearer_token_env")
+    @classmethod
+    def _token_env(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            _env_token(v)
+        return v
+
     @model_validator(mode="after")
     def _auth(self):
         given = [k for k in ("basic_auth", "bearer_token_file", "bearer_token_env") if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"give only one of {', '.join(given)}")
-        if self.bearer_token_file is not None and not self.bearer_token_file.is_file():
-            raise ValueError(f"bearer_token_file {self.bearer_token_file} does not exist")
-        if self.bearer_token_env is not None and self.bearer_token_env not in os.environ:
-            raise ValueError(f"bearer_token_env: environment variable {self.bearer_token_env} is not set")
+        if self.bearer_token_file is not None:
+            self._token = SecretStr(read_secret_file(self.bearer_token_file, "bearer_token_file", token=True))
+        elif self.bearer_token_env is not None:
+            self._token = SecretStr(_env_token(self.bearer_token_env))
         return self
 
     def display_name(self) -> str:
@@ -114,8 +224,11 @@ class HttpTarget(TargetBase):
         return parts.netloc + parts.path
 
     def bearer_token(self) -> Optional[str]:
-        if self.bearer_token_file is not None:
-            return self.bearer_token_file.read_text().strip()
-        if self.bearer_token_env is not None:
-            return os.environ.get(self.bearer_token_env, "").strip()
-        return None
+        """The token, as read from bearer_token_file or bearer_token_env when the configuration was loaded."""
+        return self._token.get_secret_value() if self._token is not None else None
+
+
+def _env_token(name: str) -> str:
+    if name not in os.environ:
+        raise ValueError(f"environment variable {name} is not set")
+    return _check_secret(os.environ[name].strip(), f"environment variable {name}", token=True)

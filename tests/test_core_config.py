@@ -37,6 +37,30 @@ BAD = [
     ("spark:\n  - url: http://a:4040\n    include_completed: maybe\n", "spark[0].include_completed", "boolean"),
     ("- spark\n", "top level", "mapping"),
     ("spark: [url: {\n", "", "not valid YAML"),
+    # durations reach sleeps, waits and socket timeouts: finite and bounded
+    ("exporter:\n  scrape_timeout: 1e10\n", "exporter.scrape_timeout", "less than or equal to 3600"),
+    ("exporter:\n  scrape_timeout: .inf\n", "exporter.scrape_timeout", "finite"),
+    ("exporter:\n  timeout_offset: .nan\n", "exporter.timeout_offset", "finite"),
+    ("spark:\n  - url: http://a:4040\n    timeout: 1e10\n", "spark[0].timeout", "less than or equal to 3600"),
+    ("livy:\n  - url: http://a:8998\n    finished_retention: .inf\n", "livy[0].finished_retention", "finite"),
+    ("jvm:\n  - {discover: true, attach_interval: .nan}\n", "jvm[0].attach_interval", "finite"),
+    # probe modules are checked at load against their kind's target model
+    ("exporter:\n  probe:\n    modules:\n      sparkk: {}\n", "exporter.probe.modules.sparkk", "unknown kind"),
+    ("exporter:\n  probe:\n    modules:\n      jvm: {discover: true}\n", "exporter.probe.modules.jvm", "cannot be probed"),
+    ("exporter:\n  probe:\n    modules:\n      spark: {timout: 5}\n", "exporter.probe.modules.spark.timout", "unknown key"),
+    ("exporter:\n  probe:\n    modules:\n      livy: {basic_auth: {username: u, password_file: /nonexistent/pw}}\n",
+     "exporter.probe.modules.livy.basic_auth.password_file", "does not exist"),
+    ("exporter:\n  probe:\n    modules:\n      zookeeper: {mntr: maybe}\n", "exporter.probe.modules.zookeeper.mntr", "boolean"),
+    ("exporter:\n  probe:\n    modules:\n      spark: {url: http://a:4040}\n", "exporter.probe.modules.spark.url",
+     "set by /probe"),
+    # allowed_targets entries are URL patterns
+    ("exporter:\n  probe:\n    allowed_targets: ['*']\n", "exporter.probe.allowed_targets[0]", "URL pattern"),
+    ("exporter:\n  probe:\n    allowed_targets: [http://a:4040, 'spark-*.internal']\n",
+     "exporter.probe.allowed_targets[1]", "URL pattern"),
+    # a key given twice is an error, not a silently dropped section
+    ("spark:\n  - url: http://a:4040\nlivy: []\nspark: []\n", "spark", "duplicate key 'spark' (first given on line 1)"),
+    ("spark:\n  - url: http://a:4040\n    url: http://b:4040\n", "url", "line 3"),
+    ("spark:\n  - {url: http://a:4040, url: http://b:4040}\n", "url", "duplicate key"),
 ]
 
 
@@ -68,6 +92,51 @@ def test_serve_with_bad_config_exits_before_listening(tmp_path):
     assert "spark[0].url" in p.stderr and "listening" not in p.stderr
 
 
+def _check_config_fails_cleanly(path, capsys, *fragments):
+    with pytest.raises(ConfigError) as e:
+        load_config(str(path))
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(path) in err
+    for fragment in fragments:
+        assert fragment in str(e.value) and fragment in err, err
+
+
+def test_non_utf8_config_is_a_clean_error(tmp_path, capsys):
+    f = tmp_path / "latin1.yml"
+    f.write_bytes("spark:\n  - url: http://a:4040\n    name: caf\u00e9\n".encode("latin-1"))
+    _check_config_fails_cleanly(f, capsys, "not UTF-8", "line 3, column 14")
+
+
+def test_deeply_nested_yaml_is_a_clean_error(tmp_path, capsys):
+    f = tmp_path / "deep.yml"
+    f.write_text("spark: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    _check_config_fails_cleanly(f, capsys, "nested deeper than")
+    f.write_text("".join("  " * i + f"k{i}:\n" for i in range(3000)))
+    _check_config_fails_cleanly(f, capsys, "nested deeper than")
+
+
+def test_unreadable_yaml_value_is_a_clean_error(tmp_path, capsys):
+    f = tmp_path / "date.yml"
+    f.write_text("spark:\n  - url: http://a:4040\n    name: 2024-13-45\n")
+    _check_config_fails_cleanly(f, capsys, "line 3, column 11")
+
+
+def test_non_utf8_password_file_is_a_config_error(tmp_path, capsys):
+    pw = tmp_path / "pw"
+    pw.write_bytes(b"caf\xe9\n")
+    f = tmp_path / "c.yml"
+    f.write_text(f"spark:\n  - url: http://a:4040\n    basic_auth: {{username: u, password_file: {pw}}}\n")
+    _check_config_fails_cleanly(f, capsys, "spark[0].basic_auth.password_file", "not UTF-8")
+
+
+def test_yaml_merge_keys_may_still_override(tmp_path):
+    f = tmp_path / "merge.yml"
+    f.write_text("spark:\n  - &a {url: http://a:4040, timeout: 5}\n  - <<: *a\n    url: http://b:4040\n")
+    cfg = load_config(str(f))
+    assert [t.url for t in cfg.spark] == ["http://a:4040", "http://b:4040"] and cfg.spark[1].timeout == 5
+
+
 def test_missing_config_file_is_an_error(tmp_path, capsys):
     assert main(["check-config", str(tmp_path / "nope.yml")]) == 2
     assert "cannot read" in capsys.readouterr().err
@@ -86,7 +155,10 @@ def test_valid_config_passes(tmp_path, capsys):
         exporter:
           scrape_timeout: 20
           probe:
-            allowed_targets: ["http://spark-*.example:4040"]
+            allowed_targets: ["http://spark-*.example:4040", "zk-*.example:2181"]
+            modules:
+              spark: {{basic_auth: {{username: probe, password_file: {pw}}}, timeout: 5}}
+              zookeeper: {{mntr: false}}
         spark:
           - url: http://localhost:4040/
           - name: history
@@ -103,6 +175,7 @@ def test_valid_config_passes(tmp_path, capsys):
     assert cfg.spark[1].basic_auth.resolve_password() == "s3cret"
     assert cfg.exporter.probe.allows("http://spark-7.example:4040")
     assert not cfg.exporter.probe.allows("http://evil.example:4040")
+    assert cfg.exporter.probe.modules["spark"]["timeout"] == 5  # the module stays a mapping for /probe
 
 
 def test_empty_file_is_valid_and_has_no_targets(tmp_path):

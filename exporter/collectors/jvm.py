@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import psutil
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
 from .. import procstats
 from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, counter, declared_metrics, gauge, info
-from ..targetconfig import TargetBase
+from ..targetconfig import Interval, Seconds, TargetBase
 from ..hotspot import attach as hs_attach
 from ..hotspot import perfdata
 
@@ -131,9 +131,9 @@ class JvmTarget(TargetBase):
     #: run Compiler.codecache through the attach mechanism (starts a thread in the JVM)
     attach: bool = False
     #: seconds an attach result is reused before the JVM is asked again (0 = every scrape)
-    attach_interval: float = Field(default=60.0, ge=0)
+    attach_interval: Interval = 60.0
     #: seconds one attach may take at most (the scrape deadline also applies)
-    attach_timeout: float = Field(default=5.0, gt=0)
+    attach_timeout: Seconds = 5.0
     #: count TCP connections by state (reads /proc/<pid>/net/tcp*, costly with many sockets)
     tcp_connections: bool = True
 

@@ -37,7 +37,7 @@ from pydantic import Field, field_validator
 
 from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, declared_metrics, gauge, info
 from ..livystore import RECOVERY_SESSIONS, SESSION_KINDS, kind_path
-from ..targetconfig import BasicAuth, Strict, TargetBase
+from ..targetconfig import BasicAuth, Seconds, Strict, TargetBase
 
 log = logging.getLogger("sparkwatch.zookeeper")
 
@@ -133,7 +133,7 @@ class ZooKeeperTarget(TargetBase):
     chroot: Optional[str] = None
     digest_auth: Optional[BasicAuth] = None
     #: session timeout and the longest a scrape waits for a connection, in seconds
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: Seconds = 10.0
     #: znodes to watch (zookeeper_znode_exists, zookeeper_znode_children)
     paths: List[str] = []
     livy_state_store: LivyStateStore = LivyStateStore()
