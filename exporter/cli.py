@@ -1,7 +1,8 @@
 """Command line.
 
-    sparkwatch [--web.listen-address=:9951] [--config.file=FILE] [--log.level=info]
-    sparkwatch check-config FILE
+    sparkwatch [--web.listen-address=:9951] [--web.config.file=WEB] [--web.max-connections=128]
+               [--config.file=FILE] [--log.level=info]
+    sparkwatch check-config [FILE] [--web.config.file=WEB]
 
 Further subcommands (``rules``, ``dashboards``, ...) register themselves in
 :data:`SUBCOMMANDS`.
@@ -20,6 +21,7 @@ from .config import ConfigError, load_config
 from .pack.cli import cmd_dashboards, cmd_rules
 
 DEFAULT_LISTEN = ":9951"
+DEFAULT_MAX_CONNECTIONS = 128  # exporter.web.DEFAULT_MAX_CONNECTIONS, without importing the web server here
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
 log = logging.getLogger("sparkwatch")
@@ -33,6 +35,16 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return n
+
+
 def serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sparkwatch",
@@ -41,6 +53,14 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                    help=f"address to listen on for the web interface and telemetry (default {DEFAULT_LISTEN})")
+    p.add_argument("--web.config.file", dest="web_config", default=None, metavar="WEB",
+                   help="web configuration file (exporter-toolkit format) that enables TLS and/or basic "
+                   "authentication; see docs/security.md and https://github.com/prometheus/exporter-toolkit/"
+                   "blob/master/docs/web-configuration.md")
+    p.add_argument("--web.max-connections", dest="max_connections", type=_positive_int,
+                   default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+                   help="requests handled at once; further ones are answered 503 "
+                   f"(default {DEFAULT_MAX_CONNECTIONS})")
     p.add_argument("--config.file", dest="config", default=None,
                    help="YAML configuration file (default: built-in, the Spark UI at http://localhost:4040)")
     p.add_argument("--log.level", dest="log_level", default="info", choices=LOG_LEVELS,
@@ -57,6 +77,15 @@ def cmd_serve(argv: List[str]) -> int:
     except ConfigError as e:
         print(f"sparkwatch: {e}", file=sys.stderr)
         return 2
+    web_config = None
+    if args.web_config is not None:
+        from .webconfig import load_web_config
+
+        try:
+            web_config = load_web_config(args.web_config)
+        except ConfigError as e:
+            print(f"sparkwatch: {e}", file=sys.stderr)
+            return 2
     from .web import App, parse_listen_address, serve
 
     try:
@@ -66,13 +95,16 @@ def cmd_serve(argv: List[str]) -> int:
         return 2
     app = App(config)
     try:
-        httpd = serve(app, args.listen)
+        httpd = serve(app, args.listen, web_config=web_config, max_connections=args.max_connections)
     except OSError as e:
         print(f"sparkwatch: cannot listen on {args.listen}: {e.strerror}", file=sys.stderr)
         app.close()
         return 1
-    log.info("sparkwatch %s started with %d targets (config: %s)", __version__, len(app.targets),
-             args.config or "built-in default")
+    log.info("sparkwatch %s started with %d targets (config: %s; web: %s)", __version__, len(app.targets),
+             args.config or "built-in default",
+             web_config.describe() if web_config is not None else "plain HTTP, no authentication")
+    if web_config is not None and web_config.basic_auth_users and web_config.tls_server_config is None:
+        log.warning("basic authentication without TLS: passwords cross the network in clear text")
 
     def _stop(signum, frame):
         raise KeyboardInterrupt
@@ -90,19 +122,37 @@ def cmd_serve(argv: List[str]) -> int:
 
 def cmd_check_config(argv: List[str]) -> int:
     p = argparse.ArgumentParser(prog="sparkwatch check-config",
-                                description="Validate a configuration file and exit (0 when valid).")
-    p.add_argument("file")
+                                description="Validate a configuration file and/or a web configuration "
+                                "file and exit (0 when all given are valid).")
+    p.add_argument("file", nargs="?", help="the configuration file (--config.file)")
+    p.add_argument("--web.config.file", dest="web_config", default=None, metavar="WEB",
+                   help="the web configuration file (--web.config.file)")
     args = p.parse_args(argv)
-    try:
-        cfg = load_config(args.file)
-    except ConfigError as e:
-        print(f"sparkwatch: {e}", file=sys.stderr)
-        return 2
-    from .config import iter_targets
+    if args.file is None and args.web_config is None:
+        p.error("give a configuration file, --web.config.file, or both")
+    rc = 0
+    if args.file is not None:
+        try:
+            cfg = load_config(args.file)
+        except ConfigError as e:
+            print(f"sparkwatch: {e}", file=sys.stderr)
+            rc = 2
+        else:
+            from .config import iter_targets
 
-    n = sum(1 for _ in iter_targets(cfg))
-    print(f"{args.file}: OK ({n} targets)")
-    return 0
+            n = sum(1 for _ in iter_targets(cfg))
+            print(f"{args.file}: OK ({n} targets)")
+    if args.web_config is not None:
+        from .webconfig import load_web_config
+
+        try:
+            web = load_web_config(args.web_config)
+        except ConfigError as e:
+            print(f"sparkwatch: {e}", file=sys.stderr)
+            rc = 2
+        else:
+            print(f"{args.web_config}: OK ({web.describe()})")
+    return rc
 
 
 SUBCOMMANDS: Dict[str, Callable[[List[str]], int]] = {

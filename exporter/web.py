@@ -1,16 +1,20 @@
-"""HTTP endpoints: /metrics, /probe, the landing page and /-/healthy."""
+"""HTTP endpoints (/metrics, /probe, the landing page, /-/healthy) and the server that
+answers them with a bounded number of threads."""
 
 from __future__ import annotations
 
+import errno
 import html
+import io
 import logging
+import selectors
 import socket
+import ssl
 import threading
 import time
-from socketserver import ThreadingMixIn
 from typing import List, Optional, Tuple
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
@@ -92,6 +96,8 @@ class App:
         field = COLLECTOR_KINDS[module].probe_field
         template[field] = target if field == "url" else [h for h in target.split(",") if h]
         template.setdefault("name", target)
+        if field == "url":  # a probed target's redirects stay inside the allow-list
+            template["redirects_allowed_to"] = list(probe.allowed_targets)
         try:
             cfg = parse_config({module: [template]}, f"probe module {module}")
         except ConfigError as e:
@@ -149,16 +155,406 @@ def _plain(start_response, status: str, text: str):
 
 
 # ---------------------------------------------------------------------- server
+#
+# The exporter's own HTTP server. It must stay answerable when clients
+# misbehave, so a connection never gets a thread of its own just by being open:
+#
+# * One thread (the one running ``serve_forever``) accepts connections and, with
+#   non-blocking sockets and a selector, does their TLS handshake and reads the
+#   request head. A connection that has not sent a complete head within
+#   ``header_timeout`` seconds is closed; so is the oldest such connection when
+#   ``max_pending`` of them are open (or when the process runs out of file
+#   descriptors). Idle and half-sent connections cost a file descriptor, not a
+#   thread, and cannot hold what ``/metrics`` needs.
+# * A complete request goes to a worker thread; at most ``max_connections``
+#   (``--web.max-connections``) run at once. When all are busy the request is
+#   answered ``503`` at once, never queued, and a rate-limited warning says so.
+# * Workers read and write with a timeout (``io_timeout``). Each connection
+#   carries one request (HTTP/1.0 semantics, as before), so nothing keeps a
+#   worker after its answer is written.
+
+DEFAULT_MAX_CONNECTIONS = 128
+#: seconds from accept until TLS handshake and request head must be complete
+DEFAULT_HEADER_TIMEOUT = 5.0
+#: seconds a worker waits on a socket read or write (a client that does not read its answer)
+DEFAULT_IO_TIMEOUT = 30.0
+#: listen backlog (the kernel caps it at net.core.somaxconn)
+LISTEN_BACKLOG = 1024
+#: request line and headers larger than this are answered 431
+MAX_HEAD_BYTES = 16 * 1024
+
+
+def default_max_pending() -> int:
+    """Connections waiting for their request head at most: 1024, or a quarter of
+    the file-descriptor limit when that is lower, so that idle clients cannot
+    take the descriptors a scrape needs for its own connections."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 256
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(16, min(1024, soft // 4))
+
+
+class _Throttled:
+    """Count an event and log it at most once per ``interval`` seconds (the first at once)."""
+
+    def __init__(self, level: int, message: str, interval: float = 10.0):
+        self.level, self.message, self.interval = level, message, interval
+        self.count = 0
+        self.last = float("-inf")
+        self.detail = ""
+        self._lock = threading.Lock()
+
+    def note(self, detail: str = "", now: Optional[float] = None) -> None:
+        with self._lock:
+            self.count += 1
+            self.detail = detail
+        self.flush(now)
+
+    def flush(self, now: Optional[float] = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if not self.count or now - self.last < self.interval:
+                return
+            n, self.count = self.count, 0
+            since, self.last = now - self.last, now
+            detail = f"; the last: {self.detail}" if self.detail else ""
+        if since == float("inf"):
+            log.log(self.level, "%s (1 time%s; repeats are logged at most every %.0fs)", self.message, detail,
+                    self.interval)
+        else:
+            log.log(self.level, "%s (%d times in the last %.0fs%s)", self.message, n, since, detail)
+
+
+_PLAIN_HEADERS = "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+
+
+def _canned(status: str, text: str, extra: str = "") -> bytes:
+    body = text.encode()
+    return (f"HTTP/1.0 {status}\r\n{_PLAIN_HEADERS}{extra}Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+_RESPONSE_BUSY = _canned("503 Service Unavailable", "all connection slots are busy, try again\n", "Retry-After: 1\r\n")
+_RESPONSE_TOO_LARGE = _canned("431 Request Header Fields Too Large", "request head too large\n")
+
+
+def _peer(addr) -> str:
+    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
+
+
+def _head_length(buf: bytes) -> int:
+    """Bytes up to the end of the request head, or -1 while it is incomplete."""
+    ends = [i + len(sep) for sep in (b"\r\n\r\n", b"\n\n") for i in (buf.find(sep),) if i >= 0]
+    return min(ends) if ends else -1
+
+
+class _Pending:
+    """A connection whose request head is still being read."""
+
+    __slots__ = ("sock", "addr", "deadline", "buf", "handshaking")
+
+    def __init__(self, sock, addr, deadline: float, handshaking: bool):
+        self.sock, self.addr, self.deadline, self.handshaking = sock, addr, deadline, handshaking
+        self.buf = b""
+
+
+class _PrefixedReader(io.RawIOBase):
+    """The request head already read by the accept loop, then the socket."""
+
+    def __init__(self, prefix: bytes, sock):
+        self._prefix = memoryview(prefix)
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._prefix.nbytes:
+            n = min(len(b), self._prefix.nbytes)
+            b[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        return self._sock.recv_into(b)
+
+
+class _SocketWriter(io.BufferedIOBase):
+    def __init__(self, sock):
+        self._sock = sock
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self._sock.sendall(b)
+        with memoryview(b) as view:
+            return view.nbytes
 
 
 class _Handler(WSGIRequestHandler):
+    """One request on a connection whose head the accept loop has read."""
+
+    def __init__(self, request, client_address, server, head: bytes = b""):
+        self._head = head
+        super().__init__(request, client_address, server)
+
+    def setup(self):
+        self.connection = self.request
+        self.rfile = io.BufferedReader(_PrefixedReader(self._head, self.request))
+        self.wfile = _SocketWriter(self.request)
+
+    def get_environ(self):
+        env = super().get_environ()
+        if self.server.ssl_context is not None:
+            env["HTTPS"] = "on"
+        return env
+
     def log_message(self, format, *args):  # noqa: A002 - signature from BaseHTTPRequestHandler
         log.debug("%s %s", self.address_string(), format % args)
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+class _Server(WSGIServer):
+    """A WSGI server with a bounded number of worker threads; see above."""
+
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, server_address, handler_class=_Handler, *, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 header_timeout: float = DEFAULT_HEADER_TIMEOUT, io_timeout: float = DEFAULT_IO_TIMEOUT,
+                 max_pending: Optional[int] = None, ssl_context=None, peer_check=None):
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        super().__init__(server_address, handler_class)
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.io_timeout = io_timeout
+        self.max_pending = max_pending or default_max_pending()
+        self.ssl_context = ssl_context
+        self.peer_check = peer_check  # the verified client certificate (a dict) -> allowed?
+        self.socket.setblocking(False)
+        self._sel: Optional[selectors.BaseSelector] = None
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._pending: "dict[int, _Pending]" = {}  # fd -> connection, oldest first
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stop = False
+        self._idle = threading.Event()
+        self._idle.set()
+        self._accept_paused_until = 0.0
+        self._refused = _Throttled(
+            logging.WARNING, f"refused connections with 503: all {max_connections} connection slots are busy "
+            "(--web.max-connections)")
+        self._evicted = _Throttled(
+            logging.WARNING, "closed the oldest connections still sending their request: too many open "
+            f"(at most {self.max_pending}, or out of file descriptors)")
+        self._expired = _Throttled(
+            logging.DEBUG, f"closed connections that sent no complete request within {header_timeout:g}s")
+        self._tls_failed = _Throttled(logging.INFO, "TLS connections failed or were refused")
+
+    # -------------------------------------------------- the socketserver interface
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._idle.clear()
+        sel = selectors.DefaultSelector()
+        self._sel = sel
+        listening = True
+        sel.register(self.socket, selectors.EVENT_READ, "accept")
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        try:
+            while not self._stop:
+                now = time.monotonic()
+                if not listening and now >= self._accept_paused_until:
+                    sel.register(self.socket, selectors.EVENT_READ, "accept")
+                    listening = True
+                timeout = poll_interval
+                if self._pending:
+                    timeout = min(timeout, max(0.0, next(iter(self._pending.values())).deadline - now))
+                for key, _ in sel.select(timeout):
+                    if key.data == "accept":
+                        self._accept()
+                    elif key.data == "wake":
+                        try:
+                            self._wake_r.recv(512)
+                        except OSError:
+                            pass
+                    elif key.fd in self._pending:
+                        self._advance(key.data)
+                if listening and self._accept_paused_until > time.monotonic():
+                    sel.unregister(self.socket)
+                    listening = False
+                self._expire(time.monotonic())
+                for t in (self._refused, self._evicted, self._expired, self._tls_failed):
+                    t.flush()
+        finally:
+            for c in list(self._pending.values()):
+                self._drop(c)
+            sel.close()
+            self._sel = None
+            self._stop = False
+            self._idle.set()
+
+    def shutdown(self) -> None:
+        self._stop = True
+        self._wake()
+        self._idle.wait()
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._idle.is_set():
+            for c in list(self._pending.values()):
+                self._drop(c)
+        for s in (self._wake_r, self._wake_w):
+            s.close()
+
+    def busy_connections(self) -> int:
+        """Worker threads running now (for tests and debugging)."""
+        return self.max_connections - self._slots._value  # noqa: SLF001 - BoundedSemaphore has no public getter
+
+    # -------------------------------------------------- the accept loop
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def _accept(self) -> None:
+        for _ in range(256):  # then let the other sockets have their turn
+            try:
+                sock, addr = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    if self._pending:
+                        self._drop(next(iter(self._pending.values())))
+                        self._evicted.note()
+                        continue
+                    self._accept_paused_until = time.monotonic() + 0.1
+                    log.warning("cannot accept connections: %s", e.strerror)
+                return
+            if len(self._pending) >= self.max_pending:
+                self._drop(next(iter(self._pending.values())))
+                self._evicted.note()
+            sock.setblocking(False)
+            handshaking = False
+            if self.ssl_context is not None:
+                try:
+                    sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                except (OSError, ValueError):
+                    sock.close()
+                    continue
+                handshaking = True
+            c = _Pending(sock, addr, time.monotonic() + self.header_timeout, handshaking)
+            self._pending[sock.fileno()] = c
+            self._sel.register(sock, selectors.EVENT_READ, c)
+            self._advance(c)  # a request often arrives with the connection
+
+    def _advance(self, c: _Pending) -> None:
+        try:
+            if c.handshaking:
+                c.sock.do_handshake()
+                c.handshaking = False
+                self._sel.modify(c.sock, selectors.EVENT_READ, c)
+                if not self._peer_allowed(c.sock):
+                    self._tls_failed.note(f"{_peer(c.addr)}: client certificate has none of client_allowed_sans")
+                    self._drop(c)
+                    return
+            while True:
+                data = c.sock.recv(8192)
+                if not data:
+                    self._drop(c)
+                    return
+                c.buf += data
+                n = _head_length(c.buf)
+                if 0 <= n <= MAX_HEAD_BYTES:
+                    self._forget(c)
+                    self._dispatch(c)
+                    return
+                if n > MAX_HEAD_BYTES or len(c.buf) > MAX_HEAD_BYTES:
+                    self._forget(c)
+                    self._answer_and_close(c.sock, _RESPONSE_TOO_LARGE)
+                    return
+        except ssl.SSLWantReadError:
+            self._sel.modify(c.sock, selectors.EVENT_READ, c)
+        except ssl.SSLWantWriteError:
+            self._sel.modify(c.sock, selectors.EVENT_WRITE, c)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except ssl.SSLError as e:
+            if c.handshaking:
+                self._tls_failed.note(f"{_peer(c.addr)}: {e.reason or e}")
+            self._drop(c)
+        except OSError:
+            self._drop(c)
+
+    def _peer_allowed(self, sock) -> bool:
+        return self.peer_check is None or self.peer_check(sock.getpeercert())
+
+    def _expire(self, now: float) -> None:
+        while self._pending:
+            c = next(iter(self._pending.values()))
+            if c.deadline > now:
+                return
+            self._drop(c)
+            self._expired.note(_peer(c.addr))
+
+    def _forget(self, c: _Pending) -> None:
+        self._pending.pop(c.sock.fileno(), None)
+        try:
+            self._sel.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+
+    def _drop(self, c: _Pending) -> None:
+        if self._sel is not None:
+            self._forget(c)
+        else:
+            self._pending.pop(c.sock.fileno(), None)
+        c.sock.close()
+
+    @staticmethod
+    def _answer_and_close(sock, response: bytes) -> None:
+        try:
+            sock.send(response)  # best effort: the socket is non-blocking and the answer small
+        except (OSError, ValueError):
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+    def _dispatch(self, c: _Pending) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refused.note(_peer(c.addr))
+            self._answer_and_close(c.sock, _RESPONSE_BUSY)
+            return
+        try:
+            c.sock.setblocking(True)
+            c.sock.settimeout(self.io_timeout)
+            threading.Thread(target=self._work, args=(c.sock, c.addr, c.buf), daemon=True,
+                             name="sparkwatch-http").start()
+        except Exception:  # RuntimeError: can't start new thread; OSError: socket gone
+            self._slots.release()
+            self._refused.note(_peer(c.addr))
+            self._answer_and_close(c.sock, _RESPONSE_BUSY)
+
+    def _work(self, sock, addr, head: bytes) -> None:
+        try:
+            self.RequestHandlerClass(sock, addr, self, head)
+        except Exception:
+            log.debug("request from %s failed", addr, exc_info=True)
+        finally:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except (OSError, ValueError):
+                pass
+            sock.close()
+            self._slots.release()
 
 
 class _Server6(_Server):
@@ -174,11 +570,25 @@ def parse_listen_address(addr: str) -> Tuple[str, int]:
     return host, int(port)
 
 
-def serve(app: App, listen: str, ready: Optional[threading.Event] = None):
+def serve(app, listen: str, ready: Optional[threading.Event] = None, *, web_config=None,
+          max_connections: int = DEFAULT_MAX_CONNECTIONS, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+          io_timeout: float = DEFAULT_IO_TIMEOUT, max_pending: Optional[int] = None) -> _Server:
+    """Bind ``listen`` and return the server (call ``serve_forever`` on it).
+
+    ``web_config`` (:class:`exporter.webconfig.WebConfig`) adds TLS, basic
+    authentication and response headers."""
     host, port = parse_listen_address(listen)
     cls = _Server6 if ":" in host else _Server
-    httpd = make_server(host, port, app, server_class=cls, handler_class=_Handler)
-    log.info("listening on %s:%d", host, httpd.server_port)
+    ssl_context = peer_check = None
+    if web_config is not None:
+        ssl_context = web_config.ssl_context()
+        peer_check = web_config.peer_check()
+        app = web_config.wrap(app)
+    httpd = cls((host, port), _Handler, max_connections=max_connections, header_timeout=header_timeout,
+                io_timeout=io_timeout, max_pending=max_pending, ssl_context=ssl_context, peer_check=peer_check)
+    httpd.set_app(app)
+    log.info("listening on %s:%d (%s, at most %d connections at once)", host, httpd.server_port,
+             "TLS" if ssl_context is not None else "plain HTTP", max_connections)
     if ready is not None:
         ready.set()
     return httpd

@@ -1,0 +1,377 @@
+"""The web configuration file (``--web.config.file``): TLS and basic authentication
+for the exporter's own endpoints, in the format of Prometheus' exporter-toolkit
+(https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md)::
+
+    tls_server_config:
+      cert_file: server.pem
+      key_file: server.key
+      client_auth_type: RequireAndVerifyClientCert
+      client_ca_file: clients-ca.pem
+    basic_auth_users:
+      prometheus: $2y$10$...   # bcrypt hash (htpasswd -nBC 10 "" | tr -d ':\\n')
+
+Everything is checked when the file is loaded: an unknown key, a file that does
+not exist, a certificate and key that do not load, or a value that is not a
+bcrypt hash is an error naming its key. What the exporter-toolkit offers and
+sparkwatch does not (``RequestClientCert``, ``RequireAnyClientCert``, cipher
+suites, curves, ``rate_limit``) is an error too, never silently ignored.
+
+Authentication applies to every path except ``/-/healthy``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import re
+import ssl
+import threading
+from pathlib import Path
+from typing import Annotated, Any, Callable, Dict, List, Literal, Optional
+
+from pydantic import AfterValidator, ValidationError, field_validator, model_validator
+
+from .config import ConfigError, format_validation_error, read_yaml_file
+from .targetconfig import Strict
+
+#: paths answered without authentication (a liveness check needs no secret)
+UNPROTECTED_PATHS = frozenset({"/-/healthy"})
+
+CLIENT_AUTH_TYPES = ("NoClientCert", "RequestClientCert", "RequireAnyClientCert",
+                     "VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
+_UNSUPPORTED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert")
+_VERIFYING = {"VerifyClientCertIfGiven": ssl.CERT_OPTIONAL, "RequireAndVerifyClientCert": ssl.CERT_REQUIRED}
+
+TLSVersionName = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
+_TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
+                 "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+
+#: the response headers exporter-toolkit lets a web configuration set
+ALLOWED_HEADERS = ("Content-Security-Policy", "Strict-Transport-Security", "X-Content-Type-Options",
+                   "X-Frame-Options", "X-XSS-Protection")
+
+_BCRYPT = re.compile(r"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
+
+
+def _not_supported(instead: str = ""):
+    def check(v):
+        if v is not None:
+            raise ValueError(f"an exporter-toolkit setting sparkwatch does not support{instead}")
+        return v
+
+    return AfterValidator(check)
+
+
+#: a key sparkwatch knows from exporter-toolkit but does not implement: an error when set
+Unsupported = Annotated[Any, _not_supported()]
+
+
+def _existing_file(p: Optional[Path]) -> Optional[Path]:
+    if p is not None and not p.is_file():
+        raise ValueError(f"{p}: no such file")
+    return p
+
+
+ExistingFile = Annotated[Optional[Path], AfterValidator(_existing_file)]
+
+
+def _bcrypt_hash(h: str) -> str:
+    m = _BCRYPT.match(h)
+    if not m or not 4 <= int(m.group(1)) <= 31:
+        raise ValueError("not a bcrypt hash ($2y$, $2b$ or $2a$, a cost of 04 to 31, 53 characters of "
+                         "salt and hash); make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'")
+    return h
+
+
+BcryptHash = Annotated[str, AfterValidator(_bcrypt_hash)]
+
+
+class TLSServerConfig(Strict):
+    cert_file: ExistingFile = None
+    key_file: ExistingFile = None
+    client_auth_type: Literal[CLIENT_AUTH_TYPES] = "NoClientCert"  # type: ignore[valid-type]
+    client_ca_file: ExistingFile = None
+    #: the verified client certificate must carry one of these subject alternative names
+    client_allowed_sans: List[str] = []
+    min_version: TLSVersionName = "TLS12"
+    max_version: Optional[TLSVersionName] = None
+    # exporter-toolkit settings that have no equivalent here: an error, never ignored
+    cipher_suites: Annotated[Any, _not_supported(" (OpenSSL's defaults for the TLS version apply)")] = None
+    curve_preferences: Unsupported = None
+    prefer_server_cipher_suites: Unsupported = None
+    cert: Annotated[Any, _not_supported("; give cert_file")] = None
+    key: Annotated[Any, _not_supported("; give key_file")] = None
+    client_ca: Annotated[Any, _not_supported("; give client_ca_file")] = None
+
+    @field_validator("client_auth_type")
+    @classmethod
+    def _supported_client_auth(cls, v: str) -> str:
+        if v in _UNSUPPORTED_CLIENT_AUTH:
+            raise ValueError(f"{v} is not supported: Python's ssl module cannot ask for a client certificate "
+                             "without verifying it; use VerifyClientCertIfGiven or RequireAndVerifyClientCert "
+                             "with client_ca_file")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.cert_file is None:
+            raise ValueError("cert_file is missing (and key_file with it): TLS needs a certificate")
+        if self.key_file is None:
+            raise ValueError("key_file is missing: TLS needs the certificate's private key")
+        verifying = self.client_auth_type in _VERIFYING
+        if verifying and self.client_ca_file is None:
+            raise ValueError(f"client_ca_file is missing: client_auth_type {self.client_auth_type} "
+                             "verifies client certificates against it")
+        if not verifying and self.client_ca_file is not None:
+            raise ValueError("client_ca_file is set but client_auth_type is NoClientCert: set client_auth_type "
+                             "to VerifyClientCertIfGiven or RequireAndVerifyClientCert")
+        if self.client_allowed_sans and self.client_auth_type != "RequireAndVerifyClientCert":
+            raise ValueError("client_allowed_sans needs client_auth_type RequireAndVerifyClientCert")
+        if self.max_version is not None and _TLS_VERSIONS[self.max_version] < _TLS_VERSIONS[self.min_version]:
+            raise ValueError(f"max_version {self.max_version} is below min_version {self.min_version}")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The server context; ConfigError (naming the key) when a file does not load."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            ctx.minimum_version = _TLS_VERSIONS[self.min_version]
+            if self.max_version is not None:
+                ctx.maximum_version = _TLS_VERSIONS[self.max_version]
+        except (ValueError, ssl.SSLError) as e:
+            raise ConfigError(f"tls_server_config.min_version/max_version: {e}") from None
+        _check_pem("cert_file", self.cert_file, "CERTIFICATE")
+        _check_pem("key_file", self.key_file, "PRIVATE KEY")
+        try:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as e:
+            reason = _ssl_reason(e)
+            if "MISMATCH" in reason.upper():
+                raise ConfigError(f"tls_server_config.key_file: {self.key_file} is not the key of cert_file "
+                                  f"{self.cert_file}") from None
+            raise ConfigError(f"tls_server_config.cert_file: cannot load {self.cert_file} with key_file "
+                              f"{self.key_file}: {reason}") from None
+        if self.client_auth_type in _VERIFYING:
+            _check_pem("client_ca_file", self.client_ca_file, "CERTIFICATE")
+            try:
+                ctx.load_verify_locations(cafile=str(self.client_ca_file))
+            except (OSError, ssl.SSLError) as e:
+                raise ConfigError(f"tls_server_config.client_ca_file: cannot load {self.client_ca_file}: "
+                                  f"{_ssl_reason(e)}") from None
+            ctx.verify_mode = _VERIFYING[self.client_auth_type]
+        return ctx
+
+    def peer_check(self) -> Optional[Callable[[Optional[dict]], bool]]:
+        if not self.client_allowed_sans:
+            return None
+        allowed = {_normalize_san(s) for s in self.client_allowed_sans}
+
+        def check(cert: Optional[dict]) -> bool:
+            sans = (cert or {}).get("subjectAltName", ())
+            return any(_normalize_san(value) in allowed for _, value in sans)
+
+        return check
+
+
+def _normalize_san(s: str) -> str:
+    try:
+        return str(ipaddress.ip_address(s))
+    except ValueError:
+        return s
+
+
+def _check_pem(key: str, path: Path, kind: str) -> None:
+    """ConfigError naming ``key`` unless ``path`` holds a PEM block of ``kind`` (never quoting the file)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise ConfigError(f"tls_server_config.{key}: cannot read {path}: {e.strerror}") from None
+    if not re.search(rf"-----BEGIN [A-Z ]*{kind}-----", text):
+        raise ConfigError(f"tls_server_config.{key}: {path} holds no PEM {kind.lower()}")
+
+
+def _ssl_reason(e: Exception) -> str:
+    return getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
+
+
+class HTTPServerConfig(Strict):
+    #: sparkwatch speaks HTTP/1.x only; the setting is accepted for compatibility
+    http2: bool = True
+    headers: Dict[str, str] = {}
+
+    @field_validator("headers")
+    @classmethod
+    def _allowed_headers(cls, v: Dict[str, str]) -> Dict[str, str]:
+        canonical = {h.lower(): h for h in ALLOWED_HEADERS}
+        out = {}
+        for name, value in v.items():
+            if name.lower() not in canonical:
+                raise ValueError(f"header {name!r} cannot be set; allowed: {', '.join(ALLOWED_HEADERS)}")
+            name = canonical[name.lower()]
+            if name == "X-Content-Type-Options" and value.lower() != "nosniff":
+                raise ValueError("X-Content-Type-Options can only be nosniff")
+            if name == "X-Frame-Options" and value.lower() not in ("deny", "sameorigin"):
+                raise ValueError("X-Frame-Options can only be deny or sameorigin")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"header {name} holds a line break")
+            out[name] = value
+        return out
+
+
+class WebConfig(Strict):
+    tls_server_config: Optional[TLSServerConfig] = None
+    http_server_config: HTTPServerConfig = HTTPServerConfig()
+    #: user name -> bcrypt hash of the password
+    basic_auth_users: Dict[str, BcryptHash] = {}
+    rate_limit: Unsupported = None
+
+    @field_validator("tls_server_config", mode="before")
+    @classmethod
+    def _empty_tls_is_no_tls(cls, v):
+        # as in exporter-toolkit: a tls_server_config without any setting serves plain HTTP
+        return None if v == {} else v
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _user_names(cls, v: Dict[str, str]) -> Dict[str, str]:
+        for name in v:
+            if ":" in name:
+                raise ValueError(f"user name {name!r} contains ':', which basic authentication cannot carry")
+        return v
+
+    # ------------------------------------------------------------- what serving needs
+
+    def ssl_context(self) -> Optional[ssl.SSLContext]:
+        return self.tls_server_config.ssl_context() if self.tls_server_config is not None else None
+
+    def peer_check(self):
+        return self.tls_server_config.peer_check() if self.tls_server_config is not None else None
+
+    def wrap(self, app):
+        """``app`` behind basic authentication and with the configured headers (if any)."""
+        if not self.basic_auth_users and not self.http_server_config.headers:
+            return app
+        return Protected(app, BasicAuth(self.basic_auth_users) if self.basic_auth_users else None,
+                         list(self.http_server_config.headers.items()))
+
+    def describe(self) -> str:
+        parts = []
+        tls = self.tls_server_config
+        if tls is None:
+            parts.append("plain HTTP")
+        else:
+            parts.append(f"TLS (client certificates: {tls.client_auth_type})")
+        n = len(self.basic_auth_users)
+        parts.append(f"basic auth: {n} user{'s' if n != 1 else ''}" if n else "no basic auth")
+        return ", ".join(parts)
+
+
+def parse_web_config(data: Any, source: str = "web config") -> WebConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        cfg = WebConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+    try:
+        cfg.ssl_context()  # certificates and keys that do not load are configuration errors too
+    except ConfigError as e:
+        raise ConfigError(f"{source}: invalid configuration\n  {e}") from None
+    return cfg
+
+
+def load_web_config(path) -> WebConfig:
+    return parse_web_config(read_yaml_file(path), str(path))
+
+
+# ---------------------------------------------------------------------- basic auth
+
+#: bcrypt hash of "fakepassword" (cost 10): checked for unknown users, so that the time
+#: an answer takes does not tell which user names exist (as exporter-toolkit does)
+_FAKE_HASH = b"$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
+
+
+class BasicAuth:
+    """Checks ``Authorization: Basic`` against bcrypt hashes.
+
+    bcrypt is slow on purpose (tens of milliseconds), so successful checks are
+    cached, keyed by a SHA-256 of user name, hash and password (the password is
+    not kept); checks that miss the cache run one at a time."""
+
+    CACHE_SIZE = 100
+
+    def __init__(self, users: Dict[str, str]):
+        self._users = [(u.encode(), h.encode()) for u, h in users.items()]
+        self._ok: Dict[str, bool] = {}
+        self._cache_lock = threading.Lock()
+        self._bcrypt_lock = threading.Lock()
+
+    @staticmethod
+    def _credentials(header: Optional[str]):
+        if not header:
+            return None
+        scheme, _, encoded = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            raw = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        user, sep, password = raw.partition(b":")
+        return (user, password) if sep else None
+
+    def check(self, header: Optional[str]) -> bool:
+        creds = self._credentials(header)
+        if creds is None:
+            return False
+        user, password = creds
+        hashed, known = _FAKE_HASH, False
+        for name, h in self._users:  # every entry compared, in constant time each
+            if hmac.compare_digest(name, user):
+                hashed, known = h, True
+        key = hashlib.sha256(b"\0".join(base64.b64encode(x) for x in (user, hashed, password))).hexdigest()
+        with self._cache_lock:
+            if known and self._ok.get(key):
+                return True
+        import bcrypt
+
+        with self._bcrypt_lock:
+            try:
+                ok = bcrypt.checkpw(password, hashed)
+            except ValueError:
+                ok = False
+        ok = ok and known
+        if ok:
+            with self._cache_lock:
+                if len(self._ok) >= self.CACHE_SIZE:
+                    self._ok.pop(next(iter(self._ok)))
+                self._ok[key] = True
+        return ok
+
+
+class Protected:
+    """A WSGI app behind basic authentication (except :data:`UNPROTECTED_PATHS`),
+    adding configured response headers to every answer."""
+
+    def __init__(self, app, auth: Optional[BasicAuth], headers: List[tuple]):
+        self.app, self.auth, self.headers = app, auth, headers
+
+    def __call__(self, environ, start_response):
+        if self.headers:
+            inner = start_response
+
+            def start_response(status, response_headers, exc_info=None):  # noqa: F811
+                return inner(status, list(response_headers) + self.headers, exc_info)
+
+        if (self.auth is None or environ.get("PATH_INFO") in UNPROTECTED_PATHS
+                or self.auth.check(environ.get("HTTP_AUTHORIZATION"))):
+            return self.app(environ, start_response)
+        body = b"Unauthorized\n"
+        start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
+                                            ("Content-Length", str(len(body))), ("WWW-Authenticate", "Basic")])
+        return [body]

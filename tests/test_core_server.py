@@ -1,0 +1,213 @@
+"""The exporter's own HTTP server when clients misbehave: idle and half-sent
+connections, all connection slots busy, oversized heads. Loopback only; every
+loop is bounded in count and time."""
+
+import logging
+import os
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from exporter import cli, web
+from exporter.web import DEFAULT_MAX_CONNECTIONS, serve
+from testbed.procs import free_port, stop_process_group
+
+ROOT = Path(__file__).resolve().parent.parent
+
+IDLE = 1000        # connections that send nothing
+HALF_SENT = 500    # connections that send part of a request head, never the end
+HALF_REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow"
+SMALL = 8          # threads an exporter may run besides its connection slots
+
+
+def _wait_for(predicate, seconds: float, step: float = 0.05):
+    deadline = time.monotonic() + seconds
+    while True:
+        v = predicate()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def _ensure_fds(n: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < n:
+        if hard != resource.RLIM_INFINITY and hard < n:
+            pytest.skip(f"needs {n} open files, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+
+
+@contextmanager
+def _connections(stack: ExitStack, port: int, n: int, payload: bytes = b"", budget: float = 20):
+    """``n`` open connections to ``port`` that each sent ``payload``."""
+    socks = []
+    deadline = time.monotonic() + budget
+    for _ in range(n):
+        assert time.monotonic() < deadline, f"opened only {len(socks)} of {n} connections in {budget}s"
+        s = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=10))
+        if payload:
+            s.sendall(payload)
+        socks.append(s)
+    yield socks
+
+
+@contextmanager
+def _exporter_process(tmp_path, *flags):
+    cfg = tmp_path / "empty.yml"
+    cfg.write_text("{}\n")
+    port = free_port()
+    log = open(tmp_path / "exporter.log", "wb")
+    p = subprocess.Popen([sys.executable, "-m", "exporter", f"--config.file={cfg}",
+                          f"--web.listen-address=127.0.0.1:{port}", *flags],
+                         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def up():
+            assert p.poll() is None, (tmp_path / "exporter.log").read_text()
+            try:
+                return requests.get(url + "/-/healthy", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        assert _wait_for(up, 30, 0.1), "the exporter did not come up"
+        yield p, port, url
+    finally:
+        stop_process_group(p)
+        log.close()
+
+
+def _timed_get(url: str, **kw):
+    t0 = time.monotonic()
+    r = requests.get(url, timeout=5, **kw)
+    return r, time.monotonic() - t0
+
+
+def test_idle_and_half_sent_connections_starve_neither_metrics_nor_threads(tmp_path):
+    _ensure_fds(IDLE + HALF_SENT + 256)
+    with _exporter_process(tmp_path) as (p, port, url):
+        baseline = _threads(p.pid)
+        peak = baseline
+        with ExitStack() as stack:
+            with _connections(stack, port, IDLE), _connections(stack, port, HALF_SENT, HALF_REQUEST):
+                peak = max(peak, _threads(p.pid))
+                for path in ("/-/healthy", "/metrics", "/-/healthy", "/metrics"):
+                    r, took = _timed_get(url + path)
+                    assert r.status_code == 200 and took < 3, (path, r.status_code, took)
+                    peak = max(peak, _threads(p.pid))
+                assert "sparkwatch_build_info" in r.text
+                for _ in range(10):
+                    peak = max(peak, _threads(p.pid))
+                    time.sleep(0.05)
+        # the bound holds while the clients are connected ...
+        assert peak <= DEFAULT_MAX_CONNECTIONS + SMALL, f"{peak} threads (baseline {baseline})"
+        # ... and once they are gone, the exporter is back where it started
+        assert _wait_for(lambda: _threads(p.pid) <= baseline, 10), (_threads(p.pid), baseline)
+        assert _timed_get(url + "/metrics")[0].status_code == 200
+
+
+# ---------------------------------------------------------------------------- in-process
+
+
+class _Gate:
+    """A WSGI app: /slow waits until the gate opens, everything else answers at once."""
+
+    def __init__(self):
+        self.open = threading.Event()
+
+    def __call__(self, environ, start_response):
+        if environ["PATH_INFO"] == "/slow":
+            self.open.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+        return [b"ok\n"]
+
+
+@contextmanager
+def _server(app, **kw):
+    httpd = serve(app, "127.0.0.1:0", **kw)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield httpd, f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        t.join(10)
+
+
+def _closed_by_peer(s: socket.socket) -> bool:
+    s.setblocking(False)
+    try:
+        return s.recv(1024) == b""
+    except BlockingIOError:
+        return False
+    except OSError:  # reset
+        return True
+
+
+def test_connections_without_a_complete_request_are_closed_after_the_header_timeout():
+    with _server(_Gate(), header_timeout=0.5) as (httpd, url), ExitStack() as stack:
+        port = httpd.server_port
+        with _connections(stack, port, 20) as idle, _connections(stack, port, 20, HALF_REQUEST) as half:
+            assert requests.get(url + "/", timeout=5).status_code == 200
+            assert _wait_for(lambda: all(_closed_by_peer(s) for s in idle + half), 5)
+
+
+def test_when_every_slot_is_busy_a_request_is_answered_503_at_once_and_logged(caplog):
+    caplog.set_level(logging.WARNING, logger="sparkwatch")
+    gate = _Gate()
+    baseline = threading.active_count()
+    slots = 3
+    with _server(gate, max_connections=slots) as (httpd, url):
+        slow = [threading.Thread(target=requests.get, args=(url + "/slow",), kwargs={"timeout": 30}, daemon=True)
+                for _ in range(slots)]
+        try:
+            for t in slow:
+                t.start()
+            assert _wait_for(lambda: httpd.busy_connections() == slots, 10)
+            assert threading.active_count() <= baseline + 1 + 2 * slots  # serving thread, clients, workers
+            for _ in range(3):
+                r, took = _timed_get(url + "/fast")
+                assert r.status_code == 503 and took < 1, (r.status_code, took)
+            assert r.headers["Retry-After"] == "1"
+            refused = [m for m in caplog.messages if "connection slots are busy" in m]
+            assert len(refused) == 1, caplog.messages  # rate-limited: once, not per connection
+            assert "--web.max-connections" in refused[0]
+        finally:
+            gate.open.set()
+            for t in slow:
+                t.join(30)
+        assert _wait_for(lambda: httpd.busy_connections() == 0, 10)
+        assert requests.get(url + "/fast", timeout=5).status_code == 200
+    assert _wait_for(lambda: threading.active_count() <= baseline, 10), (threading.active_count(), baseline)
+
+
+def test_an_oversized_request_head_is_refused():
+    with _server(_Gate()) as (_, url):
+        r = requests.get(url + "/", headers={"X-Big": "x" * (web.MAX_HEAD_BYTES + 10)}, timeout=5)
+    assert r.status_code == 431
+
+
+def test_listen_backlog_and_default_bound():
+    with _server(_Gate()) as (httpd, _):
+        assert httpd.request_queue_size >= 1024
+        assert httpd.max_connections == DEFAULT_MAX_CONNECTIONS == cli.DEFAULT_MAX_CONNECTIONS == 128
+
+
+def test_max_connections_flag_is_validated(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--web.max-connections=0"])
+    assert e.value.code == 2
+    assert "--web.max-connections" in capsys.readouterr().err
+    assert cli.serve_parser().parse_args(["--web.max-connections=7"]).max_connections == 7
