@@ -39,11 +39,28 @@ REASONS = (
     "auth",  # 401 / 403 / ZooKeeper auth failure
     "http_status",  # any other non-2xx status
     "invalid_response",  # HTML, plain text, truncated or malformed JSON, wrong shape
-    "busy",  # the previous scrape of this target has not finished yet
     "partial",  # part of the target could not be read (one JVM, one app)
     "limit",  # a configured cap was hit (e.g. max sessions read per scrape)
     "internal",  # a bug in sparkwatch; logged with a traceback
 )
+
+
+#: label values longer than this are cut (a target may send a name of any size)
+MAX_LABEL_VALUE = 512
+MAX_MESSAGE = 400
+
+
+def safe_text(value, limit: int) -> str:
+    """Any value as text that every exposition format, log line and HTML page can
+    carry: valid UTF-8 (lone surrogates and other unencodable characters become
+    U+FFFD), control characters but tab replaced, at most ``limit`` characters."""
+    s = value if isinstance(value, str) else str(value)
+    if not s.isprintable():
+        s = "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in s)
+    s = s.encode("utf-8", "replace").decode("utf-8")
+    if len(s) > limit:
+        s = s[: limit - 1] + "\u2026"
+    return s
 
 
 class TargetError(Exception):
@@ -52,6 +69,7 @@ class TargetError(Exception):
     def __init__(self, reason: str, message: str):
         if reason not in REASONS:
             raise ValueError(f"unknown reason {reason!r}")
+        message = safe_text(message, MAX_MESSAGE)
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -166,14 +184,17 @@ class MetricSet:
             return
         if isinstance(value, bool):
             value = 1.0 if value else 0.0
-        value = float(value)
-        if math.isnan(value):
+        try:
+            value = float(value)
+        except (OverflowError, TypeError, ValueError):  # 10**400 from a JSON integer, a string
+            return
+        if not math.isfinite(value):
             return
         if set(labels) != set(metric.labels):
             raise ValueError(
                 f"{metric.name}: labels {sorted(labels)} do not match declared {sorted(metric.labels)}"
             )
-        key = tuple("" if labels[k] is None else str(labels[k]) for k in metric.labels)
+        key = tuple("" if labels[k] is None else safe_text(labels[k], MAX_LABEL_VALUE) for k in metric.labels)
         self.samples.setdefault(metric, {})[key] = value
 
     def error(self, reason: str) -> None:

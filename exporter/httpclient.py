@@ -1,53 +1,177 @@
-"""HTTP for the collectors: requests, bounded by the scrape deadline.
+"""HTTP for the collectors: requests, bounded by the scrape deadline as a whole.
 
 ``requests`` timeouts bound each socket operation, not the whole response, so
-a server that trickles bytes could hold a scrape forever. Bodies are therefore
-read in chunks against the deadline, and capped in size. Every failure becomes
-a :class:`~exporter.collector.TargetError` with a bounded reason; messages
-never contain credentials (URLs never carry them: the config rejects that).
+a server that trickles bytes (the status line, the headers or the body, one a
+second) could hold a scrape forever. Every request therefore runs under a
+watchdog that shuts the connection's socket down when the deadline passes,
+bodies are read in chunks against the deadline and capped in size, redirects
+are followed by hand (each hop under the same deadline, at most
+:data:`MAX_REDIRECTS`, and only to URLs the target allows), and JSON is
+checked for its cost before it is decoded. Every failure becomes a
+:class:`~exporter.collector.TargetError` with a bounded reason; messages never
+contain credentials (URLs never carry them: the config rejects that, and
+request errors are reported by type, not by text that may quote a header).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Optional
+import socket
+import threading
+from typing import Any, Callable, Dict, List, Optional
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import __version__
 from .collector import Deadline, TargetError
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+#: JSON containers (objects and arrays) one response may hold: decoding costs
+#: memory per container (a body of ``[{},{},...]`` is ~100 bytes of Python per
+#: 3 bytes of JSON), so the count is bounded before anything is decoded
+MAX_JSON_CONTAINERS = 500_000
+MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
 
 
+# --------------------------------------------------------------------------
+# The watchdog: the connections a thread's current request uses are shut
+# down when its deadline passes.
+
+_current = threading.local()
+
+
+class _Watch:
+    def __init__(self, deadline: Deadline):
+        self._lock = threading.Lock()
+        self._conns: List[HTTPConnection] = []
+        self.fired = False
+        self._timer = threading.Timer(max(0.0, deadline.remaining()), self._fire)
+        self._timer.name = "sparkwatch-http-deadline"
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Watch":
+        self._outer = getattr(_current, "watch", None)
+        _current.watch = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        _current.watch = self._outer
+
+    def add(self, conn: HTTPConnection) -> None:
+        with self._lock:
+            self._conns.append(conn)
+            fired = self.fired
+        if fired:
+            _shutdown(conn)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            conns = list(self._conns)
+        for c in conns:
+            _shutdown(c)
+
+
+def _shutdown(conn: HTTPConnection) -> None:
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _Watched:
+    """Mix-in for urllib3 connections: every request registers its connection
+    with the watchdog of the calling thread (new and reused connections alike)."""
+
+    def connect(self):
+        watch = getattr(_current, "watch", None)
+        if watch is not None and watch.fired:
+            raise socket.timeout("scrape deadline exceeded")
+        super().connect()
+        if watch is not None:
+            watch.add(self)
+
+    def request(self, *args, **kwargs):
+        watch = getattr(_current, "watch", None)
+        if watch is not None and self.sock is not None:
+            watch.add(self)
+        return super().request(*args, **kwargs)
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
 class HttpClient:
-    def __init__(self, target, max_body_bytes: int = MAX_BODY_BYTES):
+    """GETs against one target. ``redirect_allowed(url)`` decides whether a
+    redirect may be followed (default: any http(s) URL); credentials (basic
+    auth, bearer token, client certificate) are only sent to the target's own
+    origin, never to a host a redirect leads to."""
+
+    def __init__(self, target, max_body_bytes: int = MAX_BODY_BYTES,
+                 redirect_allowed: Optional[Callable[[str], bool]] = None):
         self.target = target
         self.base_url = target.url
         self.max_body_bytes = max_body_bytes
-        s = requests.Session()
-        s.headers["User-Agent"] = f"sparkwatch/{__version__}"
-        s.headers["Accept"] = "application/json"
-        s.trust_env = False  # no proxy or netrc surprises: the config says everything
+        patterns = getattr(target, "redirects_allowed_to", None)
+        if redirect_allowed is None and patterns is not None:
+            from .urlpattern import parse_pattern
+
+            parsed = [parse_pattern(p) for p in patterns]
+            redirect_allowed = lambda url: any(p.matches(url) for p in parsed)  # noqa: E731
+        self.redirect_allowed = redirect_allowed
+        self._origin = _origin(target.url)
+        tls = target.tls_config
+        verify: Any = True
+        if tls.insecure_skip_verify:
+            verify = False  # asked for explicitly; no warning on every request
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        elif tls.ca_file is not None:
+            verify = str(tls.ca_file)
+        s = _session(verify)
         if target.basic_auth is not None:
-            s.auth = (target.basic_auth.username, target.basic_auth.resolve_password())
+            # as UTF-8 bytes: requests would encode str as Latin-1 and quote what it cannot
+            s.auth = (target.basic_auth.username.encode(), target.basic_auth.resolve_password().encode())
         token = target.bearer_token()
         if token:
             s.headers["Authorization"] = f"Bearer {token}"
-        tls = target.tls_config
-        if tls.insecure_skip_verify:
-            s.verify = False  # asked for explicitly; no warning on every request
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        elif tls.ca_file is not None:
-            s.verify = str(tls.ca_file)
         if tls.cert_file is not None:
             s.cert = (str(tls.cert_file), str(tls.key_file)) if tls.key_file else str(tls.cert_file)
         self.session = s
+        #: for other origins than the target's: no credentials
+        self._bare = _session(verify)
 
     def close(self) -> None:
         self.session.close()
+        self._bare.close()
 
     def url(self, path: str) -> str:
         if path.startswith("http://") or path.startswith("https://"):
@@ -63,17 +187,54 @@ class HttpClient:
         """
         url = self.url(path)
         where = path.split("?", 1)[0]
-        timeout = deadline.timeout(self.target.timeout)
-        try:
-            resp = self.session.get(url, params=params, timeout=timeout, stream=True, allow_redirects=True)
-        except requests.exceptions.SSLError as e:
-            raise TargetError("tls", f"GET {where}: TLS error: {_short(e)}") from None
-        except requests.exceptions.Timeout:
-            raise TargetError("timeout", f"GET {where}: no answer within {timeout:.1f}s") from None
-        except requests.exceptions.ConnectionError as e:
-            raise TargetError("connection", f"GET {where}: cannot connect: {_short(e)}") from None
-        except requests.exceptions.RequestException as e:
-            raise TargetError("connection", f"GET {where}: {_short(e)}") from None
+        with _Watch(deadline) as watch:
+            try:
+                return self._get(url, where, deadline, params, ok_statuses)
+            except TargetError as e:
+                if watch.fired and e.reason != "timeout":
+                    raise TargetError("timeout", f"GET {where}: response not complete within the deadline") from None
+                raise
+            except Exception as e:  # whatever a cut connection raises
+                if watch.fired:
+                    raise TargetError("timeout", f"GET {where}: response not complete within the deadline") from None
+                raise TargetError("invalid_response", f"GET {where}: {type(e).__name__}") from None
+
+    def _get(self, url: str, where: str, deadline: Deadline, params, ok_statuses) -> requests.Response:
+        for hop in range(MAX_REDIRECTS + 1):
+            session = self.session if _origin(url) == self._origin else self._bare
+            timeout = deadline.timeout(self.target.timeout)
+            try:
+                resp = session.get(url, params=params if hop == 0 else None, timeout=timeout, stream=True,
+                                   allow_redirects=False)
+            except requests.exceptions.SSLError as e:
+                raise TargetError("tls", f"GET {where}: TLS error: {_short(e)}") from None
+            except requests.exceptions.Timeout:
+                raise TargetError("timeout", f"GET {where}: no answer within {timeout:.1f}s") from None
+            except requests.exceptions.ConnectionError as e:
+                raise TargetError("connection", f"GET {where}: cannot connect: {_short(e)}") from None
+            except requests.exceptions.RequestException as e:
+                # e.g. InvalidHeader, whose text quotes the header (a token): say only what it is
+                raise TargetError("connection", f"GET {where}: {type(e).__name__}") from None
+            location = resp.headers.get("Location") if resp.status_code in (301, 302, 303, 307, 308) else None
+            if location is None:
+                self._read_body(resp, where, deadline)
+                break
+            resp.close()
+            nxt = urljoin(resp.url, location)
+            if urlsplit(nxt).scheme not in ("http", "https"):
+                raise TargetError("invalid_response", f"GET {where}: redirect to a non-HTTP URL")
+            if self.redirect_allowed is not None and not self.redirect_allowed(nxt):
+                raise TargetError("invalid_response", f"GET {where}: redirect to a URL that is not allowed")
+            url = nxt
+        else:
+            raise TargetError("invalid_response", f"GET {where}: more than {MAX_REDIRECTS} redirects")
+        if resp.status_code not in ok_statuses:
+            if resp.status_code in (401, 403):
+                raise TargetError("auth", f"GET {where}: HTTP {resp.status_code} (check basic_auth / bearer token)")
+            raise TargetError("http_status", f"GET {where}: HTTP {resp.status_code}")
+        return resp
+
+    def _read_body(self, resp: requests.Response, where: str, deadline: Deadline) -> None:
         try:
             body = bytearray()
             while True:
@@ -94,11 +255,6 @@ class HttpClient:
             resp._content_consumed = True
         finally:
             resp.close()
-        if resp.status_code not in ok_statuses:
-            if resp.status_code in (401, 403):
-                raise TargetError("auth", f"GET {where}: HTTP {resp.status_code} (check basic_auth / bearer token)")
-            raise TargetError("http_status", f"GET {where}: HTTP {resp.status_code}")
-        return resp
 
     def get_json(self, path: str, deadline: Deadline, params: Optional[Dict[str, Any]] = None,
                  expect: type = object) -> Any:
@@ -108,10 +264,37 @@ class HttpClient:
         return decode_json(resp.content, path, resp.headers.get("Content-Type", ""), expect)
 
 
-def decode_json(body: bytes, path: str, content_type: str = "", expect: type = object) -> Any:
+def _session(verify) -> requests.Session:
+    s = requests.Session()
+    s.headers["User-Agent"] = f"sparkwatch/{__version__}"
+    s.headers["Accept"] = "application/json"
+    s.trust_env = False  # no proxy or netrc surprises: the config says everything
+    s.verify = verify
+    adapter = _WatchedAdapter()
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    return s
+
+
+def _origin(url: str):
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+def decode_json(body: bytes, path: str, content_type: str = "", expect: type = object,
+                max_containers: int = MAX_JSON_CONTAINERS) -> Any:
     where = path.split("?", 1)[0]
+    if body.count(b"{") + body.count(b"[") > max_containers:
+        raise TargetError("invalid_response", f"GET {where}: JSON with more than {max_containers} objects and arrays")
     try:
         data = json.loads(body)
+    except RecursionError:
+        raise TargetError("invalid_response", f"GET {where}: JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
         snippet = body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
         kind = "HTML" if snippet.lower().startswith(("<!doctype", "<html")) or "html" in content_type else "not JSON"

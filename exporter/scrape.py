@@ -1,11 +1,18 @@
 """The scrape engine: every target concurrently, under one deadline.
 
-Each target runs in its own thread. The engine waits until all have finished
-or the deadline has passed, whichever comes first; a target that has not
-finished by then is reported down with reason ``timeout`` and its samples are
-dropped. Its thread finishes in the background (every network call a collector
-makes is bounded by the same deadline), and until it has, the next scrape
-reports that target ``busy`` instead of piling up another thread behind it.
+Each target's collection runs in its own thread. The engine waits until all
+have finished or the deadline has passed, whichever comes first; a target that
+has not finished by then is reported down with reason ``timeout`` and its
+samples are dropped. Every network call a collector makes is bounded by the
+same deadline, so its thread ends with it.
+
+Scrapes may overlap (an HA pair of Prometheus servers scrapes the same
+exporter): a scrape that finds a target's collection already running waits
+for that collection and shares its result, and if it cannot finish within
+this scrape's deadline, the last complete result is used while it is fresh
+(younger than the configured scrape timeout). A target is never reported down
+only because another scrape was reading it. Errors are counted once per
+collection, however many scrapes share it.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import time
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
@@ -55,40 +62,65 @@ class TargetState:
 
 
 class Target:
-    """A collector plus its state; at most one collect() runs at a time."""
+    """A collector plus its state; at most one collection runs at a time."""
 
     def __init__(self, collector: Collector, display: str = ""):
         self.collector = collector
         self.kind = collector.kind
         self.name = collector.name
         self.state = TargetState(self.kind, self.name, display or self.name)
-        self._running = threading.Lock()
         self._lock = threading.Lock()
+        self._running: Optional[_Run] = None
+        self._last: Optional[_Run] = None  # the last collection that finished
 
-    def _count(self, reason: str) -> None:
+    def start(self, scrape: ScrapeContext) -> Tuple["_Run", bool]:
+        """The collection this scrape waits for, and whether it was already running."""
         with self._lock:
-            self.state.errors[reason] = self.state.errors.get(reason, 0) + 1
-
-    def start(self, scrape: ScrapeContext) -> "_Run":
-        run = _Run(self, scrape)
-        if not self._running.acquire(blocking=False):
-            run.finish(None, TargetError("busy", "the previous scrape of this target is still running"), 0.0)
-            return run
+            run = self._running
+            if run is not None and not run.done.is_set():
+                return run, True
+            run = _Run(self, scrape)
+            self._running = run
         t = threading.Thread(target=run.execute, name=f"scrape-{self.kind}-{self.name}", daemon=True)
         t.start()
-        return run
+        return run, False
 
-    def record(self, up: bool, error: str, duration: float, reasons: Iterable[str]) -> None:
-        for r in reasons:
-            self._count(r)
+    def last_complete(self, max_age: float) -> Optional["_Run"]:
         with self._lock:
-            self.state.up = up
-            self.state.last_error = error
+            last = self._last
+        if last is not None and time.monotonic() - last.finished_at <= max_age:
+            return last
+        return None
+
+    def timed_out(self, run: "_Run", message: str) -> None:
+        """A scrape gave up waiting for ``run``: counted now, once per collection."""
+        with self._lock:
+            if run.timeout_counted:
+                return
+            run.timeout_counted = True
+            self.state.errors["timeout"] = self.state.errors.get("timeout", 0) + 1
+            self.state.up = False
+            self.state.last_error = message
             self.state.last_scrape = time.time()
-            self.state.last_duration = duration
+
+    def _finished(self, run: "_Run") -> None:
+        """Called once per collection: its errors are counted and the state updated."""
+        reasons = list(run.out.errors) if run.out is not None else []
+        with self._lock:
+            if run.error is not None and not (run.error.reason == "timeout" and run.timeout_counted):
+                reasons.append(run.error.reason)
+            for r in reasons:
+                self.state.errors[r] = self.state.errors.get(r, 0) + 1
+            self.state.up = run.error is None
+            self.state.last_error = run.error.message if run.error else ""
+            self.state.last_scrape = time.time()
+            self.state.last_duration = run.duration
+            self._last = run
 
 
 class _Run:
+    """One collection of one target."""
+
     def __init__(self, target: Target, scrape: ScrapeContext):
         self.target = target
         self.scrape = scrape
@@ -97,13 +129,16 @@ class _Run:
         self.out: Optional[MetricSet] = None
         self.error: Optional[TargetError] = None
         self.duration = 0.0
+        self.finished_at = 0.0
+        self.timeout_counted = False  # guarded by the target's lock
 
     def execute(self) -> None:
         start = time.monotonic()
-        out = MetricSet({"target": self.target.name})
+        t = self.target
+        out = MetricSet({"target": t.name})
         err: Optional[TargetError] = None
         try:
-            collector = self.target.collector
+            collector = t.collector
             collector.collect(out, self.scrape)
             undeclared = sorted(m.name for m in out.samples if m not in collector.metrics)
             if undeclared:
@@ -111,16 +146,18 @@ class _Run:
         except TargetError as e:
             err = e
         except Exception as e:  # a bug in a collector must not break the scrape
-            log.error("collector %s/%s failed:\n%s", self.target.kind, self.target.name, traceback.format_exc())
+            log.error("collector %s/%s failed:\n%s", t.kind, t.name, traceback.format_exc())
             err = TargetError("internal", f"internal error: {type(e).__name__}: {e}")
-        finally:
-            self.target._running.release()
         if err is None and self.deadline.expired():
             err = TargetError("timeout", "scrape deadline exceeded")
-        self.finish(out, err, time.monotonic() - start)
-
-    def finish(self, out: Optional[MetricSet], err: Optional[TargetError], duration: float) -> None:
-        self.out, self.error, self.duration = out, err, duration
+        self.out, self.error = out, err
+        self.finished_at = time.monotonic()
+        self.duration = self.finished_at - start
+        if err is not None:
+            log.warning("%s target %s: %s", t.kind, t.name, err.message)
+        elif out.errors:
+            log.info("%s target %s: partial errors: %s", t.kind, t.name, ", ".join(sorted(set(out.errors))))
+        t._finished(self)
         self.done.set()
 
 
@@ -148,29 +185,27 @@ class Scraper:
         context = ScrapeContext(deadline)
         start = time.monotonic()
         runs = [t.start(context) for t in self.targets]
-        for run in runs:
+        for run, _ in runs:
             run.done.wait(max(0.0, deadline.remaining()))
         sets: List[MetricSet] = []
         up = GaugeMetricFamily(TARGET_UP.name, TARGET_UP.help, labels=list(TARGET_UP.labels))
         dur = GaugeMetricFamily(TARGET_DURATION.name, TARGET_DURATION.help, labels=list(TARGET_DURATION.labels))
-        for run in runs:
+        for run, shared in runs:
             t = run.target
+            if not run.done.is_set() and shared:
+                # another scrape's collection, not finished in time for this one
+                run = t.last_complete(self.max_timeout) or run
             if run.done.is_set():
                 err, out, took = run.error, run.out, run.duration
             else:  # still running: the deadline passed
-                err = TargetError("timeout", f"no answer within the {deadline_seconds:.1f}s scrape deadline")
-                out, took = None, time.monotonic() - start
-            reasons = list(out.errors) if out is not None else []
-            if err is not None:
-                reasons.append(err.reason)
-                if err.reason != "busy":
-                    log.warning("%s target %s: %s", t.kind, t.name, err.message)
-            elif out is not None and out.errors:
-                log.info("%s target %s: partial errors: %s", t.kind, t.name, ", ".join(sorted(set(out.errors))))
-            t.record(err is None, err.message if err else "", took, reasons)
-            up.add_metric([t.kind, t.name], 1.0 if err is None else 0.0)
+                err, out, took = None, None, time.monotonic() - start
+                message = f"no answer within the {deadline_seconds:.1f}s scrape deadline"
+                t.timed_out(run, message)
+                log.warning("%s target %s: %s", t.kind, t.name, message)
+            is_up = out is not None and err is None
+            up.add_metric([t.kind, t.name], 1.0 if is_up else 0.0)
             dur.add_metric([t.kind, t.name], round(took, 6))
-            if err is None and out is not None:
+            if is_up:
                 sets.append(out)
         families = to_families(sets)
         errors = CounterMetricFamily(TARGET_ERRORS.name[: -len("_total")], TARGET_ERRORS.help,

@@ -4,7 +4,12 @@ Modes: ok (``[]``, an empty Spark application list), http500, html (a YARN
 proxy warning page), text (a driver still starting), truncated (JSON cut
 off), hang (accepts, never answers), trickle (sends a valid-looking body one
 byte at a time, forever), reset (closes the connection without answering),
-unauthorized (401 unless the right basic auth or bearer token is sent).
+unauthorized (401 unless the right basic auth or bearer token is sent),
+trickle_headers (the status line and headers one byte at a time, forever),
+slow_redirects (every answer is a redirect to the next path, after a second),
+redirect (a redirect to ``srv.redirect_to``), body (``srv.body`` as the Spark
+application list, e.g. a hostile one; empty jobs, stages, executors), containers (12 MB of ``[{},{},...]``), deep
+(JSON nested 100,000 levels).
 """
 
 from __future__ import annotations
@@ -66,6 +71,45 @@ class _Handler(BaseHTTPRequestHandler):
                 except OSError:
                     return
             return
+        if mode == "trickle_headers":
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Filler: " + b"a" * 100000
+            for i in range(len(head)):
+                if srv.stopped.wait(0.2):
+                    return
+                try:
+                    self.wfile.write(head[i:i + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return
+            return
+        if mode == "slow_redirects":
+            if srv.stopped.wait(1.0):
+                return
+            n = int(self.path.rsplit("/r", 1)[-1].split("?")[0]) + 1 if "/r" in self.path else 1
+            self.send_response(302)
+            self.send_header("Location", f"/r{n}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if mode == "redirect":
+            self.send_response(302)
+            self.send_header("Location", srv.redirect_to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if mode == "body":  # srv.body as the application list; the rest of a quiet application
+            path = self.path.split("?", 1)[0]
+            if path.rstrip("/").endswith("/applications"):
+                return self._send(200, srv.body)
+            if path.rsplit("/", 1)[-1] in ("jobs", "stages", "executors"):
+                return self._send(200, b"[]")
+            if path.endswith("/environment"):
+                return self._send(200, b"{}")
+            return self._send(404, b"{}")
+        if mode == "containers":
+            return self._send(200, b"[" + b"{}," * (4 * 1024 * 1024) + b"{}]")
+        if mode == "deep":
+            return self._send(200, b"[" * 100000 + b"]" * 100000)
         if mode == "reset":
             self.close_connection = True
             self.connection.shutdown(2)
@@ -95,6 +139,8 @@ class FaultyServer(ThreadingHTTPServer):
         self.stopped = threading.Event()
         self.requests: List = []
         self.accepted_auth: List[str] = []
+        self.redirect_to = "/"
+        self.body = b"[]"
 
     @property
     def url(self) -> str:

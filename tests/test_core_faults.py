@@ -104,15 +104,16 @@ def _errors(families, name, reason):
     return sum(s.value for s in fam.samples if s.labels["target"] == name and s.labels["reason"] == reason)
 
 
-def test_engine_timeout_then_busy_then_recovers():
+def test_engine_timeout_then_shared_then_recovers():
     slow, fine = _Blocking("slow"), _Fine("fine")
     scraper = Scraper([Target(slow), Target(fine)], max_timeout=10, offset=0)
     fams = scraper.scrape(0.3)
     assert _up(fams, "slow") == 0 and _errors(fams, "slow", "timeout") == 1
     assert _up(fams, "fine") == 1
-    # the first collect() is still running: no second thread is piled up behind it
+    # the first collect() is still running: the next scrape waits for it (no second thread),
+    # and with no complete result yet it is down, the timeout counted once per collection
     fams = scraper.scrape(0.3)
-    assert _errors(fams, "slow", "busy") == 1
+    assert _up(fams, "slow") == 0 and _errors(fams, "slow", "timeout") == 1
     assert slow.calls == 1
     slow.release.set()
     time.sleep(0.1)
@@ -150,3 +151,90 @@ def test_deadline_header_reaches_the_scrape():
 def test_target_error_rejects_unknown_reason():
     with pytest.raises(ValueError):
         TargetError("whatever", "x")
+
+
+class _Slow(Collector):
+    """Answers after ``delay`` seconds with the number of its collections."""
+
+    kind = "test"
+    metrics = (PROBE_METRIC,)
+
+    def __init__(self, name, delay):
+        class C:
+            def display_name(self_inner):
+                return name
+        super().__init__(C())
+        self.delay = delay
+        self.calls = 0
+
+    def collect(self, out, scrape):
+        self.calls += 1
+        n = self.calls
+        time.sleep(self.delay)
+        out.add(PROBE_METRIC, n, step="slow")
+
+
+def _value(families):
+    return [s.value for f in families if f.name == PROBE_METRIC.name for s in f.samples]
+
+
+def test_overlapping_scrapes_share_one_collection_and_both_get_the_truth():
+    slow = _Slow("slow", 0.6)
+    scraper = Scraper([Target(slow)], max_timeout=10, offset=0)
+    got = {}
+
+    def one(key):
+        got[key] = scraper.scrape(3)
+
+    first = threading.Thread(target=one, args=("a",))
+    first.start()
+    time.sleep(0.2)  # the second Prometheus of the pair, while the first scrape runs
+    one("b")
+    first.join()
+    assert slow.calls == 1
+    for key in ("a", "b"):
+        assert _up(got[key], "slow") == 1, key
+        assert _value(got[key]) == [1]
+    assert _errors(got["b"], "slow", "timeout") == 0
+
+
+def test_a_scrape_that_cannot_wait_gets_the_last_complete_result_while_fresh():
+    slow = _Slow("slow", 0.0)
+    target = Target(slow)
+    scraper = Scraper([target], max_timeout=10, offset=0)
+    assert _value(scraper.scrape(2)) == [1]
+    slow.delay = 1.5
+    t = threading.Thread(target=scraper.scrape, args=(5,))
+    t.start()
+    time.sleep(0.2)
+    fams = scraper.scrape(0.4)  # shorter than the running collection
+    assert _up(fams, "slow") == 1 and _value(fams) == [1]  # the last complete result, not a false down
+    t.join()
+    assert _value(scraper.scrape(5)) == [3]
+    # once it is older than the scrape timeout, the last result is not served any more
+    stale = Scraper([target], max_timeout=0.1, offset=0)
+    slow.delay = 1.0
+    time.sleep(0.2)
+    t = threading.Thread(target=stale.scrape, args=(0.1,))
+    t.start()
+    time.sleep(0.05)
+    fams = stale.scrape(0.05)
+    assert _up(fams, "slow") == 0
+    t.join()
+
+
+def test_fifty_concurrent_metrics_requests_all_see_a_fast_target_up():
+    with faulty_server("ok") as good:
+        with running_exporter({"spark": [{"url": good.url}]}) as (url, _):
+            results = []
+
+            def one():
+                results.append(value(scrape(url), "sparkwatch_target_up", target=good.url[len("http://"):]))
+
+            threads = [threading.Thread(target=one) for _ in range(50)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(30)
+    assert len(results) == 50
+    assert results.count(1.0) == 50, results

@@ -84,3 +84,42 @@ def test_discovery_of_a_real_spark_driver():
     assert value(ss, "livy_discovered_spark_uis") == 1
     assert find(ss, "spark_app_info", target="livy", app_id=app.app_id)
     assert find(ss, "spark_executors_active", target="livy", app_id=app.app_id)
+
+
+def test_discovered_uis_elsewhere_are_not_fetched_unless_allowed():
+    """A session's appInfo.sparkUiUrl is data from Livy: it may name any host, port or path
+    (the exporter itself included). Only Spark UI paths on Livy's host, or URLs matching
+    discovered_ui_allowed, are fetched, and never with Livy's credentials."""
+    from testbed.faulty_http import faulty_server
+
+    with faulty_server("ok") as other, livy_server() as livy:
+        other_port = other.server_address[1]
+        # another host name for the same machine: Livy is at 127.0.0.1
+        livy.state.add("interactive", 1, state="idle", ui_base=f"http://localhost:{other_port}/")
+        # Livy's host, but a path that is no Spark UI (say, the exporter's own /metrics)
+        livy.state.add("interactive", 1, state="idle", ui_base=f"http://127.0.0.1:{other_port}/metrics")
+        cfg = {"livy": [{"url": livy.url, "name": "livy", "discover_spark_ui": True,
+                         "basic_auth": {"username": "livy", "password": "s3cret"}}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+        assert value(ss, "livy_active_spark_uis", target="livy") == 2
+        assert value(ss, "livy_rejected_spark_uis", target="livy") == 2
+        assert value(ss, "livy_discovered_spark_uis", target="livy") == 0
+        assert other.requests == []
+
+        cfg["livy"][0]["discovered_ui_allowed"] = [f"http://localhost:{other_port}"]
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+        assert value(ss, "livy_rejected_spark_uis", target="livy") == 1
+        assert value(ss, "livy_discovered_spark_uis", target="livy") == 1
+        assert other.requests, "the allowed UI was not scraped"
+        assert all(not p.endswith("/metrics") and "/metrics/api" not in p for p, _ in other.requests)
+        # Livy's basic auth went to Livy only
+        assert all("Authorization" not in h for _, h in other.requests), other.requests
+
+
+def test_discovered_ui_allowed_patterns_are_validated():
+    from exporter.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"livy\[0\]\.discovered_ui_allowed"):
+        parse_config({"livy": [{"url": "http://livy:8998", "discovered_ui_allowed": ["http://x:80*"]}]})

@@ -45,7 +45,8 @@ from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetErr
 from ..httpclient import HttpClient, decode_json
 from ..livystore import RECOVERY_SESSIONS, SESSION_KINDS, count_fs_state_store
 from ..sparkui import EnvironmentCache, scrape_spark_ui
-from ..targetconfig import HttpTarget
+from ..targetconfig import HttpTarget, Interval, TLSConfig
+from ..urlpattern import UrlPattern, parse_pattern
 
 #: Livy's session states (org.apache.livy.sessions.SessionState), all versions.
 STATES = (
@@ -118,6 +119,11 @@ DISCOVERED_UIS = gauge(
     "Spark UIs of active Livy sessions scraped through this Livy target in this scrape "
     "(discover_spark_ui), at most max_discovered_uis.",
 )
+REJECTED_UIS = gauge(
+    "livy_rejected_spark_uis",
+    "Active Livy sessions whose Spark UI was not scraped because its URL is not allowed: not an http(s) "
+    "Spark UI on Livy's own host (the root, or /proxy/<application>), nor matching discovered_ui_allowed.",
+)
 ACTIVE_UIS = gauge(
     "livy_active_spark_uis",
     "Active Livy sessions that advertise a Spark UI (appInfo.sparkUiUrl); more than "
@@ -138,18 +144,28 @@ class LivyTarget(HttpTarget):
     #: seconds a session may stay in a terminal state before it counts in
     #: livy_finished_sessions_older_than_retention (Livy's default state-retain.sec is 600,
     #: checked by a GC thread once a minute)
-    finished_retention: float = Field(default=900.0, gt=0)
+    finished_retention: Interval = Field(default=900.0, gt=0)
     #: read GET /metrics/threads (the thread dump can be several MB with many threads)
     thread_dump: bool = True
     #: scrape the Spark UIs of active sessions (appInfo.sparkUiUrl) with the Spark collector
     discover_spark_ui: bool = False
     #: at most this many Spark UIs per scrape (the newest sessions first)
     max_discovered_uis: int = Field(default=10, ge=1, le=1000)
+    #: URL patterns (scheme://host[:port][/path], '*' within a host label) of Spark UIs that may be
+    #: scraped besides those on Livy's own host (e.g. http://resourcemanager:8088/proxy)
+    discovered_ui_allowed: List[str] = []
     #: name of the Livy JVM, as the jvm target names it (label 'process' of jvm_process_*)
     process: Optional[str] = Field(default=None, min_length=1)
     #: Livy's filesystem state store (livy.server.recovery.state-store.url), when it is a local
     #: directory: a path or a file:// URL. Needs read access (Livy creates it with mode 700).
     filesystem_state_store: Optional[str] = None
+
+    @field_validator("discovered_ui_allowed")
+    @classmethod
+    def _patterns(cls, v: List[str]) -> List[str]:
+        for p in v:
+            parse_pattern(p)  # ValueError names the pattern
+        return v
 
     @field_validator("filesystem_state_store")
     @classmethod
@@ -217,6 +233,9 @@ def count_threads(body: bytes) -> Tuple[int, int]:
 # --------------------------------------------------------------------------
 # The collector
 
+#: the path of a Spark UI root, or of a YARN ResourceManager proxy to one
+_UI_PATH = re.compile(r"/?|/proxy/[A-Za-z0-9_.-]+/?")
+
 #: ids repeated between consecutive pages (deletions up to this many between
 #: two page requests are absorbed without a re-read)
 PAGE_OVERLAP = 10
@@ -236,6 +255,7 @@ class LivyCollector(Collector):
         #: kind -> session id -> (monotonic time first seen in a terminal state, appId)
         self._first_seen: Dict[str, Dict[int, Tuple[float, Optional[str]]]] = {k: {} for k, _ in SESSION_ENDPOINTS}
         self._spark = None  # (HttpClient, EnvironmentCache) for discovered Spark UIs, created lazily
+        self._ui_patterns: List[UrlPattern] = [parse_pattern(p) for p in config.discovered_ui_allowed]
 
     # ---------------------------------------------------------------- collect
 
@@ -394,9 +414,33 @@ class LivyCollector(Collector):
             if u not in urls:
                 urls.append(u)
         out.add(ACTIVE_UIS, len(urls))
-        chosen = urls[: self.config.max_discovered_uis]
+        allowed = [u for u in urls if self.ui_allowed(u)]
+        out.add(REJECTED_UIS, len(urls) - len(allowed))
+        chosen = allowed[: self.config.max_discovered_uis]
         scraped = self._scrape_spark_uis(out, deadline, chosen)
         out.add(DISCOVERED_UIS, scraped)
+
+    def ui_allowed(self, url: str) -> bool:
+        """A discovered Spark UI is scraped only when it is an http(s) Spark UI root or YARN
+        proxy path on Livy's own host, or matches discovered_ui_allowed: a session cannot
+        point the exporter at any host, port or path it likes."""
+        if any(p.matches(url) for p in self._ui_patterns):
+            return True
+        parts = urlsplit(url)
+        try:
+            parts.port
+        except ValueError:
+            return False
+        return (parts.scheme in ("http", "https") and parts.hostname is not None
+                and parts.hostname.lower() == (urlsplit(self.config.url).hostname or "").lower()
+                and not (parts.username or parts.password or parts.query or parts.fragment)
+                and _UI_PATH.fullmatch(parts.path or "/") is not None)
+
+    def _redirect_allowed(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return self.ui_allowed(url) or (
+            parts.hostname is not None and parts.hostname.lower() == (urlsplit(self.config.url).hostname or "").lower()
+            and parts.scheme in ("http", "https"))
 
     def _scrape_spark_uis(self, out: MetricSet, deadline: Deadline, urls: List[str]) -> int:
         """Scrape each Spark UI with :func:`exporter.sparkui.scrape_spark_ui`; a dead or slow UI
@@ -404,10 +448,13 @@ class LivyCollector(Collector):
         if not urls:
             return 0
         if self._spark is None:
-            # a client of its own: Livy's credentials are not sent to the Spark UIs
-            # (a YARN proxy or the driver); the TLS settings are shared
-            ui_target = HttpTarget(url=urls[0], timeout=self.config.timeout, tls_config=self.config.tls_config)
-            self._spark = (HttpClient(ui_target), EnvironmentCache())
+            # a client of its own: Livy's credentials (basic auth, token, client certificate) are
+            # not sent to the Spark UIs; only how to verify servers is shared; redirects stay
+            # within what is allowed
+            tls = self.config.tls_config
+            ui_tls = TLSConfig(ca_file=tls.ca_file, insecure_skip_verify=tls.insecure_skip_verify)
+            ui_target = HttpTarget(url=urls[0], timeout=self.config.timeout, tls_config=ui_tls)
+            self._spark = (HttpClient(ui_target, redirect_allowed=self._redirect_allowed), EnvironmentCache())
         http, env_cache = self._spark
         scraped = 0
         for i, url in enumerate(urls):
