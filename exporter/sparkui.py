@@ -15,11 +15,19 @@ and once per UI the driver's metrics servlet ``/metrics/json/`` (driver
 JVM, Structured Streaming, listener bus and DAGScheduler gauges). A history
 server has no such servlet for the applications it shows: a 404 there is
 normal. Jobs and stages are counted, never labelled by id.
+
+Every field is read type-checked (:func:`_field`): a field of the wrong JSON
+type in one application's answers makes that application an
+``invalid_response`` (skipped, ``partial``), never an exception of another
+kind; numbers that are not finite (``1e400``, ``NaN``, a 400-digit integer)
+are absent. What real servers were seen to send, and how each odd shape is
+read, is in ``docs/spark-correctness.md``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from datetime import datetime, timezone
@@ -44,6 +52,10 @@ APP_INFO = info("spark_app", "A Spark application the target shows (value 1), wi
                 APP_LABELS + ("spark_version", "spark_user"))
 APP_UPTIME = gauge("spark_app_uptime_seconds",
                    "Seconds since the application started (its duration once it has completed).", APP_LABELS)
+APP_STALE = gauge("spark_app_stale",
+                  "1 if the application is not completed but its event log has not been updated for stale_after "
+                  "seconds (history server: the driver most likely died without closing it); its uptime and job "
+                  "ages are then measured to that last update instead of now. 0 otherwise.", APP_LABELS)
 APP_COMPLETED = gauge("spark_app_completed",
                       "1 if the application has completed (history server with include_completed), else 0.", APP_LABELS)
 JOBS_ACTIVE = gauge("spark_jobs_active", "Jobs of the application that are running now.", APP_LABELS)
@@ -185,24 +197,103 @@ def normalise_name(name: str) -> str:
 _NAME_ALIASES = {"codecache": "code_cache"}
 
 
-def parse_spark_time(s: Optional[str]) -> Optional[float]:
-    """``2026-11-23T04:53:40.232GMT`` -> Unix seconds."""
-    if not s:
+def parse_spark_time(s) -> Optional[float]:
+    """``2026-11-23T04:58:05.204GMT`` -> Unix seconds; None for anything else
+    (not a string, empty, another format)."""
+    if not isinstance(s, str) or not s:
         return None
     try:
         t = s[:-3] if s.endswith("GMT") else s
         dt = datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%f")
-    except ValueError:
+        return dt.replace(tzinfo=timezone.utc).timestamp()
+    except (ValueError, OverflowError):
         return None
-    return dt.replace(tzinfo=timezone.utc).timestamp()
 
 
 def _num(v) -> Optional[float]:
-    if isinstance(v, bool) or v is None:
+    """A JSON number as a finite float; None for anything else: other types,
+    booleans, ``NaN``/``Infinity`` (which Python's json accepts), and integers
+    too large for a float (``10**400``)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _add(out: MetricSet, md, value, **labels) -> None:
+    """``out.add`` with only finite values: whatever arithmetic made of a
+    value (a huge time string in seconds, a huge capacity), inf, NaN and
+    numbers beyond a float are absent, never an exception."""
+    out.add(md, value if value is None or isinstance(value, bool) else _num(value), **labels)
+
+
+# --------------------------------------------------------------------------
+# Type-checked field access. Spark's REST API (Jackson, NON_ABSENT) omits
+# fields it has no value for; null is read the same way. Any other value of a
+# type sparkwatch does not expect is an invalid answer.
+
+_JSON_TYPE = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+NUMBER = (int, float)
+
+
+def _json_type(v) -> str:
+    return "null" if v is None else _JSON_TYPE.get(type(v), type(v).__name__)
+
+
+def _invalid(where: str, what: str) -> TargetError:
+    return TargetError("invalid_response", f"{where}: {what}")
+
+
+def _field(obj: Dict[str, Any], key: str, types, where: str):
+    """``obj[key]`` if it has one of ``types`` (a tuple of Python types; bool is
+    never a number), None when absent or null; TargetError(invalid_response)
+    for any other type. Numbers come back as finite floats or None."""
+    v = obj.get(key)
+    if v is None:
+        return None
+    is_number = isinstance(v, NUMBER) and not isinstance(v, bool)
+    if isinstance(v, bool):
+        ok = bool in types
+    elif is_number:
+        ok = int in types or float in types
+    else:
+        ok = isinstance(v, tuple(t for t in types if t not in (bool, int, float)))
+    if not ok:
+        names = sorted({_JSON_TYPE.get(t, t.__name__) for t in types})
+        raise _invalid(where, f"{key} is a JSON {_json_type(v)}, expected {' or '.join(names)}")
+    return _num(v) if is_number else v
+
+
+def _number(obj: Dict[str, Any], key: str, where: str) -> Optional[float]:
+    return _field(obj, key, NUMBER, where)
+
+
+def _string(obj: Dict[str, Any], key: str, where: str) -> Optional[str]:
+    return _field(obj, key, (str,), where)
+
+
+def _time(obj: Dict[str, Any], epoch_key: str, text_key: str, where: str) -> Optional[float]:
+    """A point in time in Unix seconds, from ``<x>Epoch`` (ms) or else from
+    ``<x>`` (a ``...GMT`` string, or epoch ms in the pre-1.4 answers); None
+    when unknown (absent, 0, -1, ``""``, unparsable)."""
+    ms = _number(obj, epoch_key, where) if epoch_key else None
+    if ms is not None and ms > 0:
+        return ms / 1000.0
+    v = _field(obj, text_key, (str, int, float), where)
+    t = v / 1000.0 if isinstance(v, float) else parse_spark_time(v)
+    return t if t is not None and t > 0 else None
+
+
+def _get_json(http, url: str, deadline: Deadline, params=None, expect: type = list):
+    """``http.get_json`` where JSON nested too deep for the decoder is an
+    invalid answer too (Python's json raises RecursionError on it)."""
+    try:
+        return http.get_json(url, deadline, params=params, expect=expect)
+    except RecursionError:
+        raise TargetError("invalid_response", f"GET {url.split('?', 1)[0]}: JSON nested too deeply") from None
 
 
 DEFAULT_PERIODIC_GC = "30min"
@@ -220,12 +311,19 @@ class Environment:
         self.metrics_props = metrics_props
 
     @classmethod
-    def from_json(cls, data: Dict[str, Any]) -> "Environment":
+    def from_json(cls, data: Dict[str, Any], where: str = "environment") -> "Environment":
+        """From the ``/environment`` answer; TargetError(invalid_response) when
+        it is not an object or a property list is not ``[[key, value], ...]``
+        of strings."""
+        if not isinstance(data, dict):
+            raise _invalid(where, f"a JSON {_json_type(data)}, expected object")
+
         def pairs(key):
             out = {}
-            for kv in data.get(key) or []:
-                if isinstance(kv, (list, tuple)) and len(kv) == 2:
-                    out[str(kv[0])] = str(kv[1])
+            for i, kv in enumerate(_field(data, key, (list,), where) or []):
+                if not (isinstance(kv, list) and len(kv) == 2 and all(isinstance(x, str) for x in kv)):
+                    raise _invalid(where, f"{key}[{i}] is not a [key, value] pair of strings")
+                out[kv[0]] = kv[1]
             return out
 
         return cls(pairs("sparkProperties"), pairs("metricsProperties"))
@@ -269,7 +367,7 @@ class Environment:
                            self.props.get("spark.scheduler.listenerbus.eventqueue.capacity", str(DEFAULT_QUEUE_CAPACITY)))
         try:
             return int(v.strip())
-        except ValueError:
+        except ValueError:  # also an integer of more than 4300 digits
             return None
 
 
@@ -289,9 +387,13 @@ class DriverMetrics:
     """The metrics servlet's answer, split by driver (key prefix before ``.driver.``)."""
 
     def __init__(self, data: Dict[str, Any]):
+        """TargetError(invalid_response) when ``gauges`` or ``counters`` is not
+        an object; single entries of another shape, or whose value is not a
+        finite number (Dropwizard gauges may hold anything, ``"NaN"`` included),
+        are left out."""
         self.by_prefix: Dict[str, Dict[str, float]] = {}
         for section, field in (("gauges", "value"), ("counters", "count")):
-            for key, v in (data.get(section) or {}).items():
+            for key, v in (_field(data, section, (dict,), "/metrics/json/") or {}).items():
                 if not isinstance(v, dict):
                     continue
                 i = key.find(".driver.")
@@ -324,22 +426,22 @@ def emit_driver_metrics(out: MetricSet, m: Dict[str, float], labels: Dict[str, s
                 if md is not None and pool:
                     if field == "max" and v < 0:  # undefined maximum
                         continue
-                    out.add(md, v, pool=normalise_name(pool), **labels)
+                    _add(out, md, v, pool=normalise_name(pool), **labels)
             elif rest == "heap.used":
-                out.add(HEAP_USED, v, **labels)
+                _add(out, HEAP_USED, v, **labels)
             elif rest == "heap.committed":
-                out.add(HEAP_COMMITTED, v, **labels)
+                _add(out, HEAP_COMMITTED, v, **labels)
             elif rest == "heap.max" and v >= 0:
-                out.add(HEAP_MAX, v, **labels)
+                _add(out, HEAP_MAX, v, **labels)
             elif rest == "non-heap.used":
-                out.add(NONHEAP_USED, v, **labels)
+                _add(out, NONHEAP_USED, v, **labels)
             else:
                 name, _, field = rest.rpartition(".")
                 if name and name not in _JVM_NOT_GC and "." not in name:
                     if field == "count":
-                        out.add(GC_COUNT, v, gc=normalise_name(name), **labels)
+                        _add(out, GC_COUNT, v, gc=normalise_name(name), **labels)
                     elif field == "time":
-                        out.add(GC_TIME, v / 1000.0, gc=normalise_name(name), **labels)
+                        _add(out, GC_TIME, v / 1000.0, gc=normalise_name(name), **labels)
         elif key.startswith("spark.streaming."):
             rest = key[len("spark.streaming."):]
             query, _, field = rest.rpartition(".")
@@ -350,17 +452,17 @@ def emit_driver_metrics(out: MetricSet, m: Dict[str, float], labels: Dict[str, s
             md, scale = spec
             if md is ST_WATERMARK and v <= 0:  # no watermark defined
                 continue
-            out.add(md, v * scale, query=query, **labels)
+            _add(out, md, v * scale, query=query, **labels)
         elif key.startswith("LiveListenerBus.queue."):
             queue, _, field = key[len("LiveListenerBus.queue."):].rpartition(".")
             if field == "size":
-                out.add(LQ_EVENTS, v, queue=queue, **labels)
+                _add(out, LQ_EVENTS, v, queue=queue, **labels)
             elif field == "numDroppedEvents":
-                out.add(LQ_DROPPED, v, queue=queue, **labels)
+                _add(out, LQ_DROPPED, v, queue=queue, **labels)
         elif key == "LiveListenerBus.numEventsPosted":
-            out.add(L_POSTED, v, **labels)
+            _add(out, L_POSTED, v, **labels)
         elif key == "JVMCPU.jvmCpuTime":
-            out.add(DRIVER_CPU, v / 1e9, **labels)
+            _add(out, DRIVER_CPU, v / 1e9, **labels)
         elif key.startswith("DAGScheduler."):
             md = {
                 "DAGScheduler.job.activeJobs": DAG_JOBS_ACTIVE,
@@ -370,7 +472,7 @@ def emit_driver_metrics(out: MetricSet, m: Dict[str, float], labels: Dict[str, s
                 "DAGScheduler.stage.failedStages": DAG_STAGES_FAILED,
             }.get(key)
             if md is not None:
-                out.add(md, v, **labels)
+                _add(out, md, v, **labels)
     return jvm, streaming
 
 
@@ -382,6 +484,12 @@ def _merge(out: MetricSet, part: MetricSet) -> None:
 
 # Errors that mean the whole target is gone or out of time, not just one application
 _FATAL = ("timeout", "connection", "tls", "auth")
+
+#: an application that is not completed but whose event log has not been
+#: written for this long is reported as stale (see :data:`APP_STALE`)
+DEFAULT_STALE_AFTER = 86400.0
+#: the driver's entry in /executors: "driver", "<driver>" before Spark 2.0
+DRIVER_IDS = ("driver", "<driver>")
 
 
 class EnvironmentCache:
@@ -411,7 +519,8 @@ class EnvironmentCache:
 
 def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
                     include_completed: bool = False, max_applications: int = 50,
-                    env_cache: Optional[EnvironmentCache] = None, now: Optional[float] = None) -> int:
+                    env_cache: Optional[EnvironmentCache] = None, now: Optional[float] = None,
+                    stale_after: float = DEFAULT_STALE_AFTER) -> int:
     """Scrape one Spark UI (driver or history server) at ``base_url`` into ``out``.
 
     ``http`` is an :class:`~exporter.httpclient.HttpClient` (or anything with its
@@ -419,17 +528,20 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
     params, expect)``); ``base_url`` is the UI root without a trailing slash,
     e.g. ``http://host:4040`` or a YARN proxy ``http://rm:8088/proxy/application_1_2``.
 
-    Raises :class:`TargetError` when the application list cannot be read. An
-    application whose own endpoints fail (it finished mid-scrape, 404) is
-    skipped with ``out.error("partial")``; the others are still reported.
-    Returns the number of applications reported.
+    Raises :class:`TargetError` when the application list cannot be read (or
+    is not a JSON array). An application whose own endpoints fail (it finished
+    mid-scrape, 404) or answer with a field of the wrong type is skipped with
+    ``out.error("partial")``; the others are still reported. ``stale_after``:
+    seconds after its event log's last update that an application which has
+    not completed is reported as stale (0: never). Returns the number of
+    applications reported.
     """
     base = base_url.rstrip("/")
     api = base + "/api/v1"
     params: Dict[str, Any] = {"limit": max_applications + 1}
     if not include_completed:
         params["status"] = "running"
-    apps = http.get_json(api + "/applications", deadline, params=params, expect=list)
+    apps = _get_json(http, api + "/applications", deadline, params=params, expect=list)
     if len(apps) > max_applications:
         apps = apps[:max_applications]
         out.error("limit")
@@ -444,7 +556,11 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
             # a history server has no servlet for its applications: it answers 404, or
             # 200 with its HTML home page; neither is an error
             if resp.status_code == 200 and not ctype.lower().startswith("text/html"):
-                driver = DriverMetrics(decode_json(resp.content, "/metrics/json/", ctype, expect=dict))
+                try:
+                    data = decode_json(resp.content, "/metrics/json/", ctype, expect=dict)
+                except RecursionError:
+                    raise TargetError("invalid_response", "GET /metrics/json/: JSON nested too deeply") from None
+                driver = DriverMetrics(data)
                 servlet_ok = True
         except TargetError as e:
             if e.reason in _FATAL:
@@ -454,12 +570,17 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
 
     reported = 0
     seen_keys = []
-    for app in apps:
-        if not isinstance(app, dict) or not app.get("id"):
-            continue
+    for i, app in enumerate(apps):
         part = MetricSet()
+        app_id = None
         try:
-            key = _scrape_app(http, api, app, part, deadline, now, driver, servlet_ok, len(apps), env_cache, base)
+            if not isinstance(app, dict):
+                raise _invalid(f"applications[{i}]", f"a JSON {_json_type(app)}, expected object")
+            app_id = _string(app, "id", f"applications[{i}]")
+            if not app_id:
+                raise _invalid(f"applications[{i}]", "no id")
+            key = _scrape_app(http, api, app, part, deadline, now, driver, servlet_ok, len(apps), env_cache, base,
+                              stale_after)
             seen_keys.append(key)
         except TargetError as e:
             # a history server loads an application's UI on first access (and again when
@@ -467,7 +588,7 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
             # long as the scrape deadline leaves time for the others
             if e.reason in _FATAL and not (e.reason == "timeout" and not deadline.expired()):
                 raise
-            log.info("%s: application %s skipped: %s", base, app.get("id"), e.message)
+            log.info("%s: application %s skipped: %s", base, app_id if app_id else f"#{i}", e.message)
             out.error("partial")
             continue
         _merge(out, part)
@@ -477,85 +598,170 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
     return reported
 
 
+class AppAttempt:
+    """What sparkwatch reads of one entry of ``/applications``: its latest
+    attempt (Spark lists the latest first), or, in the pre-1.4 answer without
+    ``attempts``, the entry itself. Times are Unix seconds, None when unknown.
+    TargetError(invalid_response) on a field of the wrong type."""
+
+    def __init__(self, app: Dict[str, Any]):
+        self.app_id: str = app["id"]
+        w = f"application {self.app_id}"
+        self.name = _string(app, "name", w) or ""
+        attempts = _field(app, "attempts", (list,), w)
+        if attempts is None:  # before Spark 1.4: the fields are on the application
+            att = app
+        elif not attempts:
+            att = {}
+        else:
+            att = attempts[0]
+            if not isinstance(att, dict):
+                raise _invalid(w, f"attempts[0] is a JSON {_json_type(att)}, expected object")
+            w += " attempts[0]"
+        self.attempt_id = _string(att, "attemptId", w)
+        self.completed = bool(_field(att, "completed", (bool,), w))
+        self.spark_version = _string(att, "appSparkVersion", w) or ""
+        self.spark_user = _string(att, "sparkUser", w) or ""
+        self.start = _time(att, "startTimeEpoch", "startTime", w)
+        self.end = _time(att, "endTimeEpoch", "endTime", w)
+        self.last_updated = _time(att, "lastUpdatedEpoch", "lastUpdated", w)
+        duration = _number(att, "duration", w)
+        if duration is None and self.start is not None and self.end is not None and self.end >= self.start:
+            duration = (self.end - self.start) * 1000.0
+        self.duration = duration / 1000.0 if duration is not None else None
+
+    def stale(self, now: float, stale_after: float, driver_answers: bool) -> bool:
+        """Not completed, yet its event log was last written more than
+        ``stale_after`` seconds ago. Only a history server's lastUpdated says
+        that (the modification time of the event log): a driver's own UI sets
+        lastUpdated to the start time and leaves it there while it runs, so an
+        attempt whose lastUpdated is its start time, or unknown, or whose
+        driver answers the metrics servlet, is never stale."""
+        if self.completed or stale_after <= 0 or driver_answers:
+            return False
+        if self.last_updated is None or self.start is None or abs(self.last_updated - self.start) < 1e-3:
+            return False
+        return now - self.last_updated > stale_after
+
+
+def _path_segment(value: str, what: str) -> str:
+    """``value`` quoted for a URL path; an id that is not valid Unicode (a lone
+    surrogate from a JSON escape) cannot name anything: that application's answer is invalid."""
+    try:
+        return quote(value, safe="")
+    except UnicodeEncodeError:
+        raise _invalid(what, "not valid Unicode") from None
+
+
 def _scrape_app(http, api: str, app: Dict[str, Any], out: MetricSet, deadline: Deadline, now: float,
                 driver: Optional[DriverMetrics], servlet_ok: bool, n_apps: int,
-                env_cache: Optional[EnvironmentCache], base: str):
-    app_id = str(app["id"])
-    labels = {"app_id": app_id, "app_name": str(app.get("name") or "")}
-    attempts = app.get("attempts") or [{}]
-    att = attempts[0] if isinstance(attempts[0], dict) else {}
-    attempt_id = att.get("attemptId")
-    prefix = f"{api}/applications/{quote(app_id, safe='')}"
-    if attempt_id:
-        prefix += "/" + quote(str(attempt_id), safe="")
-    completed = bool(att.get("completed", False))
+                env_cache: Optional[EnvironmentCache], base: str, stale_after: float = DEFAULT_STALE_AFTER):
+    att = AppAttempt(app)
+    app_id = att.app_id
+    labels = {"app_id": app_id, "app_name": att.name}
+    prefix = f"{api}/applications/{_path_segment(app_id, 'application id')}"
+    if att.attempt_id:
+        prefix += "/" + _path_segment(att.attempt_id, f"application {app_id} attempt id")
+    m = driver.for_app(app_id, n_apps) if driver is not None else None
 
-    out.add(APP_INFO, 1, spark_version=str(att.get("appSparkVersion") or ""),
-            spark_user=str(att.get("sparkUser") or ""), **labels)
-    out.add(APP_COMPLETED, completed, **labels)
-    start = _num(att.get("startTimeEpoch"))
-    if start is None:
-        start = parse_spark_time(att.get("startTime"))
-    else:
-        start /= 1000.0
-    if completed:
-        d = _num(att.get("duration"))
-        out.add(APP_UPTIME, d / 1000.0 if d is not None else None, **labels)
-    elif start is not None and start > 0:
-        out.add(APP_UPTIME, max(0.0, now - start), **labels)
+    # a stale application is measured to its last sign of life, not to now
+    stale = att.stale(now, stale_after, m is not None)
+    as_of = att.last_updated if stale else now
+    _add(out, APP_INFO, 1, spark_version=att.spark_version, spark_user=att.spark_user, **labels)
+    _add(out, APP_COMPLETED, att.completed, **labels)
+    _add(out, APP_STALE, stale, **labels)
+    if att.completed:
+        _add(out, APP_UPTIME, att.duration, **labels)
+    elif att.start is not None:
+        _add(out, APP_UPTIME, max(0.0, as_of - att.start), **labels)
+    if stale:
+        log.debug("%s: application %s is stale: event log last updated %.0fs ago", base, app_id, now - as_of)
 
-    jobs = http.get_json(prefix + "/jobs", deadline, params={"status": "running"}, expect=list)
-    out.add(JOBS_ACTIVE, len(jobs), **labels)
-    submitted = [t for t in (parse_spark_time(j.get("submissionTime")) for j in jobs if isinstance(j, dict)) if t]
-    out.add(JOB_OLDEST_AGE, max(0.0, now - min(submitted)) if submitted else 0.0, **labels)
-
-    stages = http.get_json(prefix + "/stages", deadline, params={"status": ["active", "failed"]}, expect=list)
-    statuses = [s.get("status") for s in stages if isinstance(s, dict)]
-    out.add(STAGES_ACTIVE, statuses.count("ACTIVE"), **labels)
-    out.add(STAGES_FAILED, statuses.count("FAILED"), **labels)
-
-    executors = http.get_json(prefix + "/executors", deadline, expect=list)
-    n_active = 0
-    for e in executors:
-        if not isinstance(e, dict) or e.get("isActive") is False or e.get("id") is None:
+    jobs = _get_json(http, prefix + "/jobs", deadline, params={"status": "running"}, expect=list)
+    n_jobs = 0
+    submitted = []
+    for i, j in enumerate(jobs):
+        w = f"application {app_id} jobs[{i}]"
+        if not isinstance(j, dict):
+            raise _invalid(w, f"a JSON {_json_type(j)}, expected object")
+        status = _string(j, "status", w)
+        if status is not None and status != "RUNNING":  # a server or proxy that ignored the filter
             continue
-        eid = str(e["id"])
-        if eid != "driver" or (_num(e.get("totalCores")) or 0) > 0:
+        n_jobs += 1
+        t = _time(j, "", "submissionTime", w)
+        if t is not None:
+            submitted.append(t)
+    _add(out, JOBS_ACTIVE, n_jobs, **labels)
+    _add(out, JOB_OLDEST_AGE, max(0.0, as_of - min(submitted)) if submitted else 0.0, **labels)
+
+    stages = _get_json(http, prefix + "/stages", deadline, params={"status": ["active", "failed"]}, expect=list)
+    statuses = []
+    for i, st in enumerate(stages):
+        w = f"application {app_id} stages[{i}]"
+        if not isinstance(st, dict):
+            raise _invalid(w, f"a JSON {_json_type(st)}, expected object")
+        statuses.append(_string(st, "status", w))
+    _add(out, STAGES_ACTIVE, statuses.count("ACTIVE"), **labels)
+    _add(out, STAGES_FAILED, statuses.count("FAILED"), **labels)
+
+    executors = _get_json(http, prefix + "/executors", deadline, expect=list)
+    n_active = 0
+    for i, e in enumerate(executors):
+        w = f"application {app_id} executors[{i}]"
+        if not isinstance(e, dict):
+            raise _invalid(w, f"a JSON {_json_type(e)}, expected object")
+        eid = _string(e, "id", w)
+        if _field(e, "isActive", (bool,), w) is False or eid is None:
+            continue
+        # excluded for failures (isExcluded since 3.1, isBlacklisted before; 3.x sends both)
+        excluded = _field(e, "isExcluded", (bool,), w)
+        if excluded is None:
+            excluded = _field(e, "isBlacklisted", (bool,), w)
+        cores = _number(e, "totalCores", w) or 0
+        tasks = (_number(e, "totalTasks", w) or 0) + (_number(e, "activeTasks", w) or 0)
+        # the driver runs tasks only in local mode, where it is the executor; Spark
+        # before 2.0 did not record its cores there, but it did record its tasks
+        can_run = eid not in DRIVER_IDS or cores > 0 or tasks > 0
+        if can_run and not excluded:
             n_active += 1
         el = dict(labels, executor_id=eid)
-        gc, run = _num(e.get("totalGCTime")), _num(e.get("totalDuration"))
-        out.add(EX_GC, gc / 1000.0 if gc is not None else None, **el)
-        out.add(EX_RUN, run / 1000.0 if run is not None else None, **el)
-        peak = e.get("peakMemoryMetrics") or {}
-        out.add(EX_PEAK_HEAP, _num(peak.get("JVMHeapMemory")), **el)
-        out.add(EX_PEAK_OFFHEAP, _num(peak.get("JVMOffHeapMemory")), **el)
-        out.add(EX_STORAGE_USED, _num(e.get("memoryUsed")), **el)
-        out.add(EX_STORAGE_MAX, _num(e.get("maxMemory")), **el)
-        out.add(EX_FAILED, _num(e.get("failedTasks")), **el)
-        out.add(EX_COMPLETED, _num(e.get("completedTasks")), **el)
-        out.add(EX_ACTIVE_TASKS, _num(e.get("activeTasks")), **el)
-    out.add(EXECUTORS_ACTIVE, n_active, **labels)
+        gc, run = _number(e, "totalGCTime", w), _number(e, "totalDuration", w)
+        _add(out, EX_GC, gc / 1000.0 if gc is not None else None, **el)
+        _add(out, EX_RUN, run / 1000.0 if run is not None else None, **el)
+        peak = _field(e, "peakMemoryMetrics", (dict,), w) or {}
+        wp = w + " peakMemoryMetrics"
+        # peaks start at 0 and stay there until a heartbeat reports them (a history
+        # server shows all zeros when none was logged): no JVM peaks at 0 bytes
+        for md, key in ((EX_PEAK_HEAP, "JVMHeapMemory"), (EX_PEAK_OFFHEAP, "JVMOffHeapMemory")):
+            v = _number(peak, key, wp)
+            _add(out, md, v if v is not None and v > 0 else None, **el)
+        _add(out, EX_STORAGE_USED, _number(e, "memoryUsed", w), **el)
+        _add(out, EX_STORAGE_MAX, _number(e, "maxMemory", w), **el)
+        _add(out, EX_FAILED, _number(e, "failedTasks", w), **el)
+        _add(out, EX_COMPLETED, _number(e, "completedTasks", w), **el)
+        _add(out, EX_ACTIVE_TASKS, _number(e, "activeTasks", w), **el)
+    _add(out, EXECUTORS_ACTIVE, n_active, **labels)
 
-    cache_key = (base, app_id, str(attempt_id or ""))
+    cache_key = (base, app_id, att.attempt_id or "")
     env = env_cache.get(cache_key) if env_cache is not None else None
     if env is None:
-        env = Environment.from_json(http.get_json(prefix + "/environment", deadline, expect=dict))
+        env = Environment.from_json(_get_json(http, prefix + "/environment", deadline, expect=dict),
+                                    f"application {app_id} environment")
         if env_cache is not None:
             env_cache.put(cache_key, env)
-    out.add(CLEANER_INTERVAL, env.periodic_gc_seconds(), **labels)
-    out.add(CLEANER_BLOCKING, env.blocking(), **labels)
-    out.add(CLEANER_TRACKING, env.reference_tracking(), **labels)
+    _add(out, CLEANER_INTERVAL, env.periodic_gc_seconds(), **labels)
+    _add(out, CLEANER_BLOCKING, env.blocking(), **labels)
+    _add(out, CLEANER_TRACKING, env.reference_tracking(), **labels)
 
-    m = driver.for_app(app_id, n_apps) if driver is not None else None
     jvm_seen = streaming_seen = False
     if m is not None:
         jvm_seen, streaming_seen = emit_driver_metrics(out, m, labels)
         for q in {k[len("LiveListenerBus.queue."):].rpartition(".")[0] for k in m
                   if k.startswith("LiveListenerBus.queue.")}:
             if q:
-                out.add(LQ_CAPACITY, env.queue_capacity(q), queue=q, **labels)
+                _add(out, LQ_CAPACITY, env.queue_capacity(q), queue=q, **labels)
     # jvm: what the driver exports when its servlet is readable, else what is configured
     jvm_on = jvm_seen if (servlet_ok and m is not None) else env.jvm_source()
-    out.add(SOURCE_ENABLED, jvm_on, source="jvm", **labels)
-    out.add(SOURCE_ENABLED, streaming_seen or env.streaming_metrics(), source="streaming", **labels)
+    _add(out, SOURCE_ENABLED, jvm_on, source="jvm", **labels)
+    _add(out, SOURCE_ENABLED, streaming_seen or env.streaming_metrics(), source="streaming", **labels)
     return cache_key

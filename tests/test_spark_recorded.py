@@ -124,6 +124,9 @@ def test_recorded_values(recorded):
     assert info[0][1]["spark_user"] == att["sparkUser"]
     assert value(ss, "spark_app_uptime_seconds", **lab) == pytest.approx(now - att["startTimeEpoch"] / 1000)
     assert value(ss, "spark_app_completed", **lab) == 0
+    # a driver's UI keeps lastUpdated at the start time while it runs: never stale
+    assert att["lastUpdatedEpoch"] == att["startTimeEpoch"]
+    assert value(ss, "spark_app_stale", **lab) == 0
 
     jobs = rec["jobs.json"]
     assert value(ss, "spark_jobs_active", **lab) == len(jobs) >= 1  # the recorder keeps one job running
@@ -142,7 +145,13 @@ def test_recorded_values(recorded):
         el = dict(lab, executor_id=e["id"])
         assert value(ss, "spark_executor_gc_seconds_total", **el) == e["totalGCTime"] / 1000
         assert value(ss, "spark_executor_run_seconds_total", **el) == e["totalDuration"] / 1000
-        assert value(ss, "spark_executor_peak_heap_bytes", **el) == e["peakMemoryMetrics"]["JVMHeapMemory"]
+        peak = e["peakMemoryMetrics"]["JVMHeapMemory"]
+        if peak > 0:
+            assert value(ss, "spark_executor_peak_heap_bytes", **el) == peak
+        else:  # the 3.5.7 recording: all peaks 0 (no heartbeat reported them yet) = not recorded
+            assert all(v == 0 for v in e["peakMemoryMetrics"].values())
+            assert find(ss, "spark_executor_peak_heap_bytes", **el) == []
+            assert find(ss, "spark_executor_peak_offheap_bytes", **el) == []
         assert value(ss, "spark_executor_storage_memory_used_bytes", **el) == e["memoryUsed"]
         assert value(ss, "spark_executor_failed_tasks_total", **el) == e["failedTasks"] >= 1
 
@@ -243,6 +252,21 @@ def test_no_servlet_is_not_an_error(d):
     assert find(ss, "spark_streaming_state_rows") == []
     # the JvmSource is configured in the recorded app: said from the configuration
     assert value(ss, "spark_metrics_source_enabled", source="jvm") == 1
+
+
+@pytest.mark.parametrize("d", DIRS, ids=ids)
+def test_a_driver_running_for_weeks_is_not_stale(d):
+    """A driver's own UI keeps lastUpdated at the start time while the application
+    runs: it says nothing about liveness, even without the servlet."""
+    routes, rec = _routes_with(d, metrics_json=None)
+    att = rec["applications.json"][0]["attempts"][0]
+    assert att["lastUpdatedEpoch"] == att["startTimeEpoch"]
+    later = rec["index"]["recorded_at"] + 30 * 86400
+    with ReplayServer(routes) as srv:
+        ss = samples_of(collect(srv.url, now=later))
+    app_id = rec["index"]["app_id"]
+    assert value(ss, "spark_app_stale", app_id=app_id) == 0
+    assert value(ss, "spark_app_uptime_seconds", app_id=app_id) == pytest.approx(later - att["startTimeEpoch"] / 1000)
 
 
 @pytest.mark.parametrize("d", DIRS, ids=ids)

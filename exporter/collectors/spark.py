@@ -11,7 +11,7 @@ from pydantic import Field
 from .. import sparkui
 from ..collector import Collector, MetricSet, ScrapeContext, declared_metrics
 from ..httpclient import HttpClient
-from ..targetconfig import HttpTarget
+from ..targetconfig import HttpTarget, Interval
 
 
 class SparkTarget(HttpTarget):
@@ -20,8 +20,10 @@ class SparkTarget(HttpTarget):
     #: at most this many applications per scrape (a history server may hold thousands)
     max_applications: int = Field(default=50, ge=1)
     #: seconds an application's /environment answer is reused (0 = read it on every scrape)
-    environment_refresh: float = Field(default=300.0, ge=0)
-
+    environment_refresh: Interval = 300.0
+    #: seconds after the last update of its event log that an application which has not
+    #: completed is reported as stale (spark_app_stale; history server; 0 = never)
+    stale_after: Interval = sparkui.DEFAULT_STALE_AFTER
 
 
 class SparkCollector(Collector):
@@ -39,7 +41,7 @@ class SparkCollector(Collector):
         sparkui.scrape_spark_ui(self.http, self.config.url, out, scrape.deadline,
                                 include_completed=self.config.include_completed,
                                 max_applications=self.config.max_applications,
-                                env_cache=self.env_cache)
+                                env_cache=self.env_cache, stale_after=self.config.stale_after)
 
     def close(self) -> None:
         self.http.close()
