@@ -123,3 +123,21 @@ def test_discovered_ui_allowed_patterns_are_validated():
 
     with pytest.raises(ConfigError, match=r"livy\[0\]\.discovered_ui_allowed"):
         parse_config({"livy": [{"url": "http://livy:8998", "discovered_ui_allowed": ["http://x:80*"]}]})
+
+
+@pytest.mark.parametrize("apps", [b'{"not": "a list"}', b'[{"id": {"nested": 1}, "name": 7, "attempts": "x"}]',
+                                  b'[' * 50000 + b']' * 50000])
+def test_a_discovered_ui_with_odd_json_costs_that_ui_not_the_livy_target(apps):
+    from testbed.faulty_http import faulty_server
+
+    with faulty_server("body") as ui, livy_server() as livy:
+        ui.body = apps
+        livy.state.add("interactive", 1, state="idle", ui_base=ui.url + "/")
+        livy.state.add("batch", 2, state="success")
+        cfg = {"livy": [{"url": livy.url, "name": "livy", "discover_spark_ui": True}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+    assert value(ss, "sparkwatch_target_up", kind="livy", target="livy") == 1
+    assert value(ss, "livy_sessions", kind="batch", state="success", target="livy") == 2
+    reasons = {lab["reason"] for n, lab, _ in ss if n == "sparkwatch_target_scrape_errors_total"}
+    assert "internal" not in reasons and "partial" in reasons
