@@ -179,17 +179,18 @@ class HttpClient:
         return self.base_url + (path if path.startswith("/") else "/" + path)
 
     def get(self, path: str, deadline: Deadline, params: Optional[Dict[str, Any]] = None,
-            ok_statuses=(200,)) -> requests.Response:
+            ok_statuses=(200,), headers: Optional[Dict[str, str]] = None) -> requests.Response:
         """GET with the body read in full (``resp.content``) within the deadline.
 
         Statuses outside ``ok_statuses`` raise TargetError; pass e.g. (200, 404)
-        to handle a 404 yourself.
+        to handle a 404 yourself. ``headers`` go with the request (not with a
+        redirect to another origin).
         """
         url = self.url(path)
         where = path.split("?", 1)[0]
         with _Watch(deadline) as watch:
             try:
-                return self._get(url, where, deadline, params, ok_statuses)
+                return self._get(url, where, deadline, params, ok_statuses, headers)
             except TargetError as e:
                 if watch.fired and e.reason != "timeout":
                     raise TargetError("timeout", f"GET {where}: response not complete within the deadline") from None
@@ -199,13 +200,15 @@ class HttpClient:
                     raise TargetError("timeout", f"GET {where}: response not complete within the deadline") from None
                 raise TargetError("invalid_response", f"GET {where}: {type(e).__name__}") from None
 
-    def _get(self, url: str, where: str, deadline: Deadline, params, ok_statuses) -> requests.Response:
+    def _get(self, url: str, where: str, deadline: Deadline, params, ok_statuses, headers) -> requests.Response:
+        first_origin = _origin(url)
         for hop in range(MAX_REDIRECTS + 1):
-            session = self.session if _origin(url) == self._origin else self._bare
+            origin = _origin(url)
+            session = self.session if origin == self._origin else self._bare
             timeout = deadline.timeout(self.target.timeout)
             try:
                 resp = session.get(url, params=params if hop == 0 else None, timeout=timeout, stream=True,
-                                   allow_redirects=False)
+                                   allow_redirects=False, headers=headers if origin == first_origin else None)
             except requests.exceptions.SSLError as e:
                 raise TargetError("tls", f"GET {where}: TLS error: {_short(e)}") from None
             except requests.exceptions.Timeout:
@@ -257,11 +260,25 @@ class HttpClient:
             resp.close()
 
     def get_json(self, path: str, deadline: Deadline, params: Optional[Dict[str, Any]] = None,
-                 expect: type = object) -> Any:
+                 expect: type = object, headers: Optional[Dict[str, str]] = None) -> Any:
         """GET and decode JSON; anything else (HTML from a proxy, plain text from a
         starting driver, a cut-off body) is an ``invalid_response``."""
-        resp = self.get(path, deadline, params)
+        resp = self.get(path, deadline, params, headers=headers)
         return decode_json(resp.content, path, resp.headers.get("Content-Type", ""), expect)
+
+
+class WithHeaders:
+    """An HttpClient whose every request carries ``headers`` (e.g. the YARN
+    proxy's cookie for one application)."""
+
+    def __init__(self, http: HttpClient, headers: Dict[str, str]):
+        self.http, self.headers = http, headers
+
+    def get(self, path, deadline, params=None, ok_statuses=(200,)):
+        return self.http.get(path, deadline, params, ok_statuses, headers=self.headers)
+
+    def get_json(self, path, deadline, params=None, expect=object):
+        return self.http.get_json(path, deadline, params, expect, headers=self.headers)
 
 
 def _session(verify) -> requests.Session:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional, Tuple
@@ -81,11 +82,14 @@ EX_FAILED = counter("spark_executor_failed_tasks_total", "Tasks that failed on t
 EX_COMPLETED = counter("spark_executor_completed_tasks_total", "Tasks that completed on the executor.", EXECUTOR_LABELS)
 EX_ACTIVE_TASKS = gauge("spark_executor_active_tasks", "Tasks running on the executor now.", EXECUTOR_LABELS)
 
-HEAP_USED = gauge("spark_driver_jvm_heap_used_bytes", "Driver JVM heap in use (JvmSource).", APP_LABELS)
+HEAP_USED = gauge("spark_driver_jvm_heap_used_bytes",
+                  "Driver JVM heap in use (JvmSource; without it, the ExecutorMetrics source's JVMHeapMemory, "
+                  "on by default since Spark 3.0).", APP_LABELS)
 HEAP_COMMITTED = gauge("spark_driver_jvm_heap_committed_bytes", "Driver JVM heap committed (JvmSource).", APP_LABELS)
 HEAP_MAX = gauge("spark_driver_jvm_heap_max_bytes", "Driver JVM maximum heap (JvmSource).", APP_LABELS)
 NONHEAP_USED = gauge("spark_driver_jvm_nonheap_used_bytes",
-                     "Driver JVM non-heap memory in use: code cache, metaspace, ... (JvmSource).", APP_LABELS)
+                     "Driver JVM non-heap memory in use: code cache, metaspace, ... (JvmSource; without it, "
+                     "the ExecutorMetrics source's JVMOffHeapMemory).", APP_LABELS)
 POOL_USED = gauge("spark_driver_jvm_memory_pool_used_bytes",
                   "Driver JVM memory pool in use (JvmSource). pool: normalised pool name, e.g. "
                   "codeheap_non_profiled_nmethods, code_cache, g1_old_gen, metaspace.", APP_LABELS + ("pool",))
@@ -473,10 +477,17 @@ def emit_driver_metrics(out: MetricSet, m: Dict[str, float], labels: Dict[str, s
             }.get(key)
             if md is not None:
                 _add(out, md, v, **labels)
+    if not jvm:
+        # no JvmSource: the ExecutorMetrics source (spark.metrics.executorMetricsSource.enabled,
+        # on by default since 3.0) still has the driver's heap, so the heap alerts work on a default Spark
+        for key, md in (("ExecutorMetrics.JVMHeapMemory", HEAP_USED), ("ExecutorMetrics.JVMOffHeapMemory", NONHEAP_USED)):
+            if key in m:
+                out.add(md, m[key], **labels)
     return jvm, streaming
 
 
-def _merge(out: MetricSet, part: MetricSet) -> None:
+def merge(out: MetricSet, part: MetricSet) -> None:
+    """Add the samples and errors of ``part`` to ``out``."""
     for md, samples in part.samples.items():
         out.samples.setdefault(md, {}).update(samples)
     out.errors.extend(part.errors)
@@ -499,21 +510,31 @@ class EnvironmentCache:
         self.ttl = ttl
         self.clock = clock
         self._items: Dict[Tuple[str, str, str], Tuple[float, Environment]] = {}
+        self._lock = threading.Lock()  # the UIs of a cluster target are scraped concurrently
 
     def get(self, key) -> Optional[Environment]:
-        hit = self._items.get(key)
+        with self._lock:
+            hit = self._items.get(key)
         if hit is None or self.ttl <= 0 or self.clock() - hit[0] >= self.ttl:
             return None
         return hit[1]
 
     def put(self, key, env: Environment) -> None:
-        self._items[key] = (self.clock(), env)
+        with self._lock:
+            self._items[key] = (self.clock(), env)
 
     def retain(self, base: str, keys) -> None:
         """Forget the applications of ``base`` that are no longer listed."""
         keep = set(keys)
-        for k in list(self._items):
-            if k[0] == base and k not in keep:
+        with self._lock:
+            for k in [k for k in self._items if k[0] == base and k not in keep]:
+                del self._items[k]
+
+    def retain_bases(self, bases) -> None:
+        """Forget every UI not in ``bases`` (applications a cluster no longer runs)."""
+        keep = set(bases)
+        with self._lock:
+            for k in [k for k in self._items if k[0] not in keep]:
                 del self._items[k]
 
 
@@ -591,7 +612,7 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
             log.info("%s: application %s skipped: %s", base, app_id if app_id else f"#{i}", e.message)
             out.error("partial")
             continue
-        _merge(out, part)
+        merge(out, part)
         reported += 1
     if env_cache is not None:
         env_cache.retain(base, seen_keys)

@@ -65,7 +65,8 @@ class SparkApp:
 def spark_app(version: str = "4.0", python: Optional[Path] = None, metrics: bool = True,
               periodic_gc: Optional[str] = None, blocking: Optional[str] = None,
               failing_job: bool = False, slow_job: bool = False, finished_jobs: int = 0,
-              stream: bool = True, event_log: Optional[str] = None,
+              stream: bool = True, event_log: Optional[str] = None, master: Optional[str] = None,
+              app_name: Optional[str] = None, conf: Optional[Dict[str, str]] = None,
               timeout: float = 600.0) -> Iterator[SparkApp]:
     """Start the test application; yields a :class:`SparkApp` once it is ready."""
     python = python or SPARK_PYTHONS[version]
@@ -85,9 +86,15 @@ def spark_app(version: str = "4.0", python: Optional[Path] = None, metrics: bool
         args.append("--no-stream")
     if event_log:
         args += ["--event-log", str(event_log)]
+    if master:
+        args += ["--master", master]
+    if app_name:
+        args += ["--app-name", app_name]
+    for k, v in (conf or {}).items():
+        args += ["--conf", f"{k}={v}"]
     env = dict(os.environ)
-    env.update(SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=str(python), PYSPARK_DRIVER_PYTHON=str(python),
-               PYTHONUNBUFFERED="1")
+    env.update(SPARK_LOCAL_IP="127.0.0.1", SPARK_LOCAL_HOSTNAME="localhost", PYSPARK_PYTHON=str(python),
+               PYSPARK_DRIVER_PYTHON=str(python), PYTHONUNBUFFERED="1")
     env.pop("SPARK_HOME", None)  # use the venv's pyspark, whatever the host has
     log = tempfile.NamedTemporaryFile(prefix=f"sparkapp-{version}-", suffix=".log", delete=False)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,

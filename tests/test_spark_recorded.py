@@ -289,7 +289,13 @@ def test_sources_off_and_cleaner_defaults(d):
         ss = samples_of(collect(srv.url))
     assert value(ss, "spark_metrics_source_enabled", app_id=app_id, source="jvm") == 0
     assert value(ss, "spark_metrics_source_enabled", app_id=app_id, source="streaming") == 0
-    assert [s for s in ss if s[0].startswith(("spark_streaming_", "spark_driver_jvm_memory", "spark_driver_jvm_heap"))] == []
+    assert [s for s in ss if s[0].startswith(("spark_streaming_", "spark_driver_jvm_memory", "spark_driver_jvm_heap_max",
+                                              "spark_driver_jvm_heap_committed"))] == []
+    # without the JvmSource, the driver's heap still comes from the ExecutorMetrics source (on by default)
+    gauges = json.loads((d / "metrics.json").read_text())["gauges"]
+    em = f"{app_id}.driver.ExecutorMetrics."
+    assert value(ss, "spark_driver_jvm_heap_used_bytes", app_id=app_id) == gauges[em + "JVMHeapMemory"]["value"]
+    assert value(ss, "spark_driver_jvm_nonheap_used_bytes", app_id=app_id) == gauges[em + "JVMOffHeapMemory"]["value"]
     # Spark's defaults when unset: 30min, blocking true
     assert value(ss, "spark_cleaner_periodic_gc_interval_seconds", app_id=app_id) == 1800
     assert value(ss, "spark_cleaner_reference_tracking_blocking", app_id=app_id) == 1

@@ -1,24 +1,46 @@
-"""Spark collector: a Spark driver UI (port 4040) or a history server (18080).
+"""Spark collector: a Spark driver UI (port 4040), a history server (18080),
+or a cluster manager whose running applications it finds (``discover``).
 
-What it reads and exports is described in :mod:`exporter.sparkui`, which
-does the work (the Livy collector uses it too for the UIs it discovers).
+What it reads and exports of one UI is described in :mod:`exporter.sparkui`,
+which does the work (the Livy collector uses it too for the UIs it
+discovers); how a standalone master or a YARN ResourceManager is asked for
+its applications, in :mod:`exporter.clusters`.
 """
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Literal, Tuple
+
 from pydantic import Field
 
-from .. import sparkui
-from ..collector import Collector, MetricSet, ScrapeContext, declared_metrics
-from ..httpclient import HttpClient
+from .. import clusters, sparkui
+from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, declared_metrics, gauge
+from ..httpclient import HttpClient, WithHeaders
 from ..targetconfig import HttpTarget, Interval
+
+log = logging.getLogger("sparkwatch.spark")
+
+CLUSTER_APPS = gauge(
+    "spark_cluster_applications",
+    "Running applications the cluster manager lists (a spark target with discover: standalone or yarn).")
+CLUSTER_APPS_SCRAPED = gauge(
+    "spark_cluster_applications_scraped",
+    "Of spark_cluster_applications, those whose driver UI was read in this scrape; the rest had no UI "
+    "(spark.ui.enabled=false), did not answer in time, or were beyond max_applications.")
 
 
 class SparkTarget(HttpTarget):
+    #: what the url is: a driver UI or history server (ui), a standalone master, a YARN ResourceManager
+    discover: Literal["ui", "standalone", "yarn"] = "ui"
     #: also report applications that have completed (history server)
     include_completed: bool = False
-    #: at most this many applications per scrape (a history server may hold thousands)
+    #: at most this many applications per scrape (a history server may hold thousands;
+    #: with discover, driver UIs read per scrape)
     max_applications: int = Field(default=50, ge=1)
+    #: with discover: driver UIs read at the same time, at most
+    max_concurrency: int = Field(default=4, ge=1, le=64)
     #: seconds an application's /environment answer is reused (0 = read it on every scrape)
     environment_refresh: Interval = 300.0
     #: seconds after the last update of its event log that an application which has not
@@ -29,7 +51,7 @@ class SparkTarget(HttpTarget):
 class SparkCollector(Collector):
     kind = "spark"
     config_model = SparkTarget
-    metrics = declared_metrics(vars(sparkui))
+    metrics = declared_metrics(vars(sparkui), globals())
     probe_field = "url"
 
     def __init__(self, config: SparkTarget):
@@ -38,10 +60,51 @@ class SparkCollector(Collector):
         self.env_cache = sparkui.EnvironmentCache(config.environment_refresh)
 
     def collect(self, out: MetricSet, scrape: ScrapeContext) -> None:
-        sparkui.scrape_spark_ui(self.http, self.config.url, out, scrape.deadline,
-                                include_completed=self.config.include_completed,
-                                max_applications=self.config.max_applications,
-                                env_cache=self.env_cache, stale_after=self.config.stale_after)
+        cfg = self.config
+        if cfg.discover == "ui":
+            sparkui.scrape_spark_ui(self.http, cfg.url, out, scrape.deadline,
+                                    include_completed=cfg.include_completed,
+                                    max_applications=cfg.max_applications,
+                                    env_cache=self.env_cache, stale_after=cfg.stale_after)
+            return
+        find = clusters.standalone_apps if cfg.discover == "standalone" else clusters.yarn_apps
+        apps = find(self.http, cfg.url, scrape.deadline)  # the cluster manager unreadable: target down
+        self._scrape_cluster_apps(out, scrape.deadline, apps)
+
+    def _scrape_cluster_apps(self, out: MetricSet, deadline: Deadline, apps: List[clusters.ClusterApp]) -> None:
+        cfg = self.config
+        out.add(CLUSTER_APPS, len(apps))
+        with_ui = [a for a in apps if a.ui]
+        if len(with_ui) < len(apps):
+            out.error("partial")  # an application without a UI cannot be watched
+        if len(with_ui) > cfg.max_applications:
+            with_ui = with_ui[: cfg.max_applications]
+            out.error("limit")
+
+        def one(app: clusters.ClusterApp) -> Tuple[MetricSet, bool]:
+            part = MetricSet()
+            http = WithHeaders(self.http, dict(app.headers)) if app.headers else self.http
+            try:
+                sparkui.scrape_spark_ui(http, app.ui, part, deadline, max_applications=1,
+                                        env_cache=self.env_cache, stale_after=0)
+                return part, True
+            except TargetError as e:
+                # one driver that cannot be read costs that application only
+                log.info("spark target %s: application %s (%s) skipped: %s", self.name, app.app_id, app.ui,
+                         e.message)
+                part = MetricSet()
+                part.error("partial")
+                return part, False
+
+        scraped = 0
+        if with_ui:
+            with ThreadPoolExecutor(max_workers=min(cfg.max_concurrency, len(with_ui)),
+                                    thread_name_prefix=f"scrape-spark-{self.name}-app") as pool:
+                for part, ok in pool.map(one, with_ui):
+                    sparkui.merge(out, part)
+                    scraped += ok
+        self.env_cache.retain_bases(a.ui for a in with_ui)
+        out.add(CLUSTER_APPS_SCRAPED, scraped)
 
     def close(self) -> None:
         self.http.close()

@@ -35,13 +35,16 @@ def main() -> int:
     p.add_argument("--event-log", default=None, help="write the event log to this directory (history server)")
     p.add_argument("--app-name", default="sparkwatch-test")
     p.add_argument("--no-stream", action="store_true", help="no streaming query (benchmark)")
+    p.add_argument("--master", default="local[2]", help="e.g. spark://127.0.0.1:7077 (a standalone cluster)")
+    p.add_argument("--executor-memory", default=None, help="spark.executor.memory (cluster mode)")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="any further Spark setting")
     a = p.parse_args()
 
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
     b = (
-        SparkSession.builder.master("local[2]")
+        SparkSession.builder.master(a.master)
         .appName(a.app_name)
         .config("spark.ui.port", str(a.ui_port))
         .config("spark.port.maxRetries", "0")  # fail rather than silently take another port
@@ -62,6 +65,13 @@ def main() -> int:
         b = b.config("spark.cleaner.periodicGC.interval", a.periodic_gc)
     if a.blocking is not None:
         b = b.config("spark.cleaner.referenceTracking.blocking", a.blocking)
+    if a.executor_memory:
+        b = b.config("spark.executor.memory", a.executor_memory)
+    if a.master.startswith("spark://"):
+        b = b.config("spark.cores.max", "1").config("spark.executor.cores", "1")
+    for kv in a.conf:
+        k, _, v = kv.partition("=")
+        b = b.config(k, v)
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     app_id = spark.sparkContext.applicationId
