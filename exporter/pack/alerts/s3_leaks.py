@@ -39,6 +39,14 @@ def old_gen_used() -> str:
     return series("jvm_memory_space_used_bytes", target="local", process="executor", space="old")
 
 
+#: an executor JVM of the streaming application, on a worker host (jvm collector)
+EXECUTOR_JVM = dict(target="worker", process="CoarseGrainedExecutorBackend", app_id="app-1", executor_id="1")
+
+
+def executor_old_gen_used(**labels) -> str:
+    return series("jvm_memory_space_used_bytes", **dict(EXECUTOR_JVM, space="old", **labels))
+
+
 def old_gen_max() -> str:
     return series("jvm_memory_space_max_bytes", target="local", process="executor", space="old")
 
@@ -157,6 +165,65 @@ max by (job, instance, target, app_id) (
             Replay("a busy application: heap sawtooth with a flat floor, flat state",
                    [(driver_heap_used(), values(saw(1e9, 3e9, 10, 600))), (state_rows(), values(wiggle(1079, 10, 600)))],
                    quiet=["7h", "10h"]),
+        ],
+    ),
+    Alert(
+        name="JvmHeapFloorRisingWithFlatState", signature="S3", severity="warning", problem="heap",
+        component="jvm",
+        summary="A Spark JVM's heap floor rises while its application's state does not: a leak.",
+        description="JVM {{ $labels.process }} (executor {{ $labels.executor_id }} of {{ $labels.app_id }}) on "
+                    "{{ $labels.instance }}: the lowest use of its old generation over $floor_window rose by more "
+                    "than $min_growth_pct% in $trend_window, in both halves of it, while the application's "
+                    "streaming state rows changed by less than $max_state_change_pct%.",
+        expr=rising_floor('jvm_memory_space_used_bytes{space=~"$old_space"}', "$min_growth", relative=True) + """
+and on (app_id)
+max by (app_id) (
+  abs(spark_streaming_state_rows - spark_streaming_state_rows offset $trend_window)
+  / clamp_min(spark_streaming_state_rows offset $trend_window, 1)
+)
+< $max_state_change
+""",
+        for_="1h",
+        params={
+            "floor_window": Param("1h", DURATION, "the heap floor is the minimum over this window"),
+            "trend_window": Param("6h", DURATION, "the floor now is compared with the floor this long ago"),
+            "min_growth": Param(0.25, NUMBER, "relative rise of the old generation's floor (0.25 = 25%)"),
+            "max_state_change": Param(0.1, NUMBER, "relative change of the state rows that still counts as flat"),
+            "old_space": Param("old|tenured", REGEX, "space label of the old generation (jvm collector)"),
+        },
+        meaning="SparkHeapFloorRisingWithFlatState for every JVM the exporter reads that belongs to a Spark "
+                "application: executors on worker hosts (where S3's war story leaked) as well as drivers. "
+                "The old generation's lowest level over an hour is what survives the collections; when it "
+                "rises for hours while the application's streaming state rows stay flat, the state is "
+                "ruled out and the rest is a leak. The JVM series (the jvm collector on the worker host) "
+                "join the application's Spark series by `app_id`, which both carry; JVMs that belong to no "
+                "application (no `app_id`) are not judged by this alert.",
+        confirm=[
+            "On the JVM dashboard: the executor's old generation and its floor rise; on the Spark dashboard "
+            "the application's state rows are flat.",
+            "`jcmd PID GC.class_histogram | head -30` on the executor twice, hours apart: the classes whose "
+            "instance count grows.",
+        ],
+        action="Take two heap dumps of the executor hours apart (`jmap -dump:live,format=b,file=heap.hprof "
+               "PID`) and compare their dominators; close the clients and caches your UDFs, "
+               "`ForeachWriter` or `foreachBatch` open per row or per partition.",
+        story=Replay(
+            "an executor's old generation floor +5 MB a minute under a sawtooth, state rows flat (S3's war story)",
+            [(executor_old_gen_used(), values(LEAKING_HEAP)), (state_rows(), values(wiggle(1079, 10, 600)))],
+            quiet=["350m"], fires="430m", failure="600m",
+            failure_is="the heap peaks reach a 4.5 GB maximum: Java heap space",
+            labels=[at(**EXECUTOR_JVM, space="old")],
+        ),
+        healthy=[
+            Replay("the executor's heap rises together with the state rows: the state grows, not a leak",
+                   [(executor_old_gen_used(), values(LEAKING_HEAP)), (state_rows(), "1000+10x600")],
+                   quiet=["7h", "10h"]),
+            Replay("warm-up: the floor climbs in the first hour (cached data), then stays (flat state)",
+                   [(executor_old_gen_used(), values(saw(0, 5e8, 10, 600, base=lambda t: 1e8 + 1.5e7 * min(t, 60)))),
+                    (state_rows(), values(wiggle(1079, 10, 600)))], quiet=["6h30m", "7h", "8h"]),
+            Replay("a leaking executor of another application, with no streaming state, beside a flat-state one",
+                   [(executor_old_gen_used(app_id="app-2"), values(LEAKING_HEAP)),
+                    (state_rows(), values(wiggle(1079, 10, 600)))], quiet=["7h", "10h"]),
         ],
     ),
     Alert(

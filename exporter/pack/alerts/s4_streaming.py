@@ -1,13 +1,30 @@
 """S4, streaming pipeline health: the alerts on a Structured Streaming query
-that stalls, falls behind or runs batches slower than its trigger (S4's war story)."""
+that stalls, falls behind, runs batches slower than its trigger or terminates,
+and on a long-running application that vanishes from its cluster (S4's war story)."""
 
 from __future__ import annotations
 
 from typing import List
 
-from ..model import DURATION, NUMBER, Alert, Param, Replay, at, series, values
+from ..model import DURATION, Alert, NUMBER, Param, Replay, at, series, values
 
 QUERY = dict(target="app", app_id="app-1", app_name="pipeline", query="events")
+APP = dict(target="app", app_id="app-1", app_name="pipeline")
+#: a cluster target (discover: standalone or yarn) with two applications
+CLUSTER_APP = dict(target="cluster", app_id="app-20261129-0001", app_name="pipeline")
+CLUSTER_SHORT_APP = dict(target="cluster", app_id="app-20261129-0002", app_name="pi")
+
+
+def app_info(**labels) -> str:
+    return series("spark_app_info", spark_version="4.0.1", spark_user="spark", **labels)
+
+
+def app_uptime(**labels) -> str:
+    return series("spark_app_uptime_seconds", **labels)
+
+
+def target_up(target: str) -> str:
+    return series("sparkwatch_target_up", kind="spark", target=target)
 
 
 def input_rate() -> str:
@@ -117,6 +134,90 @@ avg_over_time(spark_streaming_input_rows_per_second[$window]) > $min_input_rate
                                                                        (processed_rate(), varying(240, 6000, 500))],
                    quiet=["2h", "4h"]),
             Replay("idle", [(input_rate(), "0x240"), (processed_rate(), "0x240")], quiet=["2h", "4h"]),
+        ],
+    ),
+    Alert(
+        name="SparkStreamingQueryTerminated", signature="S4", severity="critical", problem="streaming-terminated",
+        component="spark",
+        summary="A streaming query stopped while its application goes on.",
+        description="Query {{ $labels.query }} of {{ $labels.app_name }} ({{ $labels.app_id }}, target "
+                    "{{ $labels.target }}) reported within the last $window and does not any more, while its "
+                    "application is still running: the query terminated (an exception, or stop()).",
+        expr="""
+(
+  last_over_time(spark_streaming_input_rows_per_second[$window])
+  unless on (job, instance, target, app_id, query)
+  spark_streaming_input_rows_per_second
+)
+and on (job, instance, target, app_id)
+spark_app_info
+""",
+        for_="0m",
+        params={"window": Param("1h", DURATION, "how long after its last report a query that is gone is reported")},
+        meaning="A Structured Streaming query registers its metrics source when it starts and removes it when "
+                "it terminates, whether by `stop()` or by an exception. Its series vanish while the driver "
+                "(and every other series of the application) stays: in S4's war story the pipeline died and "
+                "nobody was told, because the application that hosted it was still up. A query restarted under "
+                "the same name reports again and the alert resolves.",
+        confirm=["Spark UI, Structured Streaming tab: the query is listed under completed queries, with its "
+                 "exception.",
+                 "Driver log: `StreamingQueryException` and its cause."],
+        action="Read the exception; fix its cause (a schema change, an unreachable sink, a corrupt "
+               "checkpoint) and restart the query from its checkpoint.",
+        story=Replay(
+            "the query dies after an hour; its application goes on",
+            [(input_rate(), varying(60, 1000, 200) + " _x60"), (app_info(**APP), "1x120")],
+            quiet=["60m"], fires="70m", labels=[at(**QUERY)],
+        ),
+        healthy=[
+            Replay("a query that keeps running", [(input_rate(), varying(120, 1000, 200)), (app_info(**APP), "1x120")],
+                   quiet=["1h", "2h"]),
+            Replay("the whole application ends (its own alert, not this one)",
+                   [(input_rate(), varying(60, 1000, 200) + " _x60"), (app_info(**APP), "1x60 _x60")],
+                   quiet=["70m", "2h"]),
+        ],
+    ),
+    Alert(
+        name="SparkApplicationVanished", signature="S4", severity="warning", problem="app-vanished",
+        component="spark",
+        summary="A long-running Spark application is gone from its target.",
+        description="Application {{ $labels.app_name }} ({{ $labels.app_id }}) had been running for more than "
+                    "$min_uptime on target {{ $labels.target }} and is no longer listed, while the target "
+                    "itself answers.",
+        expr="""
+(
+  last_over_time(spark_app_uptime_seconds[$window]) > $min_uptime_s
+  unless on (job, instance, target, app_id)
+  spark_app_uptime_seconds
+)
+and on (job, instance, target)
+(sparkwatch_target_up{kind="spark"} == 1)
+""",
+        for_="0m",
+        params={"window": Param("1h", DURATION, "how long after its last report a vanished application is reported"),
+                "min_uptime": Param("1h", DURATION, "only applications that had run this long (long-running "
+                                                     "services, not short jobs) count")},
+        meaning="A cluster target (a standalone master or YARN ResourceManager, `discover`) lists every "
+                "running application; one that ran for hours and is suddenly not listed has ended. For a "
+                "long-running service that is an outage, however the application ended: S4's war story is a "
+                "pipeline that died unnoticed. (A target that watches one driver UI goes down instead: "
+                "SparkTargetDown.) Short applications, under `min_uptime`, come and go without an alert.",
+        confirm=["The cluster manager's UI: the application's final state (FAILED, KILLED, FINISHED).",
+                 "Its driver log (YARN: `yarn logs -applicationId ID`)."],
+        action="If it should still run, find why it ended in the driver log and restart it; if it was "
+               "stopped on purpose, nothing to do (the alert resolves after `window`).",
+        story=Replay(
+            "a streaming service that had run for hours ends; the master still answers",
+            [(app_uptime(**CLUSTER_APP), "36000+60x60 _x60"), (target_up("cluster"), "1x120")],
+            quiet=["60m"], fires="70m", labels=[at(**CLUSTER_APP)],
+        ),
+        healthy=[
+            Replay("short applications start and end every 10 minutes",
+                   [(app_uptime(**CLUSTER_SHORT_APP), " ".join(["0+60x4 _x5"] * 12)), (target_up("cluster"), "1x120")],
+                   quiet=["30m", "1h", "2h"]),
+            Replay("the master is down: its own alert, not this one",
+                   [(app_uptime(**CLUSTER_APP), "36000+60x60 _x60"), (target_up("cluster"), "1x60 0x60")],
+                   quiet=["70m", "90m"]),
         ],
     ),
 ]
