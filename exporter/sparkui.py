@@ -480,8 +480,9 @@ def emit_driver_metrics(out: MetricSet, m: Dict[str, float], labels: Dict[str, s
     if not jvm:
         # no JvmSource: the ExecutorMetrics source (spark.metrics.executorMetricsSource.enabled,
         # on by default since 3.0) still has the driver's heap, so the heap alerts work on a default Spark
+        # (0 until the driver's first heartbeat snapshot: not recorded, as with the executors' peaks)
         for key, md in (("ExecutorMetrics.JVMHeapMemory", HEAP_USED), ("ExecutorMetrics.JVMOffHeapMemory", NONHEAP_USED)):
-            if key in m:
+            if m.get(key, 0) > 0:
                 out.add(md, m[key], **labels)
     return jvm, streaming
 

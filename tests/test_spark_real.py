@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -68,11 +69,19 @@ def spark_off(request, tmp_path_factory):
 SCRAPE_TIMEOUT = 60
 
 
-def scrape_app(app) -> str:
+def scrape_app(app, recorded=("spark_executor_peak_heap_bytes",)) -> str:
+    """A scrape once the ``recorded`` series are there: Spark reports zeros for the
+    executors' peak memory and the driver's ExecutorMetrics (not recorded, absent from
+    sparkwatch) until the first heartbeat, every spark.executor.heartbeatInterval (10 s)."""
     cfg = {"exporter": {"scrape_timeout": SCRAPE_TIMEOUT},
            "spark": [{"url": app.url, "name": "drv", "timeout": SCRAPE_TIMEOUT}]}
+    end = time.monotonic() + 90
     with running_exporter(cfg) as (url, _):
-        text = scrape(url, client_timeout=SCRAPE_TIMEOUT + 30)
+        while True:
+            text = scrape(url, client_timeout=SCRAPE_TIMEOUT + 30)
+            if all(find(samples(text), name) for name in recorded) or time.monotonic() > end:
+                break
+            time.sleep(2)
     assert value(text, "sparkwatch_target_up", target="drv") == 1, text
     return text
 
@@ -134,12 +143,17 @@ def test_sources_on(spark_on):
 
 
 def test_sources_off(spark_off):
-    text = scrape_app(spark_off)
+    text = scrape_app(spark_off, recorded=("spark_executor_peak_heap_bytes", "spark_driver_jvm_heap_used_bytes"))
     ss = samples(text)
     lab = {"app_id": spark_off.app_id, "target": "drv"}
     assert value(ss, "spark_metrics_source_enabled", source="jvm", **lab) == 0
     assert value(ss, "spark_metrics_source_enabled", source="streaming", **lab) == 0
-    assert [s for s in ss if s[0].startswith(JVM_OR_STREAMING_PREFIXES)] == []
+    # no JvmSource pools, no streaming series; the driver's heap still comes from Spark's
+    # ExecutorMetrics source, on by default, so the driver heap alerts work on a default Spark
+    from_executor_metrics = ("spark_driver_jvm_heap_used_bytes", "spark_driver_jvm_nonheap_used_bytes")
+    assert [s for s in ss if s[0].startswith(JVM_OR_STREAMING_PREFIXES) and s[0] not in from_executor_metrics] == []
+    assert value(ss, "spark_driver_jvm_heap_used_bytes", **lab) > 0
+    assert value(ss, "spark_driver_jvm_nonheap_used_bytes", **lab) > 0
     # unset cleaner settings: Spark's defaults
     assert value(ss, "spark_cleaner_periodic_gc_interval_seconds", **lab) == 1800
     assert value(ss, "spark_cleaner_reference_tracking_blocking", **lab) == 1
