@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional
 
 from . import __version__
 from .config import ConfigError, load_config
+from .doctor import cmd_doctor
 from .pack.cli import cmd_dashboards, cmd_rules
 
 DEFAULT_LISTEN = ":9951"
@@ -159,6 +160,7 @@ SUBCOMMANDS: Dict[str, Callable[[List[str]], int]] = {
     "check-config": cmd_check_config,
     "rules": cmd_rules,
     "dashboards": cmd_dashboards,
+    "doctor": cmd_doctor,
 }
 
 

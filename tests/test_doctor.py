@@ -1,0 +1,478 @@
+"""``sparkwatch doctor`` against real states: a ZooKeeper holding Livy's recovery
+store and a JVM standing in for Livy under an NPROC limit (S2), a JVM whose code
+cache is full (S5), JVMs that sparkwatch cannot see or read (setup), the Livy
+stand-in holding finished sessions (S1), Spark applications with the metrics
+sources off and healthy, targets that are down and configurations that are bad.
+
+Each test runs the real command (``exporter.cli.main(["doctor", ...])``, or
+the console entry point in a subprocess) and checks its exit status, the JSON
+shape and the verdicts, with every threshold read from the alerting pack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+import yaml
+
+from exporter.cli import main
+from exporter.pack.alerts import BY_NAME
+from testbed.jvm import jcmd, running_jvm
+from testbed.livy_server import livy_server
+from testbed.procs import free_port
+from testbed.zookeeper import available as zookeeper_available
+from testbed.zookeeper import write_livy_store, zookeeper_server
+from tests.helpers import os_user, requires_java, spark_python
+
+ROOT = Path(__file__).resolve().parent.parent
+FINDING_KEYS = {"severity", "signature", "target", "subject", "summary", "evidence", "fix", "runbook"}
+TARGET_KEYS = {"kind", "name", "up", "error"}
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def write_config(cfg: dict) -> str:
+    """The configuration in a file every user can read (a doctor run as another user reads it too)."""
+    d = tempfile.mkdtemp(prefix="sparkwatch-doctor-")
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "sparkwatch.yml")
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    os.chmod(path, 0o644)
+    return path
+
+
+class Run:
+    def __init__(self, rc: int, out: str, err: str):
+        self.rc, self.out, self.err = rc, out, err
+        self.doc = json.loads(out) if out.startswith("{") else None
+
+    @property
+    def findings(self) -> List[dict]:
+        return self.doc["findings"]
+
+    def having(self, **kv) -> List[dict]:
+        return [f for f in self.findings if all(f[k] == v for k, v in kv.items())]
+
+
+def doctor(capsys, cfg: Optional[dict], *args: str, as_json: bool = True) -> Run:
+    argv = ["doctor"]
+    if cfg is not None:
+        argv += ["--config.file", write_config(cfg)]
+    if as_json:
+        argv.append("--json")
+    capsys.readouterr()
+    rc = main(argv + list(args))
+    out, err = capsys.readouterr()
+    run = Run(rc, out, err)
+    if as_json:
+        check_shape(run.doc)
+    return run
+
+
+def check_shape(doc: dict) -> None:
+    """The JSON shape the issue promises, exactly."""
+    assert set(doc) == {"findings", "targets"}
+    for f in doc["findings"]:
+        assert set(f) == FINDING_KEYS, f
+        assert f["severity"] in ("critical", "warning", "info")
+        assert f["signature"] in ("S1", "S2", "S3", "S4", "S5", "setup")
+        for k in ("target", "subject", "summary", "fix", "runbook"):
+            assert isinstance(f[k], str), (k, f)
+        assert f["summary"] and f["fix"] and f["target"] and f["subject"]
+        assert isinstance(f["evidence"], dict)
+        assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in f["evidence"].values()), f
+        if f["runbook"]:
+            assert (ROOT / f["runbook"]).is_file(), f["runbook"]
+    for t in doc["targets"]:
+        assert set(t) == TARGET_KEYS
+        assert isinstance(t["up"], bool)
+        assert t["error"] is None if t["up"] else isinstance(t["error"], str) and t["error"]
+    order = [("critical", "warning", "info").index(f["severity"]) for f in doc["findings"]]
+    assert order == sorted(order), "worst first"
+
+
+def param(alert: str, name: str):
+    return BY_NAME[alert].params[name].default
+
+
+# ------------------------------------------------------------------ configuration and targets
+
+
+def test_bad_config_exits_2_and_names_the_key(capsys, tmp_path):
+    run = doctor(capsys, {"spark": [{"url": "http://127.0.0.1:4040", "timout": 5}]}, as_json=False)
+    assert run.rc == 2
+    assert "spark[0].timout: unknown key" in run.err
+    assert run.out == ""
+    bad_rules = tmp_path / "rules.yml"
+    bad_rules.write_text("alerts:\n  LivyRestartWouldExhaustThreads:\n    params: {ratoi: 2}\n")
+    run = doctor(capsys, {"spark": []}, "--rules.config", str(bad_rules), as_json=False)
+    assert run.rc == 2 and "ratoi: unknown key" in run.err
+    with pytest.raises(SystemExit) as e:
+        main(["doctor", "--watch", "-3"])
+    assert e.value.code == 2
+
+
+def test_a_target_down_is_a_setup_finding_with_its_reason(capsys):
+    port = free_port()
+    run = doctor(capsys, {"spark": [{"url": f"http://127.0.0.1:{port}", "name": "etl"}]})
+    assert run.rc == 1
+    [f] = run.having(signature="setup", target="etl")
+    assert f["severity"] == BY_NAME["SparkTargetDown"].severity == "critical"
+    assert "(connection)" in f["summary"] and str(port) in f["summary"]
+    assert f["runbook"] == "alerts/runbooks/SparkTargetDown.md"
+    assert run.doc["targets"] == [{"kind": "spark", "name": "etl", "up": False, "error": f["summary"].split(": ", 1)[1]}]
+
+
+def test_a_watched_process_that_is_gone(capsys):
+    run = doctor(capsys, {"jvm": [{"name": "livy", "match": "org.apache.livy.server.NoSuchLivyServer"}]})
+    assert run.rc == 1
+    [f] = run.having(runbook="alerts/runbooks/JvmWatchedProcessMissing.md")
+    assert f["severity"] == "warning" and f["signature"] == "setup" and f["evidence"] == {"jvm_processes": 0}
+
+
+def test_text_report_fits_a_terminal_and_a_ticket(capsys):
+    port = free_port()
+    run = doctor(capsys, {"spark": [{"url": f"http://127.0.0.1:{port}/a/very/long/path/" + "x" * 90, "name": "etl"}],
+                          "livy": [{"url": f"http://127.0.0.1:{port}", "name": "livy"}]}, as_json=False)
+    assert run.rc == 1
+    lines = run.out.splitlines()
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    assert "\033" not in run.out  # not a terminal: no colour
+    assert lines[1] == "Read 2 targets (2 down), one reading."
+    assert lines[2] == "Verdict: 2 critical."
+    assert lines[4].startswith("CRITICAL setup | ")
+    assert "runbook: alerts/runbooks/LivyTargetDown.md" in run.out
+    assert "Targets:" in lines and "--watch" in run.out
+
+
+# ------------------------------------------------------------------ S1 on the Livy stand-in
+
+
+def test_s1_finished_sessions_held(capsys):
+    min_finished = param("LivyFinishedSessionsPilingUp", "min_finished")
+    with livy_server() as srv:
+        srv.state.add("batch", int(min_finished) + 100, state="success")
+        srv.state.add("batch", 7, state="dead")
+        srv.state.add("batch", 5, state="running")
+        cfg = {"livy": [{"url": srv.url, "name": "livy"}]}
+        run = doctor(capsys, cfg, "--watch", "1")
+        assert run.rc == 1
+        [f] = run.having(signature="S1")
+        assert f["severity"] == "warning" and f["subject"] == "Livy batch sessions"
+        assert f["evidence"]["finished_sessions"] == min_finished + 107
+        assert f["evidence"]["success_sessions"] == min_finished + 100 and f["evidence"]["dead_sessions"] == 7
+        assert f["evidence"]["min_finished"] == min_finished
+        assert 1 <= f["evidence"]["oldest_finished_seen_seconds"] < 30  # seen since the first reading
+        assert f"{int(min_finished) + 107:,} finished batch sessions" in f["summary"]
+        assert "livy.server.session.state-retain.sec" in f["fix"] and "DELETE" in f["fix"]
+        assert f["runbook"] == "alerts/runbooks/LivyFinishedSessionsPilingUp.md"
+
+        # the same threshold, lowered by a rules configuration: one definition for rules and doctor
+        rules = write_config({"alerts": {"LivyFinishedSessionsPilingUp": {"params": {"min_finished": 10000}}}})
+        run = doctor(capsys, cfg, "--rules.config", rules)
+        assert run.rc == 0 and not run.having(signature="S1")
+        rules = write_config({"alerts": {"LivyFinishedSessionsPilingUp": {"enabled": False}}})
+        assert not doctor(capsys, cfg, "--rules.config", rules).having(signature="S1")
+
+
+def test_s1_quiet_below_the_threshold(capsys):
+    with livy_server() as srv:
+        srv.state.add("batch", 20, state="success")
+        srv.state.add("interactive", 3, state="idle")
+        run = doctor(capsys, {"livy": [{"url": srv.url, "name": "livy"}]})
+    assert run.rc == 0 and run.findings == []
+    assert run.doc["targets"] == [{"kind": "livy", "name": "livy", "up": True, "error": None}]
+
+
+# ------------------------------------------------------------------ S2: ZooKeeper + a JVM under an NPROC limit
+
+NPROC = 200
+
+
+@pytest.fixture(scope="module")
+def zk(tmp_path_factory):
+    if not zookeeper_available():
+        pytest.skip("Debian zookeeper not installed")
+    from kazoo.client import KazooClient
+
+    with zookeeper_server(tmp_path_factory.mktemp("zk")) as srv:
+        c = KazooClient(hosts=srv.hosts)
+        c.start(30)
+        try:
+            write_livy_store(c, "livy", "batch", 40000)  # the war story's 40,000 sessions
+            write_livy_store(c, "small", "batch", 10)
+            write_livy_store(c, "small", "interactive", 0)
+        finally:
+            c.stop()
+            c.close()
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def livy_jvm(jvm_classes):
+    """A JVM standing in for Livy: a user of its own, RLIMIT_NPROC of 200 (the kernel
+    counts every thread of the user against it)."""
+    with os_user("swdoc") as user:
+        with running_jvm(jvm_classes, "Workload", args=["doctor-livy-standin"], user=user, nproc=NPROC) as jvm:
+            yield jvm
+
+
+def s2_config(zk, prefix: str) -> dict:
+    return {"exporter": {"scrape_timeout": 30},
+            "zookeeper": [{"hosts": zk.hosts, "name": "zk", "timeout": 20,
+                           "livy_state_store": {"key_prefix": prefix, "process": "livy"}}],
+            "jvm": [{"name": "livy", "match": r"\bWorkload doctor-livy-standin$", "tcp_connections": False}]}
+
+
+@requires_java
+@pytest.mark.zookeeper
+@pytest.mark.slow
+def test_s2_a_restart_would_exhaust_the_threads(capsys, zk, livy_jvm):
+    run = doctor(capsys, s2_config(zk, "livy"))
+    assert run.rc == 1
+    [f] = run.having(signature="S2")
+    assert f["severity"] == "critical" and f["target"] == "zk"
+    assert f["subject"] == f"Livy process livy (pid {livy_jvm.pid})"
+    ev = f["evidence"]
+    assert ev["recovery_sessions"] == ev["recovery_sessions_batch"] == 40000
+    assert ev["thread_limit"] == NPROC
+    assert 0 < ev["thread_headroom"] < NPROC and ev["threads_in_use"] == NPROC - ev["thread_headroom"]
+    assert ev["ratio"] == param("LivyRestartWouldExhaustThreads", "ratio")
+    assert f"A restart of Livy would start 40,000 threads, the limit leaves {ev['thread_headroom']:,}" in f["summary"]
+    assert "DELETE finished sessions" in f["fix"] and "raise the limit" in f["fix"] and "/livy/v1/batch" in f["fix"]
+    assert f["runbook"] == "alerts/runbooks/LivyRestartWouldExhaustThreads.md"
+    assert f == run.findings[0]  # the worst first
+    assert {t["name"]: t["up"] for t in run.doc["targets"]} == {"zk": True, "livy": True}
+
+    # as the person on call reads it
+    text = doctor(capsys, s2_config(zk, "livy"), as_json=False)
+    assert text.rc == 1
+    assert text.out.splitlines()[4] == f"CRITICAL S2 | zk | Livy process livy (pid {livy_jvm.pid})"
+
+
+@requires_java
+@pytest.mark.zookeeper
+@pytest.mark.slow
+def test_s2_ten_stored_sessions_are_no_finding(capsys, zk, livy_jvm):
+    run = doctor(capsys, s2_config(zk, "small"))
+    assert not run.having(signature="S2"), run.findings
+    assert run.rc == 0, run.findings
+    # a store the ratio makes dangerous: the rules configuration's threshold is the doctor's
+    ratio = 10 / NPROC / 2
+    rules = write_config({"alerts": {"LivyRestartWouldExhaustThreads": {"params": {"ratio": ratio}}}})
+    run = doctor(capsys, s2_config(zk, "small"), "--rules.config", rules)
+    [f] = run.having(signature="S2")
+    assert f["evidence"]["recovery_sessions"] == 10 and f["evidence"]["ratio"] == ratio
+
+
+@requires_java
+def test_s2_from_livys_filesystem_recovery_store(capsys, livy_jvm, tmp_path):
+    """The same verdict from a filesystem state store, counted by the livy target."""
+    store = tmp_path / "livy-store"
+    (store / "v1" / "batch").mkdir(parents=True)
+    for sid in range(NPROC * 2):
+        (store / "v1" / "batch" / str(sid)).write_text("{}")
+    (store / "v1" / "batch" / "state").write_text('{"nextSessionId": 400}')
+    with livy_server() as srv:
+        cfg = {"livy": [{"url": srv.url, "name": "livy-api", "process": "livy",
+                         "filesystem_state_store": str(store)}],
+               "jvm": [{"name": "livy", "match": r"\bWorkload doctor-livy-standin$", "tcp_connections": False}]}
+        run = doctor(capsys, cfg)
+    assert run.rc == 1
+    [f] = run.having(signature="S2")
+    assert f["severity"] == "critical" and f["target"] == "livy-api"
+    assert f["evidence"]["recovery_sessions"] == NPROC * 2 and f["evidence"]["thread_limit"] == NPROC
+    assert f"would start {NPROC * 2} threads" in f["summary"]
+
+
+@requires_java
+@pytest.mark.zookeeper
+def test_livy_recovery_path_missing_in_zookeeper(capsys, zk):
+    cfg = {"zookeeper": [{"hosts": zk.hosts, "name": "zk", "livy_state_store": {"key_prefix": "nosuch"}}]}
+    run = doctor(capsys, cfg)
+    assert run.rc == 1
+    [f] = run.having(signature="setup", target="zk")
+    assert f["severity"] == "warning" and "/nosuch/v1 does not exist" in f["summary"]
+    assert "key_prefix" in f["fix"] and f["runbook"] == "docs/livy.md"
+
+
+@requires_java
+def test_watch_threads_rising_towards_the_limit(capsys, jvm_classes):
+    """Two readings: the thread headroom falls fast enough to reach zero within the pack's horizon."""
+    with os_user("swdoc") as user:
+        with running_jvm(jvm_classes, "Workload", args=["doctor-threads"], user=user, nproc=NPROC) as jvm:
+            cfg = {"jvm": [{"name": "leaky", "match": r"\bWorkload doctor-threads$", "tcp_connections": False}]}
+            threading.Timer(1.0, jvm.send, args=[f"threads {NPROC - 60}"]).start()
+            run = doctor(capsys, cfg, "--watch", "4")
+            jvm.expect("done")
+    [f] = run.having(signature="S3", subject=f"process leaky (pid {jvm.pid})")
+    assert f["severity"] == "warning" and f["runbook"] == "alerts/runbooks/JvmThreadsPredictedToHitLimit.md"
+    assert f["evidence"]["thread_headroom"] < f["evidence"]["thread_headroom_before"]
+    assert run.rc == 1
+
+
+# ------------------------------------------------------------------ S5 and setup on real JVMs
+
+
+@requires_java
+@pytest.mark.slow
+def test_s5_full_code_cache_is_critical(capsys, jvm_classes):
+    opts = ["-XX:ReservedCodeCacheSize=3m", "-XX:-SegmentedCodeCache", "-XX:-UseCodeCacheFlushing"]
+    with running_jvm(jvm_classes, "Workload", args=["doctor-codecache"], jvm_opts=opts) as jvm:
+        for _ in range(40):
+            jvm.command("compile 300")
+            if "compilation: disabled" in jcmd(jvm.pid, "Compiler.codecache"):
+                break
+        else:
+            pytest.fail("the JIT was never disabled")
+        cfg = {"jvm": [{"name": "rules", "match": r"\bWorkload doctor-codecache$", "attach": True}]}
+        run = doctor(capsys, cfg)
+    assert run.rc == 1
+    s5 = run.having(signature="S5", severity="critical")
+    assert s5 and all(f["subject"] == f"process rules (pid {jvm.pid})" for f in s5)
+    [jit] = [f for f in s5 if f["runbook"] == "alerts/runbooks/JvmJitCompilationDisabled.md"]
+    assert jit["evidence"]["jit_compilation_enabled"] == 0 and jit["evidence"]["code_cache_full_events"] >= 1
+    assert "spark.cleaner.periodicGC.interval" in jit["fix"]
+    for f in s5:
+        if f["runbook"] == "alerts/runbooks/JvmCodeCacheNearlyFull.md":
+            ev = f["evidence"]
+            assert ev["code_cache_max_bytes"] == 3 * 1024 * 1024
+            assert ev["code_cache_used_bytes"] / ev["code_cache_max_bytes"] > param("JvmCodeCacheNearlyFull", "ratio")
+
+
+@requires_java
+def test_setup_jvm_without_perf_data_and_without_attach(capsys, jvm_classes):
+    cfg = {"jvm": [{"name": "hidden", "match": r"\bWorkload doctor-noperf$"},
+                   {"name": "noattach", "match": r"\bWorkload doctor-noattach$", "attach": True,
+                    "attach_timeout": 1.5}]}
+    with running_jvm(jvm_classes, "Workload", args=["doctor-noperf"], jvm_opts=["-XX:-UsePerfData"]) as hidden, \
+            running_jvm(jvm_classes, "Workload", args=["doctor-noattach"],
+                        jvm_opts=["-XX:+DisableAttachMechanism"]) as noattach:
+        run = doctor(capsys, cfg)
+    assert run.rc == 1
+    [perf] = [f for f in run.having(signature="setup", target="hidden") if "UsePerfData" in f["summary"]]
+    assert perf["severity"] == "warning" and perf["subject"] == f"process Workload (pid {hidden.pid}, user root)"
+    assert perf["evidence"] == {"pid": hidden.pid} and perf["runbook"] == "docs/jvm.md"
+    # the entry's JVM runs: not reported as gone (what the collector alone would conclude)
+    assert not run.having(runbook="alerts/runbooks/JvmWatchedProcessMissing.md")
+    [att] = [f for f in run.having(signature="setup", target="noattach") if "DisableAttachMechanism" in f["summary"]]
+    assert att["severity"] == "warning" and str(noattach.pid) in att["subject"]
+
+
+@requires_java
+def test_setup_another_users_jvm_unreadable_without_root(jvm_classes):
+    """The doctor run as one user, the JVM as another: its performance-data file is private."""
+    with os_user("swdoc") as owner, os_user("swdoc") as reader:
+        with running_jvm(jvm_classes, "Workload", args=["doctor-private"], user=owner) as jvm:
+            cfg = write_config({"jvm": [{"name": "private", "match": r"\bWorkload doctor-private$"}]})
+            pw = pwd.getpwnam(reader)
+            r = subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+                                "--reset-env", "--", sys.executable, "-m", "exporter", "doctor",
+                                "--config.file", cfg, "--json"],
+                               capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert r.returncode == 1, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    check_shape(doc)
+    [f] = [f for f in doc["findings"] if f["signature"] == "setup" and f"user {owner}" in f["subject"]]
+    assert f["severity"] == "warning" and str(jvm.pid) in f["subject"]
+    assert f"runs as uid {pw.pw_uid}, not root" in f["summary"] and "as root" in f["fix"]
+
+
+# ------------------------------------------------------------------ Spark applications
+
+SPARK_TIMEOUT = 60
+
+
+def spark_config(app) -> dict:
+    return {"exporter": {"scrape_timeout": SPARK_TIMEOUT},
+            "spark": [{"url": app.url, "name": "drv", "timeout": SPARK_TIMEOUT}]}
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_metrics_sources_off_are_setup_findings(capsys):
+    from testbed.spark import spark_app
+
+    with spark_app("4.0", spark_python("4.0"), metrics=False) as app:
+        run = doctor(capsys, spark_config(app))
+    assert run.rc == 1
+    off = run.having(signature="setup", target="drv", runbook="alerts/runbooks/SparkMetricsSourceDisabled.md")
+    assert {tuple(f["evidence"]) for f in off} == {("metrics_source_jvm_enabled",),
+                                                   ("metrics_source_streaming_enabled",)}
+    assert all(f["severity"] == "warning" and app.app_id in f["subject"] for f in off)
+    assert all("spark.sql.streaming.metricsEnabled=true" in f["fix"] for f in off)
+    # Spark's default cleaner settings in a young application: said, not judged a problem
+    [cleaner] = run.having(signature="S5", runbook="alerts/runbooks/SparkCleanerSettingsRisky.md")
+    assert cleaner["severity"] == "info" and cleaner["evidence"]["periodic_gc_interval_seconds"] == 1800
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_healthy_spark_application_exits_0(capsys):
+    from testbed.spark import spark_app
+
+    with spark_app("4.0", spark_python("4.0"), metrics=True, periodic_gc="3min", blocking="false") as app:
+        # a second reading after three 2-second triggers: the query makes progress
+        run = doctor(capsys, spark_config(app), "--watch", "6")
+    assert run.rc == 0, run.findings
+    assert not [f for f in run.findings if f["severity"] != "info"]
+    assert run.doc["targets"] == [{"kind": "spark", "name": "drv", "up": True, "error": None}]
+
+
+# ------------------------------------------------------------------ the trend rules, on two readings
+
+
+def test_trend_judgements_on_two_readings():
+    """What only --watch shows, judged on two readings 60 s apart (the series as the
+    collectors name them): a stalled query and one falling behind (S4), an old
+    generation that stays full (S3), classes rising in a JVM past its warm-up (S5)."""
+    from exporter.config import parse_config
+    from exporter.doctor.findings import Judge
+    from exporter.doctor.reading import Reading, TargetStatus
+    from exporter.doctor.thresholds import Thresholds
+
+    now = time.time()
+    q = {"target": "app", "app_id": "app-1", "app_name": "pipeline"}
+    jvm = {"target": "local", "process": "executor", "app_id": "", "executor_id": "", "pid": ""}
+    ratio = param("JvmHeapFloorNearlyFull", "ratio")
+
+    def reading(t: float, input_rate: float, old_used: float, classes: float) -> Reading:
+        return Reading(t, now + t, [
+            ("spark_streaming_input_rows_per_second", dict(q, query="stuck"), 1000.0),
+            ("spark_streaming_batch_duration_seconds", dict(q, query="stuck"), 20.0),
+            ("spark_streaming_input_rows_per_second", dict(q, query="behind"), input_rate),
+            ("spark_streaming_processed_rows_per_second", dict(q, query="behind"), input_rate / 2),
+            ("spark_streaming_batch_duration_seconds", dict(q, query="behind"), 30.0 + t / 10),
+            ("jvm_memory_space_used_bytes", dict(jvm, space="old"), old_used),
+            ("jvm_memory_space_max_bytes", dict(jvm, space="old"), 4e9),
+            ("jvm_classes_currently_loaded", jvm, classes),
+            ("jvm_start_time_seconds", jvm, now - 86400),
+        ], [TargetStatus("spark", "app", True, "", {}), TargetStatus("jvm", "local", True, "", {})])
+
+    readings = [reading(0.0, 1000.0, 3.9e9, 20000), reading(60.0, 1100.0, (ratio + 0.01) * 4e9, 20100)]
+    findings = Judge(readings, Thresholds(), None, parse_config({})).judge()
+    by_runbook = {f.runbook.rsplit("/", 1)[-1][:-3]: f for f in findings}
+    stalled = by_runbook["SparkStreamingQueryStalled"]
+    # 60 s frozen is less than the alert's 10-minute window: a warning, not yet the page
+    assert stalled.severity == "warning" and stalled.subject == "query stuck of application pipeline (app-1)"
+    assert by_runbook["SparkStreamingFallingBehind"].severity == "warning"
+    assert "query behind" in by_runbook["SparkStreamingFallingBehind"].subject
+    heap = by_runbook["JvmHeapFloorNearlyFull"]
+    assert heap.severity == "critical" and heap.evidence["old_used_bytes"] == (ratio + 0.01) * 4e9
+    classes = by_runbook["JvmLoadedClassesRising"]
+    assert classes.severity == "warning" and classes.evidence["per_trend_window"] == 100 / 60 * 6 * 3600
+    # one reading: no trend is guessed
+    single = Judge(readings[-1:], Thresholds(), None, parse_config({})).judge()
+    assert {f.runbook.rsplit("/", 1)[-1][:-3] for f in single} == {"JvmHeapFloorNearlyFull"}
