@@ -6,10 +6,21 @@ COPY pyproject.toml README.md ./
 COPY exporter ./exporter
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
-# Run stage: only the wheels, no compiler, no sources; runs as a non-root user.
+# Run stage: only the wheels, no compiler, no sources; runs as a non-root user (uid 10001),
+# which is all the cluster-level targets need (Spark UIs, history servers, Livy, ZooKeeper).
+#
+# The root variant, for watching every JVM of a host (the Kubernetes DaemonSet
+# deploy/kubernetes/node-daemonset.yaml does the same): the same image, run as uid 0 in
+# the host's process namespace with every capability dropped but the two the jvm
+# collector needs (SYS_PTRACE and DAC_READ_SEARCH; see docs/deploy.md):
+#   docker run --pid=host --user=0 --cap-drop=ALL --cap-add=SYS_PTRACE \
+#     --cap-add=DAC_READ_SEARCH --security-opt=no-new-privileges --read-only -p 9951:9951 \
+#     -v $PWD/sparkwatch.yml:/etc/sparkwatch.yml:ro sparkwatch --config.file=/etc/sparkwatch.yml
+# With `attach: true`: --cap-add=SYS_PTRACE --cap-add=DAC_OVERRIDE --cap-add=KILL instead.
 FROM python:3.11-slim-bookworm
 LABEL org.opencontainers.image.title="sparkwatch" \
       org.opencontainers.image.description="Prometheus exporter for long-running Apache Spark services"
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index /wheels/*.whl \
     && rm -rf /wheels \

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional
 from . import __version__
 from .config import ConfigError, load_config
 from .doctor import cmd_doctor
-from .pack.cli import cmd_dashboards, cmd_rules
+from .pack.cli import cmd_dashboards, cmd_deploy, cmd_rules
 
 DEFAULT_LISTEN = ":9951"
 DEFAULT_MAX_CONNECTIONS = 128  # exporter.web.DEFAULT_MAX_CONNECTIONS, without importing the web server here
@@ -160,6 +160,7 @@ SUBCOMMANDS: Dict[str, Callable[[List[str]], int]] = {
     "check-config": cmd_check_config,
     "rules": cmd_rules,
     "dashboards": cmd_dashboards,
+    "deploy": cmd_deploy,
     "doctor": cmd_doctor,
 }
 

@@ -1,4 +1,4 @@
-"""`sparkwatch rules` and `sparkwatch dashboards`."""
+"""`sparkwatch rules`, `sparkwatch dashboards` and `sparkwatch deploy`."""
 
 from __future__ import annotations
 
@@ -54,4 +54,31 @@ def cmd_dashboards(argv: List[str]) -> int:
     for name, content in dashboard_files(cfg).items():
         (out / name).write_text(content)
         print(out / name)
+    return 0
+
+
+def cmd_deploy(argv: List[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="sparkwatch deploy",
+        description="Write the Kubernetes manifests (kustomization.yaml, the node DaemonSet, the cluster "
+                    "Deployment, Services, ServiceMonitor, PodMonitors, the PrometheusRule and the dashboard "
+                    "ConfigMaps) into a directory. See docs/deploy.md.")
+    p.add_argument("--out", metavar="DIR", required=True, help="directory to write the manifests to")
+    p.add_argument("--config", metavar="FILE",
+                   help="rules configuration (YAML): customises the PrometheusRule and the dashboards")
+    args = p.parse_args(argv)
+    from .deploy import kubernetes_files
+    from .rulesconfig import load_rules_config
+
+    try:
+        cfg = load_rules_config(args.config)
+    except ConfigError as e:
+        print(f"sparkwatch: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    for name, content in kubernetes_files(cfg).items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        print(path)
     return 0

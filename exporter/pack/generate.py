@@ -23,6 +23,10 @@ def generated_files() -> Dict[str, str]:
         files[f"{runbooks.RUNBOOK_DIR}/{a.name}.md"] = runbooks.runbook(a)
     for name, content in dashboards.dashboard_files().items():
         files[f"dashboards/{name}"] = content
+    from . import deploy
+
+    for name, content in deploy.kubernetes_files().items():
+        files[f"{deploy.KUBERNETES_DIR}/{name}"] = content
     return files
 
 
