@@ -104,11 +104,12 @@ def ui_links_of_master_page(html: str, page_url: str) -> Dict[str, str]:
     p.feed(html)
     out: Dict[str, str] = {}
     for hrefs in p.rows:
-        for i, href in enumerate(hrefs[:-1]):
+        for i, href in enumerate(hrefs):
             app_id = _app_id_of(href)
             if app_id is not None:
-                ui = hrefs[i + 1]
-                if ui and not ui.startswith(("#", "javascript:")):
+                # the next real link of the row (the "(kill)" link, href="#", may come between)
+                ui = next((h for h in hrefs[i + 1:] if h and not h.startswith(("#", "javascript:"))), None)
+                if ui is not None and _app_id_of(ui) is None:
                     out.setdefault(app_id, urljoin(page_url, ui).rstrip("/"))
                 break
     return out

@@ -27,7 +27,16 @@ def test_standalone_discovery_and_executor_jvms_join_by_app_id(version):
                "spark": [{"name": "cluster", "url": c.web_url, "discover": "standalone"}],
                "jvm": [{"discover": True}]}
         with running_exporter(cfg) as (base, _):
-            ss = samples(scrape(base, timeout_header=30))
+            # executors register with their application a little after it starts
+            end = time.monotonic() + 90
+            while True:
+                ss = samples(scrape(base, timeout_header=30))
+                with_execs = {lab["app_id"] for n, lab, _ in ss
+                              if n == "spark_executor_run_seconds_total" and lab["executor_id"] != "driver"}
+                jvm_apps = {lab.get("app_id") for n, lab, _ in ss if n == "jvm_info"}
+                if {a.app_id, b.app_id} <= with_execs & jvm_apps or time.monotonic() > end:
+                    break
+                time.sleep(2)
             assert value(ss, "sparkwatch_target_up", kind="spark", target="cluster") == 1
             assert value(ss, "spark_cluster_applications", target="cluster") == 2
             assert value(ss, "spark_cluster_applications_scraped", target="cluster") == 2
