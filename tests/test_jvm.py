@@ -6,7 +6,10 @@ import os
 import pwd
 import re
 import signal
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -520,3 +523,28 @@ def test_jvm_in_a_user_namespace_rootless_container(jvm_classes):  # noqa: F811
                 pass
             proc.wait(10)
             shutil.rmtree(classes, ignore_errors=True)
+
+
+@requires_java
+def test_attach_without_the_right_to_signal_is_an_auth_partial_error_not_internal(jvm_classes):
+    """Root without CAP_KILL (a container that drops it) cannot SIGQUIT another user's JVM
+    to start its attach listener: that JVM's attach is a partial error (logged as a
+    permission problem), its perf-data metrics are still read, nothing is 'internal'."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv")
+    with os_user() as user:
+        with running_jvm(jvm_classes, "Workload", args=["nokill-test"], user=user) as jvm:
+            code = (
+                "from exporter.collector import MetricSet, ScrapeContext\n"
+                "from exporter.collectors.jvm import JvmCollector, JvmTarget\n"
+                "c = JvmCollector(JvmTarget(name='w', match=r'Workload nokill-test', attach=True, attach_interval=0))\n"
+                "out = MetricSet(); c.collect(out, ScrapeContext.within(20))\n"
+                "names = {d.name for d in out.samples}\n"
+                "print(sorted(set(out.errors)), 'jvm_threads_live' in names, 'jvm_codecache_used_bytes' in names)\n"
+            )
+            p = subprocess.run(["setpriv", "--bounding-set=-kill", "--inh-caps=-all", "--",
+                                sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                               cwd=str(Path(__file__).resolve().parent.parent))
+            assert p.returncode == 0, p.stderr
+            assert p.stdout.split() == ["['partial']", "True", "False"], p.stdout + p.stderr
+            assert "no permission to signal" in p.stderr

@@ -134,6 +134,10 @@ def _start_listener(pid: int, nspid: int, status: Dict[str, str], end: float, pr
                 raise AttachError("connection", f"JVM {pid} exited")
     except ProcessLookupError:
         raise AttachError("connection", f"JVM {pid} exited") from None
+    except PermissionError:
+        # another user's JVM without CAP_KILL (a container without it): nothing was signalled
+        raise AttachError("auth", f"JVM {pid}: no permission to signal it (another user's JVM needs "
+                                  "root with CAP_KILL)") from None
     finally:
         try:
             os.unlink(trigger)
