@@ -19,18 +19,37 @@ def cmd_rules(argv: List[str]) -> int:
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     args = p.parse_args(argv)
     from .rules import rules_yaml
-    from .rulesconfig import load_rules_config
 
-    try:
-        cfg = load_rules_config(args.config)
-    except ConfigError as e:
-        print(f"sparkwatch: {e}", file=sys.stderr)
+    cfg = _rules_config(args.config)
+    if cfg is None:
         return 2
     text = rules_yaml(cfg)
     if args.out:
         Path(args.out).write_text(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _rules_config(path):
+    """The rules config of ``--config`` (None: the shipped defaults); None after
+    printing the error when it is invalid."""
+    from .rulesconfig import load_rules_config
+
+    try:
+        return load_rules_config(path)
+    except ConfigError as e:
+        print(f"sparkwatch: {e}", file=sys.stderr)
+        return None
+
+
+def _write_files(out: Path, files) -> int:
+    """Write ``{relative path: content}`` below ``out``, printing each path."""
+    for name, content in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        print(path)
     return 0
 
 
@@ -42,19 +61,9 @@ def cmd_dashboards(argv: List[str]) -> int:
                    help="rules configuration (YAML): its selector/selectors also apply to the panels")
     args = p.parse_args(argv)
     from .dashboards import dashboard_files
-    from .rulesconfig import load_rules_config
 
-    try:
-        cfg = load_rules_config(args.config)
-    except ConfigError as e:
-        print(f"sparkwatch: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, content in dashboard_files(cfg).items():
-        (out / name).write_text(content)
-        print(out / name)
-    return 0
+    cfg = _rules_config(args.config)
+    return 2 if cfg is None else _write_files(Path(args.out), dashboard_files(cfg))
 
 
 def cmd_deploy(argv: List[str]) -> int:
@@ -68,17 +77,6 @@ def cmd_deploy(argv: List[str]) -> int:
                    help="rules configuration (YAML): customises the PrometheusRule and the dashboards")
     args = p.parse_args(argv)
     from .deploy import kubernetes_files
-    from .rulesconfig import load_rules_config
 
-    try:
-        cfg = load_rules_config(args.config)
-    except ConfigError as e:
-        print(f"sparkwatch: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    for name, content in kubernetes_files(cfg).items():
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        print(path)
-    return 0
+    cfg = _rules_config(args.config)
+    return 2 if cfg is None else _write_files(Path(args.out), kubernetes_files(cfg))

@@ -36,6 +36,20 @@ def rising_floor(metric: str, threshold: str, relative: bool = False) -> str:
     return f"{rise(now, middle)}\n> {threshold} / 2\nand\n{rise(middle, start)}\n> {threshold} / 2"
 
 
+def flat_state(on: str) -> str:
+    """``and`` the streaming state rows of the same application (joined ``on`` these
+    labels) changed by less than ``$max_state_change`` (relative) over ``$trend_window``:
+    the condition that rules the state out of a rising heap floor."""
+    return f"""
+and on ({on})
+max by ({on}) (
+  abs(spark_streaming_state_rows - spark_streaming_state_rows offset $trend_window)
+  / clamp_min(spark_streaming_state_rows offset $trend_window, 1)
+)
+< $max_state_change
+"""
+
+
 def predicted(series: str) -> str:
     """``series`` extrapolated ``$horizon`` ahead from its linear trend over ``$window``
     (the alert's ``window`` and ``horizon`` duration parameters)."""

@@ -10,6 +10,7 @@ from ..expressions import (
     APP_SERIES_LABELS,
     JVM_SERIES_LABELS,
     driver_pools_as_jvm_series,
+    flat_state,
     predicted,
     predicted_exhaustion,
     rising_floor,
@@ -75,6 +76,14 @@ def max_fds() -> str:
     return series("jvm_process_max_fds", target="local", process="executor")
 
 
+#: the parameters of a rising heap floor with flat state (flat_state, rising_floor)
+FLOOR_WITH_FLAT_STATE = {
+    "floor_window": Param("1h", DURATION, "the heap floor is the minimum over this window"),
+    "trend_window": Param("6h", DURATION, "the floor now is compared with the floor this long ago"),
+    "min_growth": Param(0.25, NUMBER, "relative rise of the heap floor (0.25 = 25%)"),
+    "max_state_change": Param(0.1, NUMBER, "relative change of the state rows that still counts as flat"),
+}
+
 #: a heap sawtooth whose floor rises 5 MB a minute
 LEAKING_HEAP = saw(0, 5e8, 10, 600, base=lambda t: 1e9 + 5e6 * t)
 
@@ -119,21 +128,10 @@ ALERTS: List[Alert] = [
         description="Application {{ $labels.app_name }} ({{ $labels.app_id }}, target {{ $labels.target }}): "
                     "the driver's lowest heap over $floor_window rose by more than $min_growth_pct% in "
                     "$trend_window, in both halves of it, while its streaming state rows changed by less than $max_state_change_pct%.",
-        expr=rising_floor("spark_driver_jvm_heap_used_bytes", "$min_growth", relative=True) + """
-and on (job, instance, target, app_id)
-max by (job, instance, target, app_id) (
-  abs(spark_streaming_state_rows - spark_streaming_state_rows offset $trend_window)
-  / clamp_min(spark_streaming_state_rows offset $trend_window, 1)
-)
-< $max_state_change
-""",
+        expr=rising_floor("spark_driver_jvm_heap_used_bytes", "$min_growth", relative=True)
+        + flat_state("job, instance, target, app_id"),
         for_="1h",
-        params={
-            "floor_window": Param("1h", DURATION, "the heap floor is the minimum over this window"),
-            "trend_window": Param("6h", DURATION, "the floor now is compared with the floor this long ago"),
-            "min_growth": Param(0.25, NUMBER, "relative rise of the heap floor (0.25 = 25%)"),
-            "max_state_change": Param(0.1, NUMBER, "relative change of the state rows that still counts as flat"),
-        },
+        params=FLOOR_WITH_FLAT_STATE,
         meaning="The heap in use goes up and down with every collection; its floor (the lowest value over "
                 "an hour) is what survives the collections. A floor that rises for hours is memory that is "
                 "never released. A stateful query keeps its state in memory, so a rising floor is expected "
@@ -175,22 +173,11 @@ max by (job, instance, target, app_id) (
                     "{{ $labels.instance }}: the lowest use of its old generation over $floor_window rose by more "
                     "than $min_growth_pct% in $trend_window, in both halves of it, while the application's "
                     "streaming state rows changed by less than $max_state_change_pct%.",
-        expr=rising_floor('jvm_memory_space_used_bytes{space=~"$old_space"}', "$min_growth", relative=True) + """
-and on (app_id)
-max by (app_id) (
-  abs(spark_streaming_state_rows - spark_streaming_state_rows offset $trend_window)
-  / clamp_min(spark_streaming_state_rows offset $trend_window, 1)
-)
-< $max_state_change
-""",
+        expr=rising_floor('jvm_memory_space_used_bytes{space=~"$old_space"}', "$min_growth", relative=True)
+        + flat_state("app_id"),
         for_="1h",
-        params={
-            "floor_window": Param("1h", DURATION, "the heap floor is the minimum over this window"),
-            "trend_window": Param("6h", DURATION, "the floor now is compared with the floor this long ago"),
-            "min_growth": Param(0.25, NUMBER, "relative rise of the old generation's floor (0.25 = 25%)"),
-            "max_state_change": Param(0.1, NUMBER, "relative change of the state rows that still counts as flat"),
-            "old_space": Param("old|tenured", REGEX, "space label of the old generation (jvm collector)"),
-        },
+        params=dict(FLOOR_WITH_FLAT_STATE,
+                    old_space=Param("old|tenured", REGEX, "space label of the old generation (jvm collector)")),
         meaning="SparkHeapFloorRisingWithFlatState for every JVM the exporter reads that belongs to a Spark "
                 "application: executors on worker hosts (where S3's war story leaked) as well as drivers. "
                 "The old generation's lowest level over an hour is what survives the collections; when it "
