@@ -196,7 +196,9 @@ and on (job, instance, target)
         for_="0m",
         params={"window": Param("1h", DURATION, "how long after its last report a vanished application is reported"),
                 "min_uptime": Param("1h", DURATION, "only applications that had run this long (long-running "
-                                                     "services, not short jobs) count")},
+                                                     "services, not short jobs) count; compared with real "
+                                                     "application lifetimes, so not scaled by time_scale",
+                                    scales=False)},
         meaning="A cluster target (a standalone master or YARN ResourceManager, `discover`) lists every "
                 "running application; one that ran for hours and is suddenly not listed has ended. For a "
                 "long-running service that is an outage, however the application ended: S4's war story is a "
