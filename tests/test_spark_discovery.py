@@ -97,6 +97,21 @@ def test_yarn_one_unreadable_application_costs_that_application_only():
     assert value(ss, "sparkwatch_target_scrape_errors_total", kind="spark", target="yarn", reason="partial") >= 1
 
 
+def test_one_driver_ui_that_hangs_costs_that_application_not_the_cluster_target():
+    recorded = _recorded_apps()
+    with YarnResourceManager() as rm, faulty_server("hang") as hung:
+        rm.apps.append(YarnApp("application_1_0001", "ok", routes=recorded[0][1]))
+        rm.apps.append(YarnApp("application_1_0002", "hung", redirect_to=hung.url))
+        cfg = _yarn_config(rm)
+        cfg["exporter"] = {"scrape_timeout": 3, "timeout_offset": 0}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+    assert value(ss, "sparkwatch_target_up", kind="spark", target="yarn") == 1
+    assert _app_ids(ss, "yarn") == [recorded[0][0]]
+    assert value(ss, "spark_cluster_applications_scraped", target="yarn") == 1
+    assert value(ss, "sparkwatch_target_scrape_errors_total", kind="spark", target="yarn", reason="partial") >= 1
+
+
 def test_yarn_redirect_to_the_driver_carries_no_credentials():
     recorded = _recorded_apps()
     with ReplayServer(recorded[0][1]) as driver, YarnResourceManager() as rm:

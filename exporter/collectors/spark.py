@@ -81,11 +81,16 @@ class SparkCollector(Collector):
             with_ui = with_ui[: cfg.max_applications]
             out.error("limit")
 
+        # the driver UIs get a deadline that ends a little before the target's, so that one
+        # UI that hangs costs that application (partial), not the whole cluster target
+        left = deadline.remaining()
+        app_deadline = Deadline(max(0.0, left - min(1.0, 0.2 * left)))
+
         def one(app: clusters.ClusterApp) -> Tuple[MetricSet, bool]:
             part = MetricSet()
             http = WithHeaders(self.http, dict(app.headers)) if app.headers else self.http
             try:
-                sparkui.scrape_spark_ui(http, app.ui, part, deadline, max_applications=1,
+                sparkui.scrape_spark_ui(http, app.ui, part, app_deadline, max_applications=1,
                                         env_cache=self.env_cache, stale_after=0)
                 return part, True
             except TargetError as e:
