@@ -220,7 +220,9 @@ min_over_time(spark_jobs_active[$window]) > min_over_time(spark_jobs_active[$win
                     "{{ $labels.target }}) has been running for more than $max_age.",
         expr="max by (job, instance, target, app_id, app_name) (spark_job_oldest_active_age_seconds) > $max_age_s",
         for_="5m",
-        params={"max_age": Param("1h", DURATION, "longest expected job (set per application with the selector)")},
+        params={"max_age": Param("1h", DURATION, "longest expected job (set per application with the selector); "
+                                                  "compared with real job durations, so not scaled by time_scale",
+                                 scales=False)},
         meaning="Seed 004's team first noticed \"one or two Spark jobs that were running for quite a long "
                 "time\" whenever the service slowed down. A job far over its usual duration is stuck or "
                 "starved.",
