@@ -31,6 +31,8 @@ import math
 import re
 import threading
 import time
+from collections import OrderedDict
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional, Tuple
 from urllib.parse import quote
@@ -505,12 +507,20 @@ DRIVER_IDS = ("driver", "<driver>")
 
 
 class EnvironmentCache:
-    """``/environment`` answers by (base URL, app id, attempt), reused for ``ttl`` seconds."""
+    """What is remembered of Spark UIs between scrapes: ``/environment`` answers by
+    (base URL, app id, attempt), reused for ``ttl`` seconds, and each UI's last
+    application list (whose applications' requests the next scrape starts
+    together with the list). Bounded: expired answers are dropped, and only the
+    lists of the :data:`MAX_LISTINGS` most recently scraped UIs are kept."""
+
+    #: UIs whose last application list is remembered
+    MAX_LISTINGS = 256
 
     def __init__(self, ttl: float = 300.0, clock=time.monotonic):
         self.ttl = ttl
         self.clock = clock
         self._items: Dict[Tuple[str, str, str], Tuple[float, Environment]] = {}
+        self._listings: "OrderedDict[str, list]" = OrderedDict()
         self._lock = threading.Lock()  # the UIs of a cluster target are scraped concurrently
 
     def get(self, key) -> Optional[Environment]:
@@ -521,8 +531,24 @@ class EnvironmentCache:
         return hit[1]
 
     def put(self, key, env: Environment) -> None:
+        now = self.clock()
         with self._lock:
-            self._items[key] = (self.clock(), env)
+            self._items[key] = (now, env)
+            if len(self._items) > 64:  # UIs that were never retained (Livy sessions that ended)
+                for k in [k for k, (t, _) in self._items.items() if self.ttl <= 0 or now - t >= self.ttl]:
+                    del self._items[k]
+
+    def listing(self, base: str) -> list:
+        """The applications ``base`` listed last time (empty when unknown)."""
+        with self._lock:
+            return list(self._listings.get(base, ()))
+
+    def remember_listing(self, base: str, apps: list) -> None:
+        with self._lock:
+            self._listings[base] = list(apps)
+            self._listings.move_to_end(base)
+            while len(self._listings) > self.MAX_LISTINGS:
+                self._listings.popitem(last=False)
 
     def retain(self, base: str, keys) -> None:
         """Forget the applications of ``base`` that are no longer listed."""
@@ -537,18 +563,150 @@ class EnvironmentCache:
         with self._lock:
             for k in [k for k in self._items if k[0] not in keep]:
                 del self._items[k]
+            for b in [b for b in self._listings if b not in keep]:
+                del self._listings[b]
+
+
+#: requests to one UI in flight at once by default (the servlet and each application's
+#: jobs, stages, executors and environment are fetched concurrently)
+DEFAULT_UI_CONCURRENCY = 4
+#: applications whose answers are fetched ahead of the one being processed, per worker
+#: (bounds the decoded answers held at once)
+PREFETCH_APPS_PER_WORKER = 4
+
+
+def _params_key(params) -> tuple:
+    if not params:
+        return ()
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+
+
+class RequestPool:
+    """Threads that make a target's requests ahead of time, kept between scrapes
+    (starting a thread costs more than a request to a driver on the same host;
+    a pool per scrape made a scrape 1.2x the raw fetches instead of 1.1x). At
+    most ``workers`` threads, named ``thread_name``; they are idle between
+    scrapes and end with :meth:`close`. A request submitted after ``close`` is
+    made in the calling thread instead."""
+
+    def __init__(self, workers: int, thread_name: str):
+        self.workers = max(1, workers)
+        self.thread_name = thread_name
+        self._lock = threading.Lock()
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._closed = False
+
+    def submit(self, fn, *args) -> Optional[Future]:
+        with self._lock:
+            if self._closed:
+                return None
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=self.thread_name)
+            return self._pool.submit(fn, *args)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Prefetch:
+    """``http``'s ``get``/``get_json`` over requests submitted ahead of time to a
+    :class:`RequestPool` (``pool``, or one of ``workers`` threads for this scrape
+    alone): a request that was submitted returns its answer (or raises its
+    :class:`TargetError`) once it is there; any other is made now, in the
+    calling thread. :func:`_scrape_app` reads through it unchanged, in its own
+    order, while the requests of the next applications are in flight.
+    ``close()`` cancels what has not started and waits for what has (every
+    request is bounded by the deadline), so that no request of a scrape
+    outlives it."""
+
+    def __init__(self, http, workers: int, thread_name: str, pool: Optional[RequestPool] = None):
+        self.http = http
+        self._own = pool is None
+        self._pool = RequestPool(workers, thread_name) if pool is None else pool
+        self._futures: Dict[tuple, Future] = {}
+        self._submitted: list = []
+
+    def _submit(self, key: tuple, fn, *args) -> None:
+        if key not in self._futures:
+            f = self._pool.submit(fn, *args)
+            if f is not None:
+                self._futures[key] = f
+                self._submitted.append(f)
+
+    def submit_get(self, url: str, deadline: Deadline, params=None, ok_statuses=(200,)) -> None:
+        self._submit(("get", url, _params_key(params), tuple(ok_statuses)),
+                     self.http.get, url, deadline, params, ok_statuses)
+
+    def submit_json(self, url: str, deadline: Deadline, params=None, expect: type = object) -> None:
+        self._submit(("json", url, _params_key(params), expect),
+                     self.http.get_json, url, deadline, params, expect)
+
+    def _answer(self, key: tuple, fn, *args):
+        f = self._futures.pop(key, None)
+        if f is not None:
+            try:
+                return f.result()  # each request ends by the deadline
+            except CancelledError:  # the pool was closed (an evicted probe target) before it started
+                pass
+        return fn(*args)
+
+    def get(self, url, deadline, params=None, ok_statuses=(200,)):
+        return self._answer(("get", url, _params_key(params), tuple(ok_statuses)),
+                            self.http.get, url, deadline, params, ok_statuses)
+
+    def get_json(self, url, deadline, params=None, expect=object):
+        return self._answer(("json", url, _params_key(params), expect),
+                            self.http.get_json, url, deadline, params, expect)
+
+    def close(self) -> None:
+        for f in self._futures.values():
+            f.cancel()
+        self._futures.clear()
+        if self._own:
+            self._pool.close()
+        # what had started ends by its deadline: wait for it, so that no request of this
+        # scrape is still in flight when the scrape returns
+        wait([f for f in self._submitted if not f.cancelled()])
+        self._submitted.clear()
+
+
+def _prefetch_app(pf: Prefetch, api: str, app, deadline: Deadline, env_cache: Optional[EnvironmentCache],
+                  base: str) -> None:
+    """Submit the requests :func:`_scrape_app` will make for ``app``. An entry that
+    cannot name its requests is left alone: _scrape_app reports it."""
+    try:
+        att = AppAttempt(app)
+        prefix = _app_prefix(api, att)
+    except Exception:  # not an object, no id, a field of the wrong type
+        return
+    for suffix, params, expect in _APP_REQUESTS:
+        pf.submit_json(prefix + suffix, deadline, params=params, expect=expect)
+    if env_cache is None or env_cache.get((base, att.app_id, att.attempt_id or "")) is None:
+        pf.submit_json(prefix + "/environment", deadline, expect=dict)
 
 
 def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
                     include_completed: bool = False, max_applications: int = 50,
                     env_cache: Optional[EnvironmentCache] = None, now: Optional[float] = None,
-                    stale_after: float = DEFAULT_STALE_AFTER) -> int:
+                    stale_after: float = DEFAULT_STALE_AFTER, max_concurrency: int = DEFAULT_UI_CONCURRENCY,
+                    thread_name: str = "scrape-spark-ui", pool: Optional[RequestPool] = None) -> int:
     """Scrape one Spark UI (driver or history server) at ``base_url`` into ``out``.
 
     ``http`` is an :class:`~exporter.httpclient.HttpClient` (or anything with its
     ``get(url, deadline, params, ok_statuses)`` and ``get_json(url, deadline,
-    params, expect)``); ``base_url`` is the UI root without a trailing slash,
-    e.g. ``http://host:4040`` or a YARN proxy ``http://rm:8088/proxy/application_1_2``.
+    params, expect)``, safe to call from several threads); ``base_url`` is the UI
+    root without a trailing slash, e.g. ``http://host:4040`` or a YARN proxy
+    ``http://rm:8088/proxy/application_1_2``.
+
+    After the application list, the metrics servlet and every application's
+    requests are made ahead of the application being processed by the
+    threads of ``pool`` (kept by the caller between scrapes), or else by up to
+    ``max_concurrency`` threads (named ``thread_name``) of this scrape's own;
+    ``max_concurrency`` 1 makes them one after another in the calling thread.
 
     Raises :class:`TargetError` when the application list cannot be read (or
     is not a JSON array). An application whose own endpoints fail (it finished
@@ -560,39 +718,83 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
     """
     base = base_url.rstrip("/")
     api = base + "/api/v1"
+    list_url = api + "/applications"
     params: Dict[str, Any] = {"limit": max_applications + 1}
     if not include_completed:
         params["status"] = "running"
-    apps = _get_json(http, api + "/applications", deadline, params=params, expect=list)
+    now = time.time() if now is None else now
+    if max_concurrency <= 1:
+        apps = _list_apps(http, list_url, params, max_applications, out, deadline, env_cache, base)
+        if not apps:
+            return 0
+        return _scrape_apps(http, base, api, apps, out, deadline, now, env_cache, stale_after, None)
+    pf = Prefetch(http, max_concurrency, thread_name, pool)
+    ahead = PREFETCH_APPS_PER_WORKER * max_concurrency
+    try:
+        # the applications listed last time are most likely listed again (a driver's one
+        # application, a cluster's long-running services): their requests go out with
+        # the list's, and the answers of any that is no longer listed are dropped
+        previous = env_cache.listing(base) if env_cache is not None else []
+        if previous:
+            pf.submit_get(base + "/metrics/json/", deadline, ok_statuses=(200, 404))
+            for app in previous[:ahead]:
+                _prefetch_app(pf, api, app, deadline, env_cache, base)
+        # the list in this thread, meanwhile
+        apps = _list_apps(http, list_url, params, max_applications, out, deadline, env_cache, base)
+        if not apps:
+            return 0
+        return _scrape_apps(pf, base, api, apps, out, deadline, now, env_cache, stale_after, ahead)
+    finally:
+        pf.close()
+
+
+def _list_apps(http, list_url: str, params, max_applications: int, out: MetricSet, deadline: Deadline,
+               env_cache: Optional[EnvironmentCache], base: str) -> list:
+    apps = _get_json(http, list_url, deadline, params=params, expect=list)
     if len(apps) > max_applications:
         apps = apps[:max_applications]
         out.error("limit")
-    now = time.time() if now is None else now
+    if env_cache is not None:
+        env_cache.remember_listing(base, apps)
+        if not apps:
+            env_cache.retain(base, [])
+    return apps
+
+
+def _scrape_apps(http, base: str, api: str, apps: list, out: MetricSet, deadline: Deadline, now: float,
+                 env_cache: Optional[EnvironmentCache], stale_after: float, ahead: Optional[int]) -> int:
+    """The servlet and the applications of one UI; with a :class:`Prefetch` as
+    ``http``, the requests of the next ``ahead`` applications are in flight."""
+    if ahead is not None:
+        http.submit_get(base + "/metrics/json/", deadline, ok_statuses=(200, 404))
+        for app in apps[:ahead]:
+            _prefetch_app(http, api, app, deadline, env_cache, base)
 
     driver: Optional[DriverMetrics] = None
     servlet_ok = False
-    if apps:
-        try:
-            resp = http.get(base + "/metrics/json/", deadline, ok_statuses=(200, 404))
-            ctype = resp.headers.get("Content-Type", "")
-            # a history server has no servlet for its applications: it answers 404, or
-            # 200 with its HTML home page; neither is an error
-            if resp.status_code == 200 and not ctype.lower().startswith("text/html"):
-                try:
-                    data = decode_json(resp.content, "/metrics/json/", ctype, expect=dict)
-                except RecursionError:
-                    raise TargetError("invalid_response", "GET /metrics/json/: JSON nested too deeply") from None
-                driver = DriverMetrics(data)
-                servlet_ok = True
-        except TargetError as e:
-            if e.reason in _FATAL:
-                raise
-            log.info("%s: metrics servlet unreadable: %s", base, e.message)
-            out.error("partial")
+    try:
+        resp = http.get(base + "/metrics/json/", deadline, ok_statuses=(200, 404))
+        ctype = resp.headers.get("Content-Type", "")
+        # a history server has no servlet for its applications: it answers 404, or
+        # 200 with its HTML home page; neither is an error
+        if resp.status_code == 200 and not ctype.lower().startswith("text/html"):
+            try:
+                data = decode_json(resp.content, "/metrics/json/", ctype, expect=dict)
+            except RecursionError:
+                raise TargetError("invalid_response", "GET /metrics/json/: JSON nested too deeply") from None
+            driver = DriverMetrics(data)
+            servlet_ok = True
+    except TargetError as e:
+        if e.reason in _FATAL:
+            raise
+        log.info("%s: metrics servlet unreadable: %s", base, e.message)
+        out.error("partial")
 
     reported = 0
     seen_keys = []
     for i, app in enumerate(apps):
+        if ahead is not None and i + ahead < len(apps):
+            _prefetch_app(http, api, apps[i + ahead], deadline, env_cache, base)
         part = MetricSet()
         app_id = None
         try:
@@ -675,15 +877,29 @@ def _path_segment(value: str, what: str) -> str:
         raise _invalid(what, "not valid Unicode") from None
 
 
+def _app_prefix(api: str, att: AppAttempt) -> str:
+    """The REST API path of an application's latest attempt."""
+    prefix = f"{api}/applications/{_path_segment(att.app_id, 'application id')}"
+    if att.attempt_id:
+        prefix += "/" + _path_segment(att.attempt_id, f"application {att.app_id} attempt id")
+    return prefix
+
+
+#: the requests :func:`_scrape_app` makes per application: (path suffix, params, expected JSON type)
+_APP_REQUESTS = (
+    ("/jobs", {"status": "running"}, list),
+    ("/stages", {"status": ["active", "failed"]}, list),
+    ("/executors", None, list),
+)
+
+
 def _scrape_app(http, api: str, app: Dict[str, Any], out: MetricSet, deadline: Deadline, now: float,
                 driver: Optional[DriverMetrics], servlet_ok: bool, n_apps: int,
                 env_cache: Optional[EnvironmentCache], base: str, stale_after: float = DEFAULT_STALE_AFTER):
     att = AppAttempt(app)
     app_id = att.app_id
     labels = {"app_id": app_id, "app_name": att.name}
-    prefix = f"{api}/applications/{_path_segment(app_id, 'application id')}"
-    if att.attempt_id:
-        prefix += "/" + _path_segment(att.attempt_id, f"application {app_id} attempt id")
+    prefix = _app_prefix(api, att)
     m = driver.for_app(app_id, n_apps) if driver is not None else None
 
     # a stale application is measured to its last sign of life, not to now

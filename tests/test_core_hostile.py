@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import psutil
 import pytest
 
+from exporter.httpclient import requests_in_flight
 from testbed.exporter import running_exporter, samples, scrape, value
 from testbed.faulty_http import faulty_server
 from testbed.procs import free_port
@@ -44,8 +45,13 @@ HTTP_FAULTS = {
 
 
 def _scrape_threads():
-    """The exporter's threads that work for a scrape: collectors and request watchdogs."""
-    return [t for t in threading.enumerate() if t.name.startswith(("scrape-", "sparkwatch-http-deadline"))]
+    """What still works for a scrape: collector threads, the request watchdog (it
+    exists only while a request is in flight) and requests in flight. The spark
+    targets' request threads (``sparkwatch-spark-<target>-io``) are kept, idle,
+    between scrapes; a request they make is counted in flight."""
+    working = [t.name for t in threading.enumerate() if t.name.startswith(("scrape-", "sparkwatch-http-deadline"))]
+    n = requests_in_flight()
+    return working + [f"{n} requests in flight"] * bool(n)
 
 
 def _good_values(ss):

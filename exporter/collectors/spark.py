@@ -31,6 +31,15 @@ CLUSTER_APPS_SCRAPED = gauge(
     "(spark.ui.enabled=false), did not answer in time, or were beyond max_applications.")
 
 
+#: applications read per scrape: a history server, master or ResourceManager listing 200
+#: running applications is read in full (benchmarks/bench_fleet.py; what it costs is
+#: bounded by the scrape deadline in any case)
+DEFAULT_MAX_APPLICATIONS = 500
+#: requests in flight per target: 200 applications answering in 20 ms each are read in
+#: about 2 s, and no target gets hundreds of connections at once
+DEFAULT_MAX_CONCURRENCY = 8
+
+
 class SparkTarget(HttpTarget):
     #: what the url is: a driver UI or history server (ui), a standalone master, a YARN ResourceManager
     discover: Literal["ui", "standalone", "yarn"] = "ui"
@@ -38,9 +47,9 @@ class SparkTarget(HttpTarget):
     include_completed: bool = False
     #: at most this many applications per scrape (a history server may hold thousands;
     #: with discover, driver UIs read per scrape)
-    max_applications: int = Field(default=50, ge=1)
-    #: with discover: driver UIs read at the same time, at most
-    max_concurrency: int = Field(default=4, ge=1, le=64)
+    max_applications: int = Field(default=DEFAULT_MAX_APPLICATIONS, ge=1)
+    #: requests to this target (with discover: to its driver UIs) in flight at once, at most
+    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=64)
     #: seconds an application's /environment answer is reused (0 = read it on every scrape)
     environment_refresh: Interval = 300.0
     #: seconds after the last update of its event log that an application which has not
@@ -56,8 +65,11 @@ class SparkCollector(Collector):
 
     def __init__(self, config: SparkTarget):
         super().__init__(config)
-        self.http = HttpClient(config)
+        # every request of this target, whatever thread makes it, takes one of max_concurrency slots
+        self.http = HttpClient(config, max_concurrency=config.max_concurrency)
         self.env_cache = sparkui.EnvironmentCache(config.environment_refresh)
+        # the threads that make this target's requests ahead of time, kept between scrapes
+        self.pool = sparkui.RequestPool(config.max_concurrency, f"sparkwatch-spark-{self.name}-io")
 
     def collect(self, out: MetricSet, scrape: ScrapeContext) -> None:
         cfg = self.config
@@ -65,7 +77,8 @@ class SparkCollector(Collector):
             sparkui.scrape_spark_ui(self.http, cfg.url, out, scrape.deadline,
                                     include_completed=cfg.include_completed,
                                     max_applications=cfg.max_applications,
-                                    env_cache=self.env_cache, stale_after=cfg.stale_after)
+                                    env_cache=self.env_cache, stale_after=cfg.stale_after,
+                                    max_concurrency=cfg.max_concurrency, pool=self.pool)
             return
         find = clusters.standalone_apps if cfg.discover == "standalone" else clusters.yarn_apps
         apps = find(self.http, cfg.url, scrape.deadline)  # the cluster manager unreadable: target down
@@ -85,13 +98,17 @@ class SparkCollector(Collector):
         # UI that hangs costs that application (partial), not the whole cluster target
         left = deadline.remaining()
         app_deadline = Deadline(max(0.0, left - min(1.0, 0.2 * left)))
+        # max_concurrency driver UIs at once; when there are fewer, each one's requests
+        # (servlet, jobs, stages, executors, environment) are made concurrently too
+        per_ui = max(1, cfg.max_concurrency // max(1, len(with_ui)))
 
         def one(app: clusters.ClusterApp) -> Tuple[MetricSet, bool]:
             part = MetricSet()
             http = WithHeaders(self.http, dict(app.headers)) if app.headers else self.http
             try:
                 sparkui.scrape_spark_ui(http, app.ui, part, app_deadline, max_applications=1,
-                                        env_cache=self.env_cache, stale_after=0)
+                                        env_cache=self.env_cache, stale_after=0, max_concurrency=per_ui,
+                                        pool=self.pool)
                 return part, True
             except TargetError as e:
                 # one driver that cannot be read costs that application only
@@ -112,4 +129,5 @@ class SparkCollector(Collector):
         out.add(CLUSTER_APPS_SCRAPED, scraped)
 
     def close(self) -> None:
+        self.pool.close()
         self.http.close()

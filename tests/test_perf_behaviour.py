@@ -1,0 +1,509 @@
+"""What the fleet-scale work (issue 14) promises, as behaviour rather than timing:
+the requests to one target are bounded in number at once, every application of
+a large listing is read, a failing application's prefetched answers cost that
+application only, the applications listed last time are requested together
+with the list, no thread outlives a scrape, and the shared request watchdog
+still ends every request at its own deadline. The figures are in
+benchmarks/bench_fleet.py, bench_overhead.py, bench_jvm_fleet.py, bench_leak.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Dict, Iterator, Optional
+from urllib.parse import urlsplit
+
+import pytest
+
+from exporter.collector import Deadline, MetricSet, ScrapeContext, TargetError
+from exporter.collectors.spark import SparkCollector, SparkTarget
+from exporter.httpclient import HttpClient, requests_in_flight
+from exporter.sparkui import EnvironmentCache, scrape_spark_ui
+from testbed.spark import load_recording, recording_dirs
+
+REC_DIR = recording_dirs()[-1]
+REC = load_recording(REC_DIR)
+REC_ID = REC["index"]["app_id"]
+JSON = "application/json"
+
+
+class Counting:
+    """An HTTP/1.1 server (keep-alive, as Jetty) answering ``answer(path)`` ->
+    (status, body, type) after ``delay`` seconds; counts requests, the most in
+    flight at once, and the most connections open at once."""
+
+    def __init__(self, answer: Callable[[str], tuple], delay: float = 0.0):
+        self.answer, self.delay = answer, delay
+        self.lock = threading.Lock()
+        self.paths = []
+        self.in_flight = self.max_in_flight = 0
+        self.conns = self.max_conns = 0
+        srv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with srv.lock:
+                    srv.conns += 1
+                    srv.max_conns = max(srv.max_conns, srv.conns)
+
+            def finish(self):
+                with srv.lock:
+                    srv.conns -= 1
+                super().finish()
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):  # noqa: N802
+                with srv.lock:
+                    srv.paths.append(self.path)
+                    srv.in_flight += 1
+                    srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+                try:
+                    if srv.delay:
+                        time.sleep(srv.delay)
+                    status, body, ctype = srv.answer(urlsplit(self.path).path)
+                    if callable(body):
+                        body = body()
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with srv.lock:
+                        srv.in_flight -= 1
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 512
+            daemon_threads = True
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _body(name: str) -> bytes:
+    return (REC_DIR / name).read_bytes()
+
+
+def history(n: int, broken: Optional[Dict[str, tuple]] = None) -> Callable[[str], tuple]:
+    """A history server of ``n`` running applications (the recorded 4.0 driver's answers,
+    one copy per application); ``broken`` maps a path to the answer it gets instead."""
+    app = json.loads(_body("applications.json"))[0]
+    ids = [f"app-{i:04d}" for i in range(n)]
+    listing = json.dumps([dict(app, id=i, name=f"svc-{i}") for i in ids]).encode()
+    bodies = {what: _body(f"{what}.json") for what in ("jobs", "stages", "executors", "environment")}
+    broken = broken or {}
+
+    def answer(path: str):
+        if path in broken:
+            return broken[path]
+        if path == "/api/v1/applications":
+            return 200, listing, JSON
+        if path.startswith("/api/v1/applications/"):
+            app_id, _, what = path[len("/api/v1/applications/"):].partition("/")
+            if app_id in ids and what in bodies:
+                return 200, bodies[what], JSON
+        return 404, b"no such path", "text/plain"
+
+    return answer
+
+
+def app_ids(out: MetricSet):
+    return sorted({key[0] for md, ss in out.samples.items() if md.name == "spark_app" for key in ss})
+
+
+def scrape_threads():
+    return [t for t in threading.enumerate() if t.name.startswith(("scrape-", "sparkwatch-http-deadline"))]
+
+
+def no_scrape_threads_within(seconds: float = 1.0):
+    end = time.monotonic() + seconds
+    while scrape_threads() and time.monotonic() < end:
+        time.sleep(0.02)
+    return not scrape_threads()
+
+
+# ---------------------------------------------------------------- the concurrency bound
+
+
+def test_a_history_target_never_has_more_than_max_concurrency_requests_or_connections():
+    with Counting(history(60), delay=0.01) as srv:
+        c = SparkCollector(SparkTarget(url=srv.url, name="h", max_concurrency=3))
+        try:
+            for _ in range(2):
+                out = MetricSet()
+                c.collect(out, ScrapeContext.within(30))
+                assert out.errors == []
+                assert len(app_ids(out)) == 60
+        finally:
+            c.close()
+    assert srv.max_in_flight <= 3, srv.max_in_flight
+    assert srv.max_conns <= 3, srv.max_conns
+    assert srv.max_in_flight >= 2  # and the requests do run concurrently
+
+
+def io_threads(name: str):
+    return [t for t in threading.enumerate() if t.name.startswith(f"sparkwatch-spark-{name}-io")]
+
+
+def test_a_targets_request_threads_are_kept_between_scrapes_bounded_and_end_with_the_target():
+    """Starting threads per scrape cost more than the requests to a driver: a
+    spark target keeps at most max_concurrency request threads, the same ones
+    from scrape to scrape, none with a request in flight once a scrape has
+    returned; closing the target (shutdown, an evicted probe target) ends them."""
+    with Counting(history(20), delay=0.005) as srv:
+        c = SparkCollector(SparkTarget(url=srv.url, name="kept", max_concurrency=3))
+        try:
+            seen = set()
+            for _ in range(4):
+                out = MetricSet()
+                c.collect(out, ScrapeContext.within(30))
+                assert out.errors == [] and len(app_ids(out)) == 20
+                assert requests_in_flight() == 0
+                threads = io_threads("kept")
+                assert 1 <= len(threads) <= 3, [t.name for t in threads]
+                seen |= {t.ident for t in threads}
+            assert len(seen) <= 3  # reused, not started anew per scrape
+        finally:
+            c.close()
+        end = time.monotonic() + 2
+        while io_threads("kept") and time.monotonic() < end:
+            time.sleep(0.02)
+        assert not io_threads("kept")
+        # a closed target still answers a scrape running at that moment: its requests
+        # are made in the scraping thread
+        c2 = SparkCollector(SparkTarget(url=srv.url, name="closed", max_concurrency=3))
+        c2.pool.close()
+        try:
+            for _ in range(2):
+                out = MetricSet()
+                c2.collect(out, ScrapeContext.within(30))
+                assert out.errors == [] and len(app_ids(out)) == 20
+        finally:
+            c2.close()
+        assert not io_threads("closed")
+
+
+def test_a_cluster_target_never_has_more_than_max_concurrency_requests_at_once():
+    n = 30
+    ui = history(1)
+
+    def answer(path: str):
+        if path == "/ws/v1/cluster/apps":
+            apps = [{"id": f"application_1_{i:04d}", "name": f"a{i}", "state": "RUNNING",
+                     "trackingUrl": f"{srv.url}/proxy/{i}/"} for i in range(n)]
+            return 200, json.dumps({"apps": {"app": apps}}).encode(), JSON
+        if path.startswith("/proxy/"):
+            _, _, rest = path[len("/proxy/"):].partition("/")
+            return ui("/" + rest)
+        return 404, b"", "text/plain"
+
+    with Counting(answer, delay=0.01) as srv:
+        c = SparkCollector(SparkTarget(url=srv.url, name="y", discover="yarn", max_concurrency=4))
+        try:
+            out = MetricSet()
+            c.collect(out, ScrapeContext.within(30))
+        finally:
+            c.close()
+    assert [v for md, ss in out.samples.items() if md.name == "spark_cluster_applications_scraped"
+            for v in ss.values()] == [n]
+    assert srv.max_in_flight <= 4 and srv.max_conns <= 4, (srv.max_in_flight, srv.max_conns)
+
+
+def test_the_http_client_bound_holds_for_any_number_of_threads_and_waits_no_longer_than_the_deadline():
+    with Counting(lambda p: (200, b"[]", JSON), delay=0.05) as srv:
+        http = HttpClient(SparkTarget(url=srv.url), max_concurrency=2)
+        errors = []
+
+        def get(deadline):
+            try:
+                http.get_json("/x", deadline)
+            except TargetError as e:
+                errors.append(e.reason)
+
+        try:
+            threads = [threading.Thread(target=get, args=(Deadline(30),)) for _ in range(12)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == [] and srv.max_in_flight <= 2
+            # every slot taken for longer than a request's deadline: that request times out
+            srv.delay = 1.0
+            busy = [threading.Thread(target=get, args=(Deadline(30),)) for _ in range(2)]
+            for t in busy:
+                t.start()
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            with pytest.raises(TargetError) as e:
+                http.get_json("/x", Deadline(0.3))
+            assert e.value.reason == "timeout" and "slot" in e.value.message
+            assert time.monotonic() - t0 < 0.8
+            for t in busy:
+                t.join()
+        finally:
+            http.close()
+
+
+def test_no_connection_pool_warning_with_more_concurrency_than_urllib3s_default_pool(caplog):
+    with Counting(lambda p: (200, b"[]", JSON), delay=0.05) as srv:
+        http = HttpClient(SparkTarget(url=srv.url), max_concurrency=16)
+        try:
+            with caplog.at_level(logging.WARNING, logger="urllib3"):
+                for _ in range(2):
+                    threads = [threading.Thread(target=http.get_json, args=("/x", Deadline(30))) for _ in range(16)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+        finally:
+            http.close()
+    assert srv.max_in_flight > 10
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    assert srv.max_conns <= 16
+
+
+# ---------------------------------------------------------------- every application, errors stay local
+
+
+def test_every_one_of_200_applications_is_read_with_the_default_settings():
+    target = SparkTarget(url="http://unused")
+    assert target.max_applications >= 200
+    with Counting(history(200)) as srv:
+        c = SparkCollector(SparkTarget(url=srv.url, name="h"))
+        try:
+            out = MetricSet()
+            c.collect(out, ScrapeContext.within(60))
+        finally:
+            c.close()
+    assert out.errors == []
+    assert app_ids(out) == [f"app-{i:04d}" for i in range(200)]
+    # one servlet, the list, and four requests per application
+    assert len(srv.paths) == 2 + 4 * 200
+    assert no_scrape_threads_within()
+
+
+def test_prefetched_errors_cost_their_application_only():
+    a = "/api/v1/applications/app-"
+    broken = {
+        a + "0003/stages": (500, b"<html>oops</html>", "text/html"),
+        a + "0007/executors": (200, b"<html>a proxy page</html>", "text/html"),
+        a + "0011/jobs": (200, lambda: (time.sleep(1.0), b"[]")[1], JSON),  # beyond the 0.3 s request timeout
+        a + "0013/environment": (200, b'{"sparkProperties": 5}', JSON),
+        a + "0017/jobs": (404, b"gone", "text/plain"),
+    }
+    with Counting(history(40, broken)) as srv:
+        http = HttpClient(SparkTarget(url=srv.url, timeout=0.3), max_concurrency=6)
+        out = MetricSet()
+        try:
+            n = scrape_spark_ui(http, srv.url, out, Deadline(30), max_concurrency=6)
+        finally:
+            http.close()
+    bad = {"app-0003", "app-0007", "app-0011", "app-0013", "app-0017"}
+    assert n == 35
+    assert app_ids(out) == sorted(f"app-{i:04d}" for i in range(40) if f"app-{i:04d}" not in bad)
+    assert out.errors == ["partial"] * 5
+    assert no_scrape_threads_within()
+
+
+def test_a_fatal_error_ends_the_scrape_and_leaves_no_thread():
+    """Connection refused for everything after the list: the target is down
+    (connection), and the pool's threads are gone with the scrape."""
+    listing = history(50)("/api/v1/applications")
+    with Counting(lambda p: listing if p == "/api/v1/applications" else (401, b"no", "text/plain")) as srv:
+        http = HttpClient(SparkTarget(url=srv.url), max_concurrency=4)
+        try:
+            with pytest.raises(TargetError) as e:
+                scrape_spark_ui(http, srv.url, MetricSet(), Deadline(30), max_concurrency=4)
+        finally:
+            http.close()
+    assert e.value.reason == "auth"
+    assert no_scrape_threads_within()
+
+
+def test_a_sequential_scrape_makes_the_same_requests_in_the_old_order():
+    with Counting(history(3)) as srv:
+        http = HttpClient(SparkTarget(url=srv.url))
+        out = MetricSet()
+        try:
+            scrape_spark_ui(http, srv.url, out, Deadline(30), max_concurrency=1)
+        finally:
+            http.close()
+    paths = [p.split("?")[0] for p in srv.paths]
+    a = "/api/v1/applications"
+    expected = [a, "/metrics/json/"]
+    for i in range(3):
+        expected += [f"{a}/app-{i:04d}/{w}" for w in ("jobs", "stages", "executors", "environment")]
+    assert paths == expected
+    assert len(app_ids(out)) == 3
+
+
+# ---------------------------------------------------------------- the previous listing goes out with the list
+
+
+def test_the_applications_listed_last_time_are_requested_with_the_list_and_vanished_ones_dropped():
+    state = {"n": 3}
+    answer = history(3)
+    app = json.loads(_body("applications.json"))[0]
+
+    def listing_of_now(path):
+        if path == "/api/v1/applications":
+            return 200, json.dumps([dict(app, id=f"app-{i:04d}", name=f"svc-{i}") for i in range(state["n"])]).encode(), JSON
+        return answer(path)
+
+    with Counting(listing_of_now, delay=0.05) as srv:
+        c = SparkCollector(SparkTarget(url=srv.url, name="d"))
+        try:
+            c.collect(MetricSet(), ScrapeContext.within(30))
+            srv.paths.clear()
+            srv.max_in_flight = 0
+            out = MetricSet()
+            c.collect(out, ScrapeContext.within(30))
+            second = list(srv.paths)
+            assert len(second) == 2 + 3 * 3  # environment cached
+            # the list, the servlet and every application's three requests at once, as many as allowed
+            assert srv.max_in_flight == min(len(second), c.config.max_concurrency)
+            assert len(app_ids(out)) == 3
+            state["n"] = 1  # two applications end
+            srv.paths.clear()
+            out = MetricSet()
+            c.collect(out, ScrapeContext.within(30))
+        finally:
+            c.close()
+    assert app_ids(out) == ["app-0000"]
+    assert out.errors == []  # the answers for the ended applications are dropped, not errors
+
+
+def test_the_environment_cache_and_the_listings_are_bounded():
+    t = [0.0]
+    cache = EnvironmentCache(ttl=300, clock=lambda: t[0])
+    for i in range(1000):
+        t[0] = i
+        cache.put((f"http://ui-{i}", "app", ""), object())
+        cache.remember_listing(f"http://ui-{i}", [{"id": "app"}])
+    assert len(cache._items) <= 64 + 301
+    assert len(cache._listings) == EnvironmentCache.MAX_LISTINGS
+    assert cache.listing("http://ui-999") == [{"id": "app"}] and cache.listing("http://ui-0") == []
+    cache.retain_bases(["http://ui-999"])
+    assert list(cache._listings) == ["http://ui-999"]
+
+
+# ---------------------------------------------------------------- the shared watchdog
+
+
+@contextmanager
+def trickling() -> Iterator[str]:
+    """Answers the status line, then one header byte every 0.1 s, forever."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    stop = threading.Event()
+
+    def serve(conn):
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.is_set():
+                conn.sendall(b"X")
+                time.sleep(0.1)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def loop():
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        stop.set()
+        srv.close()
+
+
+def test_concurrent_requests_each_end_at_their_own_deadline():
+    with trickling() as url:
+        http = HttpClient(SparkTarget(url=url, timeout=30))
+        ended: Dict[float, float] = {}
+
+        def get(seconds):
+            t0 = time.monotonic()
+            with pytest.raises(TargetError) as e:
+                http.get("/x", Deadline(seconds))
+            assert e.value.reason == "timeout"
+            ended[seconds] = time.monotonic() - t0
+
+        try:
+            threads = [threading.Thread(target=get, args=(s,)) for s in (1.5, 0.4, 0.8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+        finally:
+            http.close()
+    assert sorted(ended) == [0.4, 0.8, 1.5]
+    for seconds, took in ended.items():
+        assert seconds - 0.05 <= took < seconds + 0.5, ended
+    assert no_scrape_threads_within()
+
+
+# ---------------------------------------------------------------- attach: once per JVM per interval
+
+
+def test_attach_runs_once_per_jvm_per_attach_interval_not_once_per_scrape(jvm_classes, monkeypatch):
+    from exporter.collectors import jvm as jvm_collector
+    from exporter.collectors.jvm import JvmCollector, JvmTarget
+    from testbed.jvm import running_jvm
+
+    calls = []
+    real = jvm_collector.hs_attach.jcmd
+
+    def counting(pid, *args, **kw):
+        calls.append(pid)
+        return real(pid, *args, **kw)
+
+    monkeypatch.setattr(jvm_collector.hs_attach, "jcmd", counting)
+    with running_jvm(jvm_classes, "Workload", ["attach-once"]) as j:
+        c = JvmCollector(JvmTarget(name="w", match=r"Workload attach-once$", attach=True, attach_interval=60))
+        for _ in range(5):
+            out = MetricSet()
+            c.collect(out, ScrapeContext.within(20))
+            assert out.errors == []
+            assert [v for md, ss in out.samples.items() if md.name == "jvm_jit_compilation_enabled" for v in ss.values()] == [1]
+        assert calls == [j.pid]
+        calls.clear()
+        c = JvmCollector(JvmTarget(name="w", match=r"Workload attach-once$", attach=True, attach_interval=0.5))
+        for _ in range(2):
+            for _ in range(3):
+                c.collect(MetricSet(), ScrapeContext.within(20))
+            time.sleep(0.6)
+        assert calls == [j.pid, j.pid]
+    assert no_scrape_threads_within()
