@@ -26,13 +26,15 @@ def _order() -> List[str]:
 
 
 def run_one(name: str, workdir: Path, baseline_minutes: float) -> List[Result]:
-    from .scenarios import SCENARIOS, baseline
+    from .scenarios import SCENARIOS, baseline, cluster
 
     wd = core.workdir(name, workdir)
     log(f"{name}: starting (work directory {wd})")
     try:
         if name == "baseline":
             return baseline(wd, baseline_minutes)
+        if name == "cluster":
+            return cluster(wd, baseline_minutes)
         return SCENARIOS[name](wd)
     except core.LabError as e:
         r = Result(name.upper(), name, "", "", "", time.time())
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lab", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenarios", nargs="*", default=["all"],
-                   help=f"any of: {', '.join(_order())}, or all (default)")
+                   help=f"any of: {', '.join(_order())}, or all (default: {', '.join(ALL)})")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--baseline-minutes", type=float, default=10.0,
                    help="how long the healthy baseline runs (default 10)")
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
         print(markdown_table([Result.from_json(d) for d in json.loads(Path(a.table).read_text())]))
         return 0
 
-    names = _order() if "all" in a.scenarios else a.scenarios
+    names = ALL if "all" in a.scenarios else a.scenarios
     unknown = [n for n in names if n not in _order()]
     if unknown:
         p.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(_order())}")
@@ -98,15 +100,25 @@ def main(argv=None) -> int:
     return 0 if results and all(r.ok for r in results) else 1
 
 
-#: scenarios that run one after the other; the lanes run at the same time. At most three
-#: Spark drivers at once (plus ZooKeeper and two small JVMs): two cores are shared by all.
-LANES = [["baseline"], ["s1", "s2"], ["s5", "s4"], ["s3-heap", "s3-threads"]]
+#: the phases of a run, one after the other; in a phase the lanes run at the same time, the
+#: scenarios of a lane one after the other. `cluster` (the standalone cluster: S3a, S3b, S4c,
+#: S5 in executors, next to the healthy baseline) watches every JVM of the host, so nothing
+#: else that starts a JVM runs beside it: only S1 (the Livy stand-in, Python). The local-mode
+#: scenarios that the cluster supersedes (s3-heap, s3-threads, s5, the local baseline) run
+#: only when named.
+PHASES = [[["cluster"], ["s1"]], [["s2"], ["s4"]]]
+LANES = [lane for phase in PHASES for lane in phase]
+ALL = [n for lane in LANES for n in lane]
+
+
+def phases_for(names: List[str]) -> List[List[List[str]]]:
+    phases = [[[n for n in lane if n in names] for lane in phase] for phase in PHASES]
+    phases.append([[n] for n in names if not any(n in lane for lane in LANES)])
+    return [[lane for lane in phase if lane] for phase in phases if any(phase)]
 
 
 def lanes_for(names: List[str]) -> List[List[str]]:
-    lanes = [[n for n in lane if n in names] for lane in LANES]
-    lanes += [[n] for n in names if not any(n in lane for lane in LANES)]
-    return [lane for lane in lanes if lane]
+    return [lane for phase in phases_for(names) for lane in phase]
 
 
 def run_parallel(names: List[str], workdir: Path, baseline_minutes: float) -> List[Result]:
@@ -139,12 +151,13 @@ def run_parallel(names: List[str], workdir: Path, baseline_minutes: float) -> Li
         for n in lane:
             run_child(n)
 
-    threads = [threading.Thread(target=run_lane, args=(lane,), daemon=True) for lane in lanes_for(names)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(1)  # in short steps: Ctrl-C/SIGTERM must get through
+    for phase in phases_for(names):
+        threads = [threading.Thread(target=run_lane, args=(lane,), daemon=True) for lane in phase]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(1)  # in short steps: Ctrl-C/SIGTERM must get through
     order = {n: i for i, n in enumerate(_order())}
     return [r for n in sorted(outcome, key=order.get) for r in outcome[n]]
 

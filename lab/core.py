@@ -313,6 +313,9 @@ class Expect:
     #: "before": must fire before the failure; "after": must fire (the failure has happened);
     #: "any": must fire at some point
     when: str = "before"
+    #: with "before": the lead must be at least this share of the time from the start of the
+    #: trouble to the failure (the early warning of a leak: a quarter of its course)
+    min_lead_share: Optional[float] = None
 
 
 @dataclass
@@ -372,6 +375,11 @@ def evaluate(res: Result, watch: AlertWatch, expects: List[Expect], forbid_all: 
             elif f.fired_at >= res.failure_at:
                 res.problems.append(f"{e.alertname} fired {f.fired_at - res.failure_at:.0f}s after the failure, "
                                     "not before it")
+            elif e.min_lead_share is not None and res.trouble_at is not None and \
+                    res.failure_at - f.fired_at < e.min_lead_share * (res.failure_at - res.trouble_at):
+                res.problems.append(f"{e.alertname} fired {res.failure_at - f.fired_at:.0f}s before the failure: "
+                                    f"less than {e.min_lead_share:g} of the {res.failure_at - res.trouble_at:.0f}s "
+                                    "from the start of the trouble to the failure")
             else:
                 ar.ok = True
         else:

@@ -124,3 +124,44 @@ def _wait(check, timeout: float, what: str, c: Cluster, procs: List[subprocess.P
         if time.monotonic() > end:
             raise RuntimeError(f"no {what} within {timeout:.0f}s:\n" + c.log_tail())
         time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------
+# The lab's executor-side leaks: Java UDFs (testbed/sparkjars/*.java) in a jar
+
+
+SPARKJARS = Path(__file__).resolve().parent / "sparkjars"
+
+
+def lab_udf_jar(dest: Path, python: Optional[Path] = None) -> Path:
+    """Compile ``testbed/sparkjars/*.java`` against the Spark jars of the venv's pyspark
+    and package them as ``dest/sparkwatch-lab-udfs.jar`` (for ``--jars`` and
+    ``spark.udf.registerJavaFunction``)."""
+    home = spark_home(python or SPARK_PYTHONS["4.0"])
+    classes = Path(dest) / "classes"
+    classes.mkdir(parents=True, exist_ok=True)
+    sources = sorted(str(p) for p in SPARKJARS.glob("*.java"))
+    subprocess.run(["javac", "-nowarn", "--release", "17", "-cp", os.path.join(home, "jars", "*"), "-d", str(classes),
+                    *sources], check=True, capture_output=True, text=True, timeout=300)
+    jar = Path(dest) / "sparkwatch-lab-udfs.jar"
+    subprocess.run(["jar", "cf", str(jar), "-C", str(classes), "."], check=True, capture_output=True, text=True,
+                   timeout=120)
+    return jar
+
+
+def executor_pids(app_id: str) -> List[int]:
+    """The executor JVMs (CoarseGrainedExecutorBackend) of application ``app_id`` on this host."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "org.apache.spark.executor.CoarseGrainedExecutorBackend" in args and "--app-id" in args:
+            i = args.index("--app-id")
+            if i + 1 < len(args) and args[i + 1] == app_id:
+                out.append(int(d))
+    return sorted(out)

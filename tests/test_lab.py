@@ -1,11 +1,13 @@
-"""The incident lab, end to end: every scenario of ``python -m lab`` on real software
-(Spark drivers, ZooKeeper, JVMs under RLIMIT_NPROC, the Livy stand-in), the real
-exporter and a real Prometheus evaluating the pack's rules (compressed through
-lab/lab-rules.yml). All scenarios run at once, as one ``python -m lab all``
-process, next to the 10-minute healthy baseline.
+"""The incident lab, end to end: every scenario of ``python -m lab all`` on real software
+(a Spark standalone cluster whose executors leak, Spark drivers, ZooKeeper, JVMs under
+RLIMIT_NPROC, the Livy stand-in), the real exporter and a real Prometheus evaluating the
+pack's rules (compressed through lab/lab-rules.yml), as one ``python -m lab all`` process:
+the cluster scenarios next to the 10-minute healthy baseline on the same cluster, then the
+local-mode ones.
 
 Each scenario must see its alerts fire - the "before" ones before the failure it
-measures - and the baseline must stay silent.
+measures, the early warnings of the executor leaks with a lead of at least a quarter of
+the leak's course - and the baseline must stay silent.
 """
 
 from __future__ import annotations
@@ -34,13 +36,21 @@ EXPECTED = {
     "S1": {"LivyFinishedSessionsNotCollected": "before", "LivyFinishedSessionsPilingUp": "before",
            "LivyTargetDown": "after"},
     "S2": {"LivyRestartRiskRising": "before", "LivyRestartWouldExhaustThreads": "before"},
-    "S3a": {"SparkHeapFloorRisingWithFlatState": "before"},
+    # on the standalone cluster, in an executor
+    "S3a": {"JvmHeapFloorRisingWithFlatState": "before"},
     "S3b": {"JvmThreadsPredictedToHitLimit": "before", "JvmThreadsLeaking": "before"},
-    "S4a": {"SparkStreamingQueryStalled": "after"},
-    "S4b": {"SparkTargetDown": "after"},
+    "S4c": {"SparkStreamingQueryTerminated": "after"},
     "S5": {"JvmCodeCachePredictedFull": "before", "JvmCodeCacheNearlyFull": "before",
            "JvmJitCompilationDisabled": "after"},
+    # local mode
+    "S4a": {"SparkStreamingQueryStalled": "after"},
+    "S4b": {"SparkTargetDown": "after"},
 }
+
+# the early warnings (severity warning, a trend) of the executor failures: each must fire at
+# least a quarter of the time from the start of the leak to the failure before the failure
+EARLY_WARNING = {"S3a": "JvmHeapFloorRisingWithFlatState", "S3b": "JvmThreadsPredictedToHitLimit",
+                 "S5": "JvmCodeCachePredictedFull"}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +61,7 @@ def lab(tmp_path_factory):
                             cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
-        text, _ = proc.communicate(timeout=25 * 60)
+        text, _ = proc.communicate(timeout=35 * 60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # the lab stops its scenarios and their processes
@@ -85,6 +95,18 @@ def test_scenario_alerts_fire(lab, scenario):
     assert r["ok"]
 
 
+@pytest.mark.parametrize("scenario", sorted(EARLY_WARNING))
+def test_executor_failures_are_warned_of_early(lab, scenario):
+    results, text = lab
+    r = results[scenario]
+    name = EARLY_WARNING[scenario]
+    a = next(a for a in r["alerts"] if a["alertname"] == name)
+    assert a["severity"] == "warning"
+    assert a["fired_at"] is not None and r["failure_at"] is not None and r["trouble_at"] is not None
+    course = r["failure_at"] - r["trouble_at"]
+    assert a["lead_s"] >= course / 4, f"{scenario}: {name} fired {a['lead_s']:.0f}s before a {course:.0f}s course"
+
+
 def test_s2_restart_really_fails_at_the_measured_point(lab):
     results, _ = lab
     notes = " ".join(results["S2"]["notes"])
@@ -99,3 +121,4 @@ def test_healthy_baseline_stays_silent_for_ten_minutes(lab):
     assert not r["problems"], r["problems"]
     assert r["ended_at"] - r["trouble_at"] >= 10 * 60
     assert r["ok"]
+    assert "short applications:" in " ".join(r["notes"])

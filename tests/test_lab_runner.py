@@ -69,6 +69,17 @@ def test_an_alert_after_the_failure_is_not_a_warning_in_time():
     assert r.ok, r.problems
 
 
+def test_an_early_warning_needs_a_quarter_of_the_course_as_lead():
+    # trouble at 1000, failure at 1400: a quarter of the course is 100 s
+    w = _Watch(Fired("Trend", "warning", {}, 1200.0, 1320.0))
+    r = evaluate(_result(failure_at=1400.0), w, [Expect("Trend", min_lead_share=0.25)])
+    assert not r.ok and "less than 0.25 of the 400s" in r.problems[0]
+    w = _Watch(Fired("Trend", "warning", {}, 1200.0, 1300.0))
+    r = evaluate(_result(failure_at=1400.0), w, [Expect("Trend", min_lead_share=0.25)])
+    assert r.ok, r.problems
+    assert r.alerts[0].lead_s == 100.0
+
+
 def test_missing_alert_and_unobserved_failure_fail():
     r = evaluate(_result(), _Watch(Fired("A", "warning", {}, 1.0, 1100.0)), [Expect("A"), Expect("B", "after")])
     assert not r.ok
@@ -101,7 +112,7 @@ def test_markdown_table():
 def test_cli_lists_the_scenarios():
     r = subprocess.run([sys.executable, "-m", "lab", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
-    for name in ("s1", "s2", "s3-heap", "s3-threads", "s4", "s5", "baseline"):
+    for name in ("s1", "s2", "s3-heap", "s3-threads", "s4", "s5", "baseline", "cluster"):
         assert name in r.stdout
     r = subprocess.run([sys.executable, "-m", "lab", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "unknown scenario" in r.stderr
@@ -114,7 +125,16 @@ def test_readme_section_shows_a_table_of_every_scenario():
     assert "<!-- lab:table -->" in section
     header = markdown_table([]).splitlines()[0]
     assert header in section  # the table the runner prints
-    for scenario in ("S1", "S2", "S3a", "S3b", "S4a", "S4b", "S5", "baseline"):
+    for scenario in ("S1", "S2", "S3a", "S3b", "S4a", "S4b", "S4c", "S5", "baseline"):
         assert f"| **{scenario}** " in section, scenario
-    for name in ("s1", "s2", "s3-heap", "s3-threads", "s4", "s5", "baseline"):
+    for name in ("s1", "s2", "s3-heap", "s3-threads", "s4", "s5", "baseline", "cluster"):
         assert f"`{name}`" in section, name
+
+
+def test_all_runs_the_cluster_first_and_nothing_with_a_jvm_beside_it():
+    from lab.__main__ import ALL, PHASES, phases_for
+
+    assert PHASES[0][0] == ["cluster"]
+    assert all(n == "s1" for lane in PHASES[0][1:] for n in lane)  # S1 starts no JVM
+    assert set(ALL) == {"cluster", "s1", "s2", "s4"}
+    assert phases_for(["s1", "s5"]) == [[["s1"]], [["s5"]]]

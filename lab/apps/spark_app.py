@@ -14,7 +14,18 @@ Modes:
                 the query stops making progress while input keeps arriving.
   codecache     no streaming: a loop of SQL queries with distinct expressions (seed 004's
                 compiled customer rules); every one is code-generated and JIT-compiled into a
-                small code cache (set -XX:ReservedCodeCacheSize with --java-opts).
+                small code cache (set -XX:ReservedCodeCacheSize with --java-opts, or for the
+                executors spark.executor.extraJavaOptions with --conf on a cluster).
+  busy          the healthy service of the cluster baseline: the stateful query, and next to it
+                a mix of SQL queries (joins, aggregations, window functions) over a cached table
+                that is refreshed (unpersisted and cached again) every few minutes.
+  die-query     the same query; after --stall-after seconds its foreachBatch raises: the query
+                terminates, the driver (and its SparkContext) goes on.
+
+On a cluster (--master spark://...), --udf heap:BYTES or --udf threads:EVERY puts one of the
+Java UDFs of testbed/sparkjars (its jar given with --jars) into the query, so that it runs in
+the executor: heap keeps BYTES per row in the executor JVM, threads starts a parked thread
+every EVERY-th row.
 
 It prints machine-readable lines on stdout:
   LAB READY <appId>                     UI up, first batch (with state rows) done
@@ -35,7 +46,7 @@ def event(name, detail=""):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--mode", required=True,
-                   choices=["healthy", "leak-heap", "leak-threads", "stall", "codecache"])
+                   choices=["healthy", "leak-heap", "leak-threads", "stall", "codecache", "busy", "die-query"])
     p.add_argument("--ui-port", type=int, required=True)
     p.add_argument("--app-name", default=None)
     p.add_argument("--driver-memory", default="512m")
@@ -48,14 +59,23 @@ def main():
     p.add_argument("--stall-after", type=float, default=60.0, help="stall: seconds after READY")
     p.add_argument("--periodic-gc", default="15s", help="spark.cleaner.periodicGC.interval")
     p.add_argument("--master", default="local[1]")
+    p.add_argument("--jars", default="", help="jars for the driver and the executors (the lab's UDFs)")
+    p.add_argument("--udf", default="", help="heap:BYTES or threads:EVERY (a Java UDF from --jars, in the query)")
+    p.add_argument("--conf", action="append", default=[], help="KEY=VALUE, any Spark setting")
     a = p.parse_args()
 
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
     java_opts = ("-Xss512k -XX:+UseG1GC " + a.java_opts).strip()
+    b = SparkSession.builder
+    if a.jars:
+        b = b.config("spark.jars", a.jars)
+    for kv in a.conf:
+        k, v = kv.split("=", 1)
+        b = b.config(k, v)
     spark = (
-        SparkSession.builder.master(a.master)
+        b.master(a.master)
         .appName(a.app_name or f"lab-{a.mode}")
         .config("spark.driver.memory", a.driver_memory)
         .config("spark.driver.extraJavaOptions", java_opts)
@@ -85,6 +105,9 @@ def main():
     if a.mode == "codecache":
         return codecache(spark, app_id)
 
+    if a.mode == "busy":
+        threading.Thread(target=sql_mix, args=(spark,), daemon=True).start()
+
     kept = jvm.java.util.ArrayList()  # what the leaks retain, in the driver JVM
     state = {"batches": 0, "ready_at": None, "failed": False}
 
@@ -111,10 +134,21 @@ def main():
         elif a.mode == "stall" and state["ready_at"] and time.time() - state["ready_at"] > a.stall_after:
             event("stall", f"batch {batch_id} blocks forever")
             threading.Event().wait()
+        elif a.mode == "die-query" and state["ready_at"] and time.time() - state["ready_at"] > a.stall_after:
+            event("query-dies", f"batch {batch_id} raises")
+            raise RuntimeError("lab: the sink failed (S4: a query that dies while its driver lives)")
 
+    rows = spark.readStream.format("rate").option("rowsPerSecond", a.rows_per_second).load()
+    if a.udf:
+        # a Java UDF that runs in the executor (testbed/sparkjars/LeakyUdf.java)
+        from pyspark.sql.types import LongType
+
+        kind, arg = a.udf.split(":", 1)
+        cls = {"heap": "LeakHeap", "threads": "LeakThreads"}[kind]
+        spark.udf.registerJavaFunction(f"leak_{kind}", f"sparkwatch.lab.LeakyUdf${cls}", LongType())
+        rows = rows.withColumn("value", F.expr(f"leak_{kind}(value, {int(arg)})"))
     stream = (
-        spark.readStream.format("rate").option("rowsPerSecond", a.rows_per_second).load()
-        .withColumn("key", F.col("value") % a.keys)
+        rows.withColumn("key", F.col("value") % a.keys)
         .groupBy("key").count()
     )
     q = (
@@ -136,8 +170,36 @@ def main():
                 state["failed"] = True
                 event("failure", oom[0][:200])
             event("query-terminated", text.splitlines()[0][:200] if text else "")
+            if a.mode == "die-query":
+                while True:  # the driver lives on without its query
+                    time.sleep(60)
             os._exit(3)  # the driver dies with its query, as a service's main() would
         time.sleep(0.5)
+
+
+def sql_mix(spark):
+    """A busy service's other work: SQL over a cached table, refreshed now and then."""
+    from pyspark.sql import functions as F
+
+    i = 0
+    facts = dims = None
+    while True:
+        if i % 20 == 0:
+            if facts is not None:
+                facts.unpersist()
+            facts = spark.range(0, 50000).selectExpr("id", "id % 100 AS d", "rand() * 100 AS v").cache()
+            dims = spark.range(0, 100).selectExpr("id AS d", "concat('dim', id) AS name")
+            facts.count()
+        q = i % 3
+        if q == 0:
+            facts.join(dims, "d").groupBy("name").agg(F.sum("v"), F.count("*")).collect()
+        elif q == 1:
+            facts.groupBy("d").agg(F.avg("v").alias("a")).orderBy(F.desc("a")).limit(5).collect()
+        else:
+            facts.where("v > 50").selectExpr("d", "v", "rank() OVER (PARTITION BY d ORDER BY v) AS r") \
+                .where("r <= 3").count()
+        i += 1
+        time.sleep(10)
 
 
 def codecache(spark, app_id):
