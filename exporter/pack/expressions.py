@@ -36,6 +36,19 @@ def rising_floor(metric: str, threshold: str, relative: bool = False) -> str:
     return f"{rise(now, middle)}\n> {threshold} / 2\nand\n{rise(middle, start)}\n> {threshold} / 2"
 
 
+def collected_in_every_floor_window(counter: str, on: str) -> str:
+    """``and on (on)`` the collections counted by ``counter`` happened in each of the
+    three floor windows :func:`rising_floor` compares (now, ``$trend_window_half`` and
+    ``$trend_window`` ago): only then is the minimum of a window what survived a
+    collection. An old generation that no collection has reclaimed yet (G1 below its
+    initiating occupancy, for hours on an executor that promotes slowly) only fills
+    with garbage, and its minimum rises without a leak."""
+    clauses = []
+    for offset in ("", " offset $trend_window_half", " offset $trend_window"):
+        clauses.append(f"and on ({on})\nincrease({counter}[$floor_window]{offset}) > 0")
+    return "\n" + "\n".join(clauses)
+
+
 def flat_state(on: str) -> str:
     """``and`` the streaming state rows of the same application (joined ``on`` these
     labels) changed by less than ``$max_state_change`` (relative) over ``$trend_window``:

@@ -9,6 +9,7 @@ from ..model import DURATION, NUMBER, REGEX, Alert, Param, Replay, at, saw, seri
 from ..expressions import (
     APP_SERIES_LABELS,
     JVM_SERIES_LABELS,
+    collected_in_every_floor_window,
     driver_pools_as_jvm_series,
     flat_state,
     predicted,
@@ -46,6 +47,14 @@ EXECUTOR_JVM = dict(target="worker", process="CoarseGrainedExecutorBackend", app
 
 def executor_old_gen_used(**labels) -> str:
     return series("jvm_memory_space_used_bytes", **dict(EXECUTOR_JVM, space="old", **labels))
+
+
+def executor_collections(collector: str = "G1 concurrent cycle pauses", **labels) -> str:
+    return series("jvm_gc_collections_total", **dict(EXECUTOR_JVM, collector=collector, **labels))
+
+
+#: a collection of the old generation every 10 minutes (at each drop of the sawtooth)
+OLD_COLLECTIONS = "0+0.1x600"
 
 
 def old_gen_max() -> str:
@@ -170,19 +179,30 @@ ALERTS: List[Alert] = [
         component="jvm",
         summary="A Spark JVM's heap floor rises while its application's state does not: a leak.",
         description="JVM {{ $labels.process }} (executor {{ $labels.executor_id }} of {{ $labels.app_id }}) on "
-                    "{{ $labels.instance }}: the lowest use of its old generation over $floor_window rose by more "
-                    "than $min_growth_pct% in $trend_window, in both halves of it, while the application's "
-                    "streaming state rows changed by less than $max_state_change_pct%.",
+                    "{{ $labels.instance }}: the lowest use of its old generation over $floor_window, after "
+                    "collections of it, rose by more than $min_growth_pct% in $trend_window, in both halves of "
+                    "it, while the application's streaming state rows changed by less than "
+                    "$max_state_change_pct%.",
         expr=rising_floor('jvm_memory_space_used_bytes{space=~"$old_space"}', "$min_growth", relative=True)
+        + collected_in_every_floor_window('jvm_gc_collections_total{collector=~"$old_collector"}',
+                                          JVM_SERIES_LABELS)
         + flat_state("app_id"),
         for_="1h",
         params=dict(FLOOR_WITH_FLAT_STATE,
-                    old_space=Param("old|tenured", REGEX, "space label of the old generation (jvm collector)")),
+                    old_space=Param("old|tenured", REGEX, "space label of the old generation (jvm collector)"),
+                    old_collector=Param(".*(full|concurrent|[Oo]ld|[Mm]ajor).*", REGEX,
+                                        "collector label (jvm collector) of the collections that reclaim the old "
+                                        "generation: full collections and G1's concurrent cycles (`G1 full "
+                                        "collection pauses`, `G1 concurrent cycle pauses`, `Parallel full "
+                                        "collection pauses`, `Serial full collection pauses`)")),
         meaning="SparkHeapFloorRisingWithFlatState for every JVM the exporter reads that belongs to a Spark "
                 "application: executors on worker hosts (where S3's war story leaked) as well as drivers. "
                 "The old generation's lowest level over an hour is what survives the collections; when it "
                 "rises for hours while the application's streaming state rows stay flat, the state is "
-                "ruled out and the rest is a leak. The JVM series (the jvm collector on the worker host) "
+                "ruled out and the rest is a leak. Only windows in which the old generation was collected "
+                "(a full collection or a G1 concurrent cycle, `jvm_gc_collections_total`) count: an executor's "
+                "G1 old generation may fill with garbage for hours before its first concurrent cycle "
+                "(at `-XX:InitiatingHeapOccupancyPercent`, 45% by default), a rise that is no leak. The JVM series (the jvm collector on the worker host) "
                 "join the application's Spark series by `app_id`, which both carry; JVMs that belong to no "
                 "application (no `app_id`) are not judged by this alert.",
         confirm=[
@@ -196,20 +216,30 @@ ALERTS: List[Alert] = [
                "`ForeachWriter` or `foreachBatch` open per row or per partition.",
         story=Replay(
             "an executor's old generation floor +5 MB a minute under a sawtooth, state rows flat (S3's war story)",
-            [(executor_old_gen_used(), values(LEAKING_HEAP)), (state_rows(), values(wiggle(1079, 10, 600)))],
+            [(executor_old_gen_used(), values(LEAKING_HEAP)), (executor_collections(), OLD_COLLECTIONS),
+             (state_rows(), values(wiggle(1079, 10, 600)))],
             quiet=["350m"], fires="430m", failure="600m",
             failure_is="the heap peaks reach a 4.5 GB maximum: Java heap space",
             labels=[at(**EXECUTOR_JVM, space="old")],
         ),
         healthy=[
             Replay("the executor's heap rises together with the state rows: the state grows, not a leak",
-                   [(executor_old_gen_used(), values(LEAKING_HEAP)), (state_rows(), "1000+10x600")],
+                   [(executor_old_gen_used(), values(LEAKING_HEAP)), (executor_collections(), OLD_COLLECTIONS),
+                    (state_rows(), "1000+10x600")],
                    quiet=["7h", "10h"]),
             Replay("warm-up: the floor climbs in the first hour (cached data), then stays (flat state)",
                    [(executor_old_gen_used(), values(saw(0, 5e8, 10, 600, base=lambda t: 1e8 + 1.5e7 * min(t, 60)))),
+                    (executor_collections(), OLD_COLLECTIONS),
                     (state_rows(), values(wiggle(1079, 10, 600)))], quiet=["6h30m", "7h", "8h"]),
             Replay("a leaking executor of another application, with no streaming state, beside a flat-state one",
                    [(executor_old_gen_used(app_id="app-2"), values(LEAKING_HEAP)),
+                    (executor_collections(app_id="app-2"), OLD_COLLECTIONS),
+                    (state_rows(), values(wiggle(1079, 10, 600)))], quiet=["7h", "10h"]),
+            Replay("a G1 executor below its initiating occupancy: young collections promote garbage into the old "
+                   "generation, which only fills (0.5 to 2 GB in 10 h), no concurrent cycle yet, state flat",
+                   [(executor_old_gen_used(), "5e8+2.5e6x600"),
+                    (executor_collections("G1 young collection pauses"), "0+1x600"),
+                    (executor_collections(), "0x600"), (executor_collections("G1 full collection pauses"), "0x600"),
                     (state_rows(), values(wiggle(1079, 10, 600)))], quiet=["7h", "10h"]),
         ],
     ),
