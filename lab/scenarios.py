@@ -835,6 +835,11 @@ def busy_livy(srv, stop: threading.Event) -> None:
         stop.wait(0.5)
 
 
+#: the busy service's trigger, seconds: lab/lab-rules.yml's trigger_interval for
+#: SparkStreamingBatchSlowerThanTrigger
+BUSY_TRIGGER_S = 10
+
+
 def cluster(wd: Path, minutes: float = 10.0) -> List[Result]:
     """Every cluster scenario at once on one standalone cluster, next to the healthy baseline."""
     from testbed.cluster import lab_udf_jar, standalone_cluster
@@ -862,7 +867,9 @@ def cluster(wd: Path, minutes: float = 10.0) -> List[Result]:
         }
         st = Stack(stack, wd, cfg)
         # two cores: the SQL mix must not queue the streaming query's tasks (FAIR pools)
-        busy = SparkDriver(wd, "busy", ["--master", cl.master_url,
+        # a 10 s trigger (lab-rules.yml's trigger_interval): the scenarios beside it load the two
+        # cores so much that 5 s batches fell behind a 5 s trigger, truly
+        busy = SparkDriver(wd, "busy", ["--master", cl.master_url, "--trigger-s", str(BUSY_TRIGGER_S),
                                         *_cluster_conf({"spark.executor.cores": "2", "spark.cores.max": "2",
                                                         "spark.scheduler.mode": "FAIR"})])
         stack.callback(busy.stop)
