@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import re
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
+from concurrent.futures import CancelledError, Future, wait
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional, Tuple
 from urllib.parse import quote
@@ -584,32 +585,67 @@ def _params_key(params) -> tuple:
 class RequestPool:
     """Threads that make a target's requests ahead of time, kept between scrapes
     (starting a thread costs more than a request to a driver on the same host;
-    a pool per scrape made a scrape 1.2x the raw fetches instead of 1.1x). At
-    most ``workers`` threads, named ``thread_name``; they are idle between
-    scrapes and end with :meth:`close`. A request submitted after ``close`` is
-    made in the calling thread instead."""
+    threads per scrape made a scrape 1.2x the raw fetches instead of 1.1x).
+    ``workers`` threads named ``thread_name_<i>``, all started at the first
+    request (so that their number is flat from the first scrape on, not creeping
+    up to its bound as concurrency peaks come), idle between scrapes, ended by
+    :meth:`close`. A request submitted after ``close`` is made in the calling
+    thread instead (``submit`` returns None)."""
 
     def __init__(self, workers: int, thread_name: str):
         self.workers = max(1, workers)
         self.thread_name = thread_name
         self._lock = threading.Lock()
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._queue: Optional[queue.SimpleQueue] = None
         self._closed = False
 
     def submit(self, fn, *args) -> Optional[Future]:
         with self._lock:
             if self._closed:
                 return None
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=self.thread_name)
-            return self._pool.submit(fn, *args)
+            if self._queue is None:
+                self._queue = queue.SimpleQueue()
+                for i in range(self.workers):
+                    threading.Thread(target=self._work, args=(self._queue,), name=f"{self.thread_name}_{i}",
+                                     daemon=True).start()
+            f: Future = Future()
+            self._queue.put((f, fn, args))
+            return f
+
+    @staticmethod
+    def _work(q: "queue.SimpleQueue") -> None:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            f, fn, args = item
+            item = None
+            if f.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args)
+                except BaseException as e:  # noqa: BLE001 - the caller gets it from the future
+                    f.set_exception(e)
+                else:
+                    f.set_result(result)
+                result = None
+            # nothing of a request stays referenced by an idle thread
+            f = fn = args = None
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            q, self._queue = self._queue, None
+        if q is None:
+            return
+        while True:  # what has not started is cancelled
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in range(self.workers):
+            q.put(None)
 
 
 class Prefetch:
