@@ -16,6 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional
 from urllib.parse import urlsplit
 
@@ -507,3 +508,49 @@ def test_attach_runs_once_per_jvm_per_attach_interval_not_once_per_scrape(jvm_cl
             time.sleep(0.6)
         assert calls == [j.pid, j.pid]
     assert no_scrape_threads_within()
+
+
+# ---------------------------------------------------------------- malloc arenas
+
+_ARENA_PROBE = r"""
+import ctypes, sys, threading
+if sys.argv[1] == "limit":
+    from exporter.cli import limit_malloc_arenas
+    print("applied" if limit_malloc_arenas() else "not applied", flush=True)
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()
+    keep = [bytearray(20000) for _ in range(200)]  # malloc, not pymalloc, not mmap
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+ctypes.CDLL("libc.so.6").malloc_stats()  # "Arena N:" per arena, on stderr
+"""
+
+
+def _arenas(mode: str, env=None):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    e = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    e.update(env or {})
+    p = subprocess.run([sys.executable, "-c", _ARENA_PROBE, mode], cwd=str(root), env=e, capture_output=True,
+                       text=True, timeout=60, check=True)
+    return p.stdout.strip(), sum(1 for line in p.stderr.splitlines() if line.startswith("Arena "))
+
+
+@pytest.mark.skipif(not __import__("platform").libc_ver()[0] == "glibc", reason="glibc only")
+def test_the_exporter_limits_its_malloc_arenas_unless_told_otherwise():
+    """Eight threads allocating at once: glibc gives them arenas of their own (the
+    resident size of a long-running exporter crept up with them); after
+    limit_malloc_arenas, which `sparkwatch` calls before any thread starts, they
+    share two. MALLOC_ARENA_MAX in the environment wins."""
+    said, limited = _arenas("limit")
+    assert said == "applied" and limited <= 2, (said, limited)
+    _, free = _arenas("none")
+    assert free > 2, free  # the probe does make glibc create arenas: the limit is what holds them
+    said, by_env = _arenas("limit", {"MALLOC_ARENA_MAX": "4"})
+    assert said == "not applied" and 2 < by_env <= 4, (said, by_env)
