@@ -50,12 +50,11 @@ from pathlib import Path
 
 import psutil
 import requests
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from testbed.procs import free_port  # noqa: E402
+from testbed.exporter import exporter_process  # noqa: E402
 
 
 def serve_spark() -> int:
@@ -122,57 +121,42 @@ def main() -> int:
         }
         if a.discover:
             config["jvm"].append({"discover": True})
-        cfg = tmp / "sparkwatch.yml"
-        cfg.write_text(yaml.safe_dump(config))
-        port = free_port()
-        env = dict(os.environ)
-        if a.malloc_arena_max is not None:
-            env["MALLOC_ARENA_MAX"] = str(a.malloc_arena_max)
-        exp = subprocess.Popen([sys.executable, "-m", "exporter", "--config.file", str(cfg),
-                                "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "error"],
-                               cwd=a.exporter_tree, env=env)
-        children.append(exp)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                requests.get(base + "/-/healthy", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
-        proc = psutil.Process(exp.pid)
-        session = requests.Session()
-        checkpoints = sorted({1, 100, 1000, *range(1000, a.scrapes + 1, 1000), a.scrapes})
-        samples = {}
-        t0 = time.monotonic()
-        print(f"exporter pid {exp.pid}: spark UI (2 applications), spark discover: yarn (2), livy ({n} sessions), "
-              f"jvm (1 JVM, attach){', jvm discover' if a.discover else ''}")
-        print(f"{'scrape':>7} {'elapsed':>8} {'RSS MiB':>9} {'threads':>7} {'fds':>4} {'series':>6} {'CPU s':>7}")
-        for i in range(1, a.scrapes + 1):
-            r = session.get(base + "/metrics", timeout=30)
-            r.raise_for_status()
-            if i in checkpoints:
-                text = r.text
-                down = re.findall(r'^sparkwatch_target_up\{[^}]*target="([^"]+)"[^}]*\} 0', text, re.M)
-                time.sleep(0.2)  # the scrape's threads end just after it answered
-                cpu = proc.cpu_times()
-                s = (proc.memory_info().rss, proc.num_threads(), proc.num_fds(), count_series(text),
-                     cpu.user + cpu.system)
-                samples[i] = s
-                print(f"{i:7d} {time.monotonic() - t0:7.0f}s {s[0] / 2**20:9.2f} {s[1]:7d} {s[2]:4d} {s[3]:6d} "
-                      f"{s[4]:7.1f}{'  DOWN: ' + ','.join(down) if down else ''}", flush=True)
-        session.close()
-        first = min(1000, a.scrapes)
-        (rss0, thr0, fd0, _, cpu0), (rss1, thr1, fd1, series, cpu1) = samples[first], samples[a.scrapes]
-        growth = (rss1 - rss0) / rss0 * 100
-        print(f"between scrape {first} and {a.scrapes}: RSS {growth:+.2f}% ({(rss1 - rss0) / 2**10:+.0f} KiB), "
-              f"threads {thr1 - thr0:+d}, fds {fd1 - fd0:+d}")
-        if a.scrapes > first:
-            per_scrape = (cpu1 - cpu0) / (a.scrapes - first)
-            print(f"exporter CPU: {per_scrape * 1000:.1f} ms per scrape of {series} series, "
-                  f"{per_scrape / series * 1e6:.2f} ms per 1,000 series")
-        ok = growth < 1.0 and thr1 == thr0 and fd1 == fd0
-        print("all goals met" if ok else "GOAL NOT MET")
-        return 0 if ok else 1
+        env = {} if a.malloc_arena_max is None else {"MALLOC_ARENA_MAX": str(a.malloc_arena_max)}
+        with exporter_process(config, tree=a.exporter_tree, env=env, log_level="error") as (base, exp):
+            proc = psutil.Process(exp.pid)
+            session = requests.Session()
+            checkpoints = sorted({1, 100, 1000, *range(1000, a.scrapes + 1, 1000), a.scrapes})
+            samples = {}
+            t0 = time.monotonic()
+            print(f"exporter pid {exp.pid}: spark UI (2 applications), spark discover: yarn (2), livy ({n} sessions), "
+                  f"jvm (1 JVM, attach){', jvm discover' if a.discover else ''}")
+            print(f"{'scrape':>7} {'elapsed':>8} {'RSS MiB':>9} {'threads':>7} {'fds':>4} {'series':>6} {'CPU s':>7}")
+            for i in range(1, a.scrapes + 1):
+                r = session.get(base + "/metrics", timeout=30)
+                r.raise_for_status()
+                if i in checkpoints:
+                    text = r.text
+                    down = re.findall(r'^sparkwatch_target_up\{[^}]*target="([^"]+)"[^}]*\} 0', text, re.M)
+                    time.sleep(0.2)  # the scrape's threads end just after it answered
+                    cpu = proc.cpu_times()
+                    s = (proc.memory_info().rss, proc.num_threads(), proc.num_fds(), count_series(text),
+                         cpu.user + cpu.system)
+                    samples[i] = s
+                    print(f"{i:7d} {time.monotonic() - t0:7.0f}s {s[0] / 2**20:9.2f} {s[1]:7d} {s[2]:4d} {s[3]:6d} "
+                          f"{s[4]:7.1f}{'  DOWN: ' + ','.join(down) if down else ''}", flush=True)
+            session.close()
+            first = min(1000, a.scrapes)
+            (rss0, thr0, fd0, _, cpu0), (rss1, thr1, fd1, series, cpu1) = samples[first], samples[a.scrapes]
+            growth = (rss1 - rss0) / rss0 * 100
+            print(f"between scrape {first} and {a.scrapes}: RSS {growth:+.2f}% ({(rss1 - rss0) / 2**10:+.0f} KiB), "
+                  f"threads {thr1 - thr0:+d}, fds {fd1 - fd0:+d}")
+            if a.scrapes > first:
+                per_scrape = (cpu1 - cpu0) / (a.scrapes - first)
+                print(f"exporter CPU: {per_scrape * 1000:.1f} ms per scrape of {series} series, "
+                      f"{per_scrape / series * 1e6:.2f} ms per 1,000 series")
+            ok = growth < 1.0 and thr1 == thr0 and fd1 == fd0
+            print("all goals met" if ok else "GOAL NOT MET")
+            return 0 if ok else 1
     finally:
         for p in reversed(children):
             try:

@@ -20,15 +20,12 @@ A change that slows the collectors or the exposition shows in these figures.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
 import requests
-import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
@@ -41,7 +38,7 @@ from bench_fleet import Fleet, fleet_server  # noqa: E402
 from exporter.collector import MetricSet, ScrapeContext, to_families  # noqa: E402
 from exporter.collectors.spark import SparkCollector, SparkTarget  # noqa: E402
 from exporter.scrape import Families  # noqa: E402
-from testbed.procs import free_port  # noqa: E402
+from testbed.exporter import exporter_process  # noqa: E402
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
@@ -58,41 +55,25 @@ def main() -> int:
 
     with fleet_server(Fleet(a.apps, "history"), 0.0) as (url, _stats):
         # the whole exporter, in its own process
-        with tempfile.TemporaryDirectory() as d:
-            cfg = Path(d) / "sparkwatch.yml"
-            cfg.write_text(yaml.safe_dump({"exporter": {"scrape_timeout": 30},
-                                           "spark": [{"name": "history", "url": url}]}))
-            port = free_port()
-            exp = subprocess.Popen([sys.executable, "-m", "exporter", "--config.file", str(cfg),
-                                    "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"], cwd=str(ROOT))
-            try:
-                base = f"http://127.0.0.1:{port}"
-                for _ in range(200):
-                    try:
-                        requests.get(base + "/-/healthy", timeout=1)
-                        break
-                    except requests.RequestException:
-                        time.sleep(0.1)
-                proc = psutil.Process(exp.pid)
-                s = requests.Session()
-                print(f"history server target, {a.apps} applications; exporter pid {exp.pid}, {a.scrapes} scrapes")
-                for name, accept in (("text", "text/plain"), ("OpenMetrics", OPENMETRICS)):
-                    for _ in range(3):  # warm-up: connections, environment cache
-                        text = s.get(base + "/metrics", headers={"Accept": accept}, timeout=60).text
-                    c0 = proc.cpu_times()
-                    t0 = time.perf_counter()
-                    for _ in range(a.scrapes):
-                        text = s.get(base + "/metrics", headers={"Accept": accept}, timeout=60).text
-                    wall = (time.perf_counter() - t0) / a.scrapes
-                    c1 = proc.cpu_times()
-                    cpu = (c1.user - c0.user + c1.system - c0.system) / a.scrapes
-                    n = count_series(text)
-                    print(f"  GET /metrics ({name:11}): {n} series, {wall * 1000:6.1f} ms wall, exporter CPU "
-                          f"{cpu * 1000:6.1f} ms per scrape = {cpu / n * 1e6:5.2f} ms per 1,000 series")
-                s.close()
-            finally:
-                exp.terminate()
-                exp.wait(10)
+        with exporter_process({"exporter": {"scrape_timeout": 30},
+                               "spark": [{"name": "history", "url": url}]}) as (base, exp):
+            proc = psutil.Process(exp.pid)
+            s = requests.Session()
+            print(f"history server target, {a.apps} applications; exporter pid {exp.pid}, {a.scrapes} scrapes")
+            for name, accept in (("text", "text/plain"), ("OpenMetrics", OPENMETRICS)):
+                for _ in range(3):  # warm-up: connections, environment cache
+                    text = s.get(base + "/metrics", headers={"Accept": accept}, timeout=60).text
+                c0 = proc.cpu_times()
+                t0 = time.perf_counter()
+                for _ in range(a.scrapes):
+                    text = s.get(base + "/metrics", headers={"Accept": accept}, timeout=60).text
+                wall = (time.perf_counter() - t0) / a.scrapes
+                c1 = proc.cpu_times()
+                cpu = (c1.user - c0.user + c1.system - c0.system) / a.scrapes
+                n = count_series(text)
+                print(f"  GET /metrics ({name:11}): {n} series, {wall * 1000:6.1f} ms wall, exporter CPU "
+                      f"{cpu * 1000:6.1f} ms per scrape = {cpu / n * 1e6:5.2f} ms per 1,000 series")
+            s.close()
 
         # exposition only
         c = SparkCollector(SparkTarget(url=url, name="history"))

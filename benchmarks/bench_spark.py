@@ -18,21 +18,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
 import requests
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from testbed.exporter import samples, value  # noqa: E402
-from testbed.procs import free_port  # noqa: E402
+from testbed.exporter import exporter_process, samples, value  # noqa: E402
 from testbed.spark import SPARK_PYTHONS, spark_app  # noqa: E402
 
 
@@ -57,20 +53,7 @@ def main() -> int:
               f"(ready after {started:.0f}s)")
         assert len(succeeded) >= a.jobs, "the application must hold the finished jobs"
 
-        port = free_port()
-        with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
-            yaml.safe_dump({"spark": [{"url": app.url, "name": "bench"}]}, f)
-        exp = subprocess.Popen([sys.executable, "-m", "exporter", "--config.file", f.name,
-                                "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"],
-                               cwd=str(ROOT))
-        try:
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    requests.get(base + "/-/healthy", timeout=1)
-                    break
-                except requests.RequestException:
-                    time.sleep(0.1)
+        with exporter_process({"spark": [{"url": app.url, "name": "bench"}]}) as (base, exp):
             proc = psutil.Process(exp.pid)
             text = requests.get(base + "/metrics", timeout=30).text  # warm-up: connections, environment cache
             assert value(text, "sparkwatch_target_up", target="bench") == 1
@@ -92,13 +75,6 @@ def main() -> int:
             print(f"collector duration (sparkwatch_target_scrape_duration_seconds): median "
                   f"{statistics.median(own) * 1000:.1f} ms, p95 {p95(own) * 1000:.1f} ms")
             print(f"exporter CPU time per scrape: {cpu * 1000:.1f} ms")
-        finally:
-            exp.terminate()
-            try:
-                exp.wait(10)
-            except subprocess.TimeoutExpired:
-                exp.kill()
-            Path(f.name).unlink(missing_ok=True)
     return 0
 
 

@@ -1,12 +1,20 @@
-"""Run the real exporter in-process on a free port and read what it exports."""
+"""Run the real exporter (in-process, or as a process of its own) on a free port
+and read what it exports."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import requests
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
@@ -28,6 +36,47 @@ def running_exporter(config: dict) -> Iterator[Tuple[str, App]]:
         httpd.shutdown()
         httpd.server_close()
         app.close()
+
+
+@contextmanager
+def exporter_process(config: dict, *, tree: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+                     log_level: str = "warn", ready_timeout: float = 20.0) -> Iterator[Tuple[str, subprocess.Popen]]:
+    """``python -m exporter`` in a process of its own (as users run it; what the
+    benchmarks measure), with ``config`` written to a temporary file, listening on a
+    free port of 127.0.0.1. ``tree``: the source tree whose exporter runs (default:
+    this one); ``env``: variables added to the environment. Yields (base_url, process)
+    once ``/-/healthy`` answers; stops the process at the end."""
+    from .procs import free_port
+
+    root = tree or str(Path(__file__).resolve().parent.parent)
+    with tempfile.TemporaryDirectory(prefix="sparkwatch-exporter-") as d:
+        cfg = Path(d) / "sparkwatch.yml"
+        cfg.write_text(yaml.safe_dump(config))
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "exporter", "--config.file", str(cfg),
+                                 "--web.listen-address", f"127.0.0.1:{port}", "--log.level", log_level],
+                                cwd=root, env=dict(os.environ, **(env or {})))
+        base = f"http://127.0.0.1:{port}"
+        try:
+            end = time.monotonic() + ready_timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the exporter exited with {proc.returncode} before it was ready")
+                try:
+                    requests.get(base + "/-/healthy", timeout=1).raise_for_status()
+                    break
+                except requests.RequestException:
+                    if time.monotonic() > end:
+                        raise RuntimeError(f"the exporter did not answer on {base} within {ready_timeout:g}s")
+                    time.sleep(0.1)
+            yield base, proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 Sample = Tuple[str, Dict[str, str], float]
