@@ -376,7 +376,7 @@ class WithHeaders:
         return self.http.get_json(path, deadline, params, expect, headers=self.headers)
 
 
-def _session(verify, pool_size: int = 10) -> requests.Session:
+def _session(verify, pool_size: int = DEFAULT_POOL_SIZE) -> requests.Session:
     s = requests.Session()
     s.headers["User-Agent"] = f"sparkwatch/{__version__}"
     s.headers["Accept"] = "application/json"

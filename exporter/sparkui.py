@@ -719,10 +719,9 @@ def _prefetch_app(pf: Prefetch, api: str, app, deadline: Deadline, env_cache: Op
         prefix = _app_prefix(api, att)
     except Exception:  # not an object, no id, a field of the wrong type
         return
-    for suffix, params, expect in _APP_REQUESTS:
+    needs_env = env_cache is None or env_cache.get(_env_key(base, att)) is None
+    for suffix, params, expect in _APP_REQUESTS + ((_ENVIRONMENT,) if needs_env else ()):
         pf.submit_json(prefix + suffix, deadline, params=params, expect=expect)
-    if env_cache is None or env_cache.get((base, att.app_id, att.attempt_id or "")) is None:
-        pf.submit_json(prefix + "/environment", deadline, expect=dict)
 
 
 def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
@@ -921,12 +920,23 @@ def _app_prefix(api: str, att: AppAttempt) -> str:
     return prefix
 
 
-#: the requests :func:`_scrape_app` makes per application: (path suffix, params, expected JSON type)
-_APP_REQUESTS = (
-    ("/jobs", {"status": "running"}, list),
-    ("/stages", {"status": ["active", "failed"]}, list),
-    ("/executors", None, list),
-)
+#: the requests :func:`_scrape_app` makes per application, and :func:`_prefetch_app`
+#: sends ahead of it: (path suffix, params, expected JSON type)
+_JOBS = ("/jobs", {"status": "running"}, list)
+_STAGES = ("/stages", {"status": ["active", "failed"]}, list)
+_EXECUTORS = ("/executors", None, list)
+_ENVIRONMENT = ("/environment", None, dict)  # only when the environment cache has no answer
+_APP_REQUESTS = (_JOBS, _STAGES, _EXECUTORS)
+
+
+def _app_json(http, prefix: str, request: tuple, deadline: Deadline):
+    suffix, params, expect = request
+    return _get_json(http, prefix + suffix, deadline, params=params, expect=expect)
+
+
+def _env_key(base: str, att: AppAttempt) -> tuple:
+    """An application's key in the :class:`EnvironmentCache`."""
+    return (base, att.app_id, att.attempt_id or "")
 
 
 def _scrape_app(http, api: str, app: Dict[str, Any], out: MetricSet, deadline: Deadline, now: float,
@@ -951,7 +961,7 @@ def _scrape_app(http, api: str, app: Dict[str, Any], out: MetricSet, deadline: D
     if stale:
         log.debug("%s: application %s is stale: event log last updated %.0fs ago", base, app_id, now - as_of)
 
-    jobs = _get_json(http, prefix + "/jobs", deadline, params={"status": "running"}, expect=list)
+    jobs = _app_json(http, prefix, _JOBS, deadline)
     n_jobs = 0
     submitted = []
     for i, j in enumerate(jobs):
@@ -968,7 +978,7 @@ def _scrape_app(http, api: str, app: Dict[str, Any], out: MetricSet, deadline: D
     _add(out, JOBS_ACTIVE, n_jobs, **labels)
     _add(out, JOB_OLDEST_AGE, max(0.0, as_of - min(submitted)) if submitted else 0.0, **labels)
 
-    stages = _get_json(http, prefix + "/stages", deadline, params={"status": ["active", "failed"]}, expect=list)
+    stages = _app_json(http, prefix, _STAGES, deadline)
     statuses = []
     for i, st in enumerate(stages):
         w = f"application {app_id} stages[{i}]"
@@ -978,7 +988,7 @@ def _scrape_app(http, api: str, app: Dict[str, Any], out: MetricSet, deadline: D
     _add(out, STAGES_ACTIVE, statuses.count("ACTIVE"), **labels)
     _add(out, STAGES_FAILED, statuses.count("FAILED"), **labels)
 
-    executors = _get_json(http, prefix + "/executors", deadline, expect=list)
+    executors = _app_json(http, prefix, _EXECUTORS, deadline)
     n_active = 0
     for i, e in enumerate(executors):
         w = f"application {app_id} executors[{i}]"
@@ -1016,10 +1026,10 @@ def _scrape_app(http, api: str, app: Dict[str, Any], out: MetricSet, deadline: D
         _add(out, EX_ACTIVE_TASKS, _number(e, "activeTasks", w), **el)
     _add(out, EXECUTORS_ACTIVE, n_active, **labels)
 
-    cache_key = (base, app_id, att.attempt_id or "")
+    cache_key = _env_key(base, att)
     env = env_cache.get(cache_key) if env_cache is not None else None
     if env is None:
-        env = Environment.from_json(_get_json(http, prefix + "/environment", deadline, expect=dict),
+        env = Environment.from_json(_app_json(http, prefix, _ENVIRONMENT, deadline),
                                     f"application {app_id} environment")
         if env_cache is not None:
             env_cache.put(cache_key, env)
