@@ -101,12 +101,35 @@ class ZooKeeperServer:
             pass
         p.wait(timeout=30)
 
-    def pause(self) -> None:
-        """SIGSTOP: the server keeps its sockets open but answers nothing (a hung ZooKeeper)."""
+    def pause(self, timeout: float = 30) -> None:
+        """SIGSTOP: the server keeps its sockets open but answers nothing (a hung ZooKeeper).
+
+        Returns once every thread of the JVM is stopped: the signal only starts
+        a group stop, and on a loaded machine a thread that is running, or in
+        the kernel, may still answer a request or two before it stops."""
         os.killpg(self.proc.pid, signal.SIGSTOP)
+        end = time.monotonic() + timeout
+        while not _all_threads_stopped(self.proc.pid):
+            if time.monotonic() > end:
+                raise RuntimeError(f"ZooKeeper (pid {self.proc.pid}) not stopped within {timeout}s of SIGSTOP")
+            time.sleep(0.01)
 
     def resume(self) -> None:
         os.killpg(self.proc.pid, signal.SIGCONT)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is in the stopped state (``T`` in /proc)."""
+    tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # a thread that has just exited
+            continue
+        # the state follows the command name, which is in parentheses and may hold anything
+        if stat[stat.rindex(")") + 2] not in "Tt":
+            return False
+    return bool(tasks)
 
 
 @contextmanager
