@@ -7,9 +7,12 @@ import pwd
 import re
 import signal
 import shutil
+import socket
 import subprocess
 import sys
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -398,13 +401,14 @@ def test_spark_executor_labels_from_the_command_line(jvm_classes):  # noqa: F811
 
 
 @requires_java
-@pytest.mark.parametrize("where", ["command-line", "flags-file"])
+@pytest.mark.parametrize("where", ["command-line", "flags-file", "flags-file-stale-socket"])
 def test_attach_that_never_answers_is_that_jvms_error(jvm_classes, tmp_path, where):  # noqa: F811
     """No listener ever comes up (DisableAttachMechanism: SIGQUIT only prints a
     thread dump): the JVM's perf-data metrics stay, the code cache is absent, a
     partial error is counted, the scrape finishes within its deadline. When the
     flag is on the command line the JVM is not signalled at all; when it is
-    hidden (a flags file) it is signalled once, never again."""
+    hidden (a flags file) it is signalled once, never again, even when a stale
+    attach socket (left by an exited process that had the same pid) is there."""
     if where == "command-line":
         opts = ["-XX:+DisableAttachMechanism"]
     else:
@@ -415,7 +419,10 @@ def test_attach_that_never_answers_is_that_jvms_error(jvm_classes, tmp_path, whe
     cfg = {"jvm": [{"name": "noattach", "match": r"\bWorkload\b.*attach-fail-test", "attach": True,
                     "attach_timeout": 1.5, "attach_interval": 0}]}
     with running_jvm(jvm_classes, "Workload", args=["attach-fail-test"], jvm_opts=opts) as jvm, \
-            running_exporter(cfg) as (url, _):
+            ExitStack() as stack:
+        if where.endswith("stale-socket"):
+            stack.enter_context(stale_attach_socket(jvm.pid))
+        url, _ = stack.enter_context(running_exporter(cfg))
         for i in range(3):
             ss = samples(scrape(url, timeout_header=5))
             assert one(ss, "sparkwatch_target_up", kind="jvm", target="noattach") == 1
@@ -428,6 +435,35 @@ def test_attach_that_never_answers_is_that_jvms_error(jvm_classes, tmp_path, whe
         assert "done" in jvm.command("counts")
         dumps = sum(1 for line in jvm.output if line.startswith("Full thread dump"))
         assert dumps == (0 if where == "command-line" else 1)
+
+
+@contextmanager
+def stale_attach_socket(pid: int) -> Iterator[str]:
+    """What an exited JVM that had this pid leaves: ``/tmp/.java_pid<pid>``, a
+    socket nobody listens on (connecting is refused)."""
+    path = f"/tmp/.java_pid{pid}"
+    assert not os.path.exists(path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(path)
+    try:
+        with pytest.raises(ConnectionRefusedError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.connect(path)
+        yield path
+    finally:
+        os.unlink(path)
+
+
+@requires_java
+def test_attach_gets_past_a_stale_socket_at_the_first_scrape(jvm_classes):  # noqa: F811
+    """A stale /tmp/.java_pid<pid> refuses the connection; the signalled JVM
+    replaces it with its own listener's socket, and the first scrape uses that."""
+    cfg = {"jvm": [{"name": "stale", "match": r"\bWorkload\b.*stale-socket-test", "attach": True}]}
+    with running_jvm(jvm_classes, "Workload", args=["stale-socket-test"]) as jvm, stale_attach_socket(jvm.pid), \
+            running_exporter(cfg) as (url, _):
+        ss = samples(scrape(url))
+        assert one(ss, "jvm_jit_compilation_enabled", process="stale") == 1
+        assert not find(ss, "sparkwatch_target_scrape_errors_total", target="stale")
+        assert jvm.proc.poll() is None
 
 
 @requires_java

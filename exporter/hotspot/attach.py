@@ -6,7 +6,10 @@ Protocol (HotSpot ``attachListener_linux.cpp``, the JDK's
 1. If the JVM's socket ``/tmp/.java_pid<nspid>`` does not exist yet, create
    the trigger file ``.attach_pid<nspid>`` in the JVM's working directory (or
    its ``/tmp``) and send ``SIGQUIT``; the JVM sees the file, starts its
-   "Attach Listener" thread and creates the socket.
+   "Attach Listener" thread and creates the socket. A socket that is there but
+   refuses the connection is a stale one (an exited process that had the same
+   pid): the JVM replaces it when its listener starts, so after the signal we
+   wait for a new socket, not for the stale one.
 2. Connect, send ``1\\0jcmd\\0<command>\\0\\0\\0`` (protocol version 1,
    operation ``jcmd``, three arguments), read until EOF: the first line is the
    result code (0 = success), the rest is the command's output.
@@ -119,11 +122,14 @@ def _start_listener(pid: int, nspid: int, status: Dict[str, str], end: float, pr
         break
     if trigger is None:
         raise AttachError("connection", f"cannot create the attach trigger file for JVM {pid}")
+    sock = socket_path(pid, nspid, proc)
+    # a socket that is there already refused us: a stale one, left by an earlier process with this
+    # pid (pids are reused). HotSpot replaces it when its listener starts: wait for a new one.
+    stale = _identity(sock)
     try:
         os.kill(pid, signal.SIGQUIT)
         delay = 0.02
-        sock = socket_path(pid, nspid, proc)
-        while not os.path.exists(sock):
+        while _identity(sock) in (None, stale):
             left = end - time.monotonic()
             if left <= 0:
                 raise AttachError("timeout", f"JVM {pid} did not start its attach listener in time",
@@ -143,6 +149,15 @@ def _start_listener(pid: int, nspid: int, status: Dict[str, str], end: float, pr
             os.unlink(trigger)
         except OSError:
             pass
+
+
+def _identity(path: str) -> Optional[tuple]:
+    """Which file ``path`` is (device, inode, change time), or None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns
 
 
 def jcmd(pid: int, command: str, timeout: float, nspid: Optional[int] = None, proc: str = PROC,
