@@ -26,7 +26,7 @@ from typing import Iterator, List, Optional
 
 import requests
 
-from .procs import free_port, stop_process_group
+from .procs import free_ports, stop_process_group
 from .spark import SPARK_PYTHONS
 
 
@@ -83,7 +83,7 @@ def standalone_cluster(version: str = "4.0", workers: int = 1, worker_cores: int
     env = loopback_env(home)
     env.update(PYSPARK_PYTHON=str(python))
     spark_class = os.path.join(home, "bin", "spark-class")
-    port, web = free_port(), free_port()
+    port, web, *worker_webs = free_ports(2 + workers)
     work_dir = tempfile.mkdtemp(prefix="sparkwatch-cluster-")
     os.chmod(work_dir, 0o755)
     c = Cluster(version, home, f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{web}", work_dir=work_dir)
@@ -98,8 +98,7 @@ def standalone_cluster(version: str = "4.0", workers: int = 1, worker_cores: int
                              "--port", str(port), "--webui-port", str(web)], env, "spark-master-", c.logs))
         _wait(lambda: requests.get(c.web_url + "/json/", timeout=5).status_code == 200, timeout,
               "the master's web UI", c, procs)
-        for _ in range(workers):
-            wweb = free_port()
+        for wweb in worker_webs:
             c.worker_web_urls.append(f"http://127.0.0.1:{wweb}")
             procs.append(_start([spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
                                  "--cores", str(worker_cores), "--memory", worker_memory, "--webui-port",

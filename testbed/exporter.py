@@ -18,6 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
+from exporter.httpclient import requests_in_flight
 from exporter.web import App, serve
 
 
@@ -131,3 +132,21 @@ def collected_value(out, name: str, **labels):
             if dict(zip(d.labels, key)) == labels:
                 return v
     return None
+
+
+def scrape_threads() -> List[str]:
+    """What still works for a scrape: collector threads, the request watchdog (it
+    exists only while a request is in flight) and requests in flight. The spark
+    targets' request threads (``sparkwatch-spark-<target>-io``) are kept, idle,
+    between scrapes; a request they make is counted in flight."""
+    working = [t.name for t in threading.enumerate() if t.name.startswith(("scrape-", "sparkwatch-http-deadline"))]
+    n = requests_in_flight()
+    return working + [f"{n} requests in flight"] * bool(n)
+
+
+def no_scrape_threads_within(seconds: float = 5.0) -> bool:
+    """Whether the scrape work ends within ``seconds`` (a leaked thread or request never does)."""
+    end = time.monotonic() + seconds
+    while scrape_threads() and time.monotonic() < end:
+        time.sleep(0.02)
+    return not scrape_threads()

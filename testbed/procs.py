@@ -6,13 +6,26 @@ import os
 import signal
 import socket
 import subprocess
+from contextlib import ExitStack
+from typing import List
 
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> List[int]:
+    """``n`` different TCP ports on 127.0.0.1 that were free a moment ago (all held
+    until every one is chosen: separate calls may return the same port twice
+    when the first has not been bound by its user yet)."""
+    with ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+        return ports
 
 
 def stop_process_group(p: subprocess.Popen, grace: float = 5.0) -> None:

@@ -116,7 +116,7 @@ def test_engine_timeout_then_shared_then_recovers():
     assert _up(fams, "slow") == 0 and _errors(fams, "slow", "timeout") == 1
     assert slow.calls == 1
     slow.release.set()
-    time.sleep(0.1)
+    assert scraper.targets[0]._running.done.wait(5)  # the first collection has ended
     fams = scraper.scrape(2)
     assert _up(fams, "slow") == 1
     values = {s.labels["step"]: s.value for f in fams if f.name == PROBE_METRIC.name for s in f.samples}
@@ -206,7 +206,9 @@ def test_a_scrape_that_cannot_wait_gets_the_last_complete_result_while_fresh():
     slow.delay = 1.5
     t = threading.Thread(target=scraper.scrape, args=(5,))
     t.start()
-    time.sleep(0.2)
+    end = time.monotonic() + 5
+    while slow.calls < 2 and time.monotonic() < end:  # the other scrape's collection is running
+        time.sleep(0.01)
     fams = scraper.scrape(0.4)  # shorter than the running collection
     assert _up(fams, "slow") == 1 and _value(fams) == [1]  # the last complete result, not a false down
     t.join()

@@ -20,8 +20,7 @@ from contextlib import contextmanager
 import psutil
 import pytest
 
-from exporter.httpclient import requests_in_flight
-from testbed.exporter import running_exporter, samples, scrape, value
+from testbed.exporter import no_scrape_threads_within, running_exporter, samples, scrape, scrape_threads, value
 from testbed.faulty_http import faulty_server
 from testbed.procs import free_port
 
@@ -42,16 +41,6 @@ HTTP_FAULTS = {
     "containers": "invalid_response",
     "deep": "invalid_response",
 }
-
-
-def _scrape_threads():
-    """What still works for a scrape: collector threads, the request watchdog (it
-    exists only while a request is in flight) and requests in flight. The spark
-    targets' request threads (``sparkwatch-spark-<target>-io``) are kept, idle,
-    between scrapes; a request they make is counted in flight."""
-    working = [t.name for t in threading.enumerate() if t.name.startswith(("scrape-", "sparkwatch-http-deadline"))]
-    n = requests_in_flight()
-    return working + [f"{n} requests in flight"] * bool(n)
 
 
 def _good_values(ss):
@@ -119,9 +108,9 @@ def _run_matrix_case(kind: str, target_entry: dict, expected_reason: str):
             assert rss_after - rss_before < 300 * 1024 * 1024
             # no collector thread outlives the deadline by more than a second
             end = t0 + DEADLINE + 1.0
-            while _scrape_threads() and time.monotonic() < end:
+            while scrape_threads() and time.monotonic() < end:
                 time.sleep(0.05)
-            assert not _scrape_threads(), _scrape_threads()
+            assert not scrape_threads(), scrape_threads()
 
 
 @pytest.mark.parametrize("mode", sorted(HTTP_FAULTS))
@@ -261,8 +250,7 @@ def test_an_evicted_probe_target_leaves_no_thread_behind():
             for i in range(8):
                 r = requests.get(f"{base}/probe", params={"module": "spark", "target": f"{hang.url}/p{i}"}, timeout=30)
                 assert r.status_code == 200
-            time.sleep(1.5)
-            assert not _scrape_threads(), _scrape_threads()
+            assert no_scrape_threads_within(), scrape_threads()
 
 
 def test_json_bodies_are_bounded_in_cost_not_only_in_bytes():

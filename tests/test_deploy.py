@@ -669,7 +669,8 @@ def _watch(workdir: Path, marker: str, caps, attach: bool, user=None) -> Dict[st
                          start_new_session=True)
     try:
         text = None
-        for _ in range(300):
+        end = time.monotonic() + 60  # a wall-clock bound: the exporter's start-up is slower on a busy machine
+        while time.monotonic() < end:
             try:
                 text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
                 break

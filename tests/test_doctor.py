@@ -17,7 +17,6 @@ import pwd
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -309,13 +308,25 @@ def test_livy_recovery_path_missing_in_zookeeper(capsys, zk):
 
 
 @requires_java
-def test_watch_threads_rising_towards_the_limit(capsys, jvm_classes):
+def test_watch_threads_rising_towards_the_limit(capsys, jvm_classes, monkeypatch):
     """Two readings: the thread headroom falls fast enough to reach zero within the pack's horizon."""
+    from exporter.doctor.reading import Reader
+
     with os_user("swdoc") as user:
         with running_jvm(jvm_classes, "Workload", args=["doctor-threads"], user=user, nproc=NPROC) as jvm:
             cfg = {"jvm": [{"name": "leaky", "match": r"\bWorkload doctor-threads$", "tcp_connections": False}]}
-            threading.Timer(1.0, jvm.send, args=[f"threads {NPROC - 60}"]).start()
+            real_read, reads = Reader.read, []
+
+            def read_then_start_threads(self):
+                reading = real_read(self)
+                reads.append(reading)
+                if len(reads) == 1:  # between the two readings, however long the first took
+                    jvm.send(f"threads {NPROC - 60}")
+                return reading
+
+            monkeypatch.setattr(Reader, "read", read_then_start_threads)
             run = doctor(capsys, cfg, "--watch", "4")
+            assert len(reads) == 2
             jvm.expect("done")
     [f] = run.having(signature="S3", subject=f"process leaky (pid {jvm.pid})")
     assert f["severity"] == "warning" and f["runbook"] == "alerts/runbooks/JvmThreadsPredictedToHitLimit.md"
@@ -424,8 +435,8 @@ def test_healthy_spark_application_exits_0(capsys):
     from testbed.spark import spark_app
 
     with spark_app("4.0", spark_python("4.0"), metrics=True, periodic_gc="3min", blocking="false") as app:
-        # a second reading after three 2-second triggers: the query makes progress
-        run = doctor(capsys, spark_config(app), "--watch", "6")
+        # a second reading after several 2-second triggers (a starved local[2] may skip some): progress
+        run = doctor(capsys, spark_config(app), "--watch", "15")
     assert run.rc == 0, run.findings
     assert not [f for f in run.findings if f["severity"] != "info"]
     assert run.doc["targets"] == [{"kind": "spark", "name": "drv", "up": True, "error": None}]

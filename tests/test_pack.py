@@ -290,8 +290,14 @@ def test_real_alertmanager_applies_the_inhibitions(tmp_path):
             alert("JvmCodeCachePredictedFull", target="local", process="LivyServer", pid="2", heap="CodeCache"),
         ]
         assert requests.post(url + "/alerts", json=posted, timeout=5).status_code == 200
-        time.sleep(0.5)  # inhibition is evaluated when alerts are read back
-        got = requests.get(url + "/alerts", timeout=5).json()
+        # inhibition is evaluated when alerts are read back, against the sources the inhibitor has
+        # seen so far (it learns them in the background): read until both expected inhibitions show
+        end = time.monotonic() + 15
+        while True:
+            got = requests.get(url + "/alerts", timeout=5).json()
+            if sum(bool(a["status"]["inhibitedBy"]) for a in got) >= 2 or time.monotonic() > end:
+                break
+            time.sleep(0.2)
 
         def inhibited(name, **labels):
             for a in got:

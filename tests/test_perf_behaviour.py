@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Dict, Iterator, Optional
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from exporter.collector import Deadline, MetricSet, ScrapeContext, TargetError
 from exporter.collectors.spark import SparkCollector, SparkTarget
 from exporter.httpclient import HttpClient, requests_in_flight
 from exporter.sparkui import EnvironmentCache, scrape_spark_ui
+from testbed.exporter import no_scrape_threads_within
 from testbed.spark import load_recording, recording_dirs
 
 REC_DIR = recording_dirs()[-1]
@@ -134,17 +136,6 @@ def app_ids(out: MetricSet):
     return sorted({key[0] for md, ss in out.samples.items() if md.name == "spark_app" for key in ss})
 
 
-def scrape_threads():
-    return [t for t in threading.enumerate() if t.name.startswith(("scrape-", "sparkwatch-http-deadline"))]
-
-
-def no_scrape_threads_within(seconds: float = 1.0):
-    end = time.monotonic() + seconds
-    while scrape_threads() and time.monotonic() < end:
-        time.sleep(0.02)
-    return not scrape_threads()
-
-
 # ---------------------------------------------------------------- the concurrency bound
 
 
@@ -251,16 +242,19 @@ def test_the_http_client_bound_holds_for_any_number_of_threads_and_waits_no_long
                 t.join()
             assert errors == [] and srv.max_in_flight <= 2
             # every slot taken for longer than a request's deadline: that request times out
-            srv.delay = 1.0
+            srv.delay = 3.0
             busy = [threading.Thread(target=get, args=(Deadline(30),)) for _ in range(2)]
             for t in busy:
                 t.start()
-            time.sleep(0.2)
+            end = time.monotonic() + 10
+            while srv.in_flight < 2 and time.monotonic() < end:  # both slots taken
+                time.sleep(0.01)
+            assert srv.in_flight == 2
             t0 = time.monotonic()
             with pytest.raises(TargetError) as e:
                 http.get_json("/x", Deadline(0.3))
             assert e.value.reason == "timeout" and "slot" in e.value.message
-            assert time.monotonic() - t0 < 0.8
+            assert time.monotonic() - t0 < 1.5  # a request that waited for a slot would take 3 s
             for t in busy:
                 t.join()
         finally:
@@ -268,7 +262,8 @@ def test_the_http_client_bound_holds_for_any_number_of_threads_and_waits_no_long
 
 
 def test_no_connection_pool_warning_with_more_concurrency_than_urllib3s_default_pool(caplog):
-    with Counting(lambda p: (200, b"[]", JSON), delay=0.05) as srv:
+    # each answer held 0.5 s: all 16 requests are in flight together even on a busy machine
+    with Counting(lambda p: (200, b"[]", JSON), delay=0.5) as srv:
         http = HttpClient(SparkTarget(url=srv.url), max_concurrency=16)
         try:
             with caplog.at_level(logging.WARNING, logger="urllib3"):
@@ -310,12 +305,12 @@ def test_prefetched_errors_cost_their_application_only():
     broken = {
         a + "0003/stages": (500, b"<html>oops</html>", "text/html"),
         a + "0007/executors": (200, b"<html>a proxy page</html>", "text/html"),
-        a + "0011/jobs": (200, lambda: (time.sleep(1.0), b"[]")[1], JSON),  # beyond the 0.3 s request timeout
+        a + "0011/jobs": (200, lambda: (time.sleep(6.0), b"[]")[1], JSON),  # beyond the 2 s request timeout
         a + "0013/environment": (200, b'{"sparkProperties": 5}', JSON),
         a + "0017/jobs": (404, b"gone", "text/plain"),
     }
     with Counting(history(40, broken)) as srv:
-        http = HttpClient(SparkTarget(url=srv.url, timeout=0.3), max_concurrency=6)
+        http = HttpClient(SparkTarget(url=srv.url, timeout=2.0), max_concurrency=6)
         out = MetricSet()
         try:
             n = scrape_spark_ui(http, srv.url, out, Deadline(30), max_concurrency=6)
@@ -379,6 +374,7 @@ def test_the_applications_listed_last_time_are_requested_with_the_list_and_vanis
             c.collect(MetricSet(), ScrapeContext.within(30))
             srv.paths.clear()
             srv.max_in_flight = 0
+            srv.delay = 0.5  # long enough that every request is sent while the first is held, even on a busy machine
             out = MetricSet()
             c.collect(out, ScrapeContext.within(30))
             second = list(srv.paths)
@@ -463,16 +459,16 @@ def test_concurrent_requests_each_end_at_their_own_deadline():
             ended[seconds] = time.monotonic() - t0
 
         try:
-            threads = [threading.Thread(target=get, args=(s,)) for s in (1.5, 0.4, 0.8)]
+            threads = [threading.Thread(target=get, args=(s,)) for s in (6.0, 1.0, 3.0)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join(10)
         finally:
             http.close()
-    assert sorted(ended) == [0.4, 0.8, 1.5]
-    for seconds, took in ended.items():
-        assert seconds - 0.05 <= took < seconds + 0.5, ended
+    assert sorted(ended) == [1.0, 3.0, 6.0]
+    for seconds, took in ended.items():  # each at its own deadline, well before the next one
+        assert seconds - 0.05 <= took < seconds + 1.5, ended
     assert no_scrape_threads_within()
 
 
@@ -501,11 +497,14 @@ def test_attach_runs_once_per_jvm_per_attach_interval_not_once_per_scrape(jvm_cl
             assert [v for md, ss in out.samples.items() if md.name == "jvm_jit_compilation_enabled" for v in ss.values()] == [1]
         assert calls == [j.pid]
         calls.clear()
+        # the attach cache's clock, moved by hand: a slow collection cannot outlast the interval
+        clock = [1000.0]
+        monkeypatch.setattr(jvm_collector, "time", SimpleNamespace(monotonic=lambda: clock[0]))
         c = JvmCollector(JvmTarget(name="w", match=r"Workload attach-once$", attach=True, attach_interval=0.5))
         for _ in range(2):
             for _ in range(3):
                 c.collect(MetricSet(), ScrapeContext.within(20))
-            time.sleep(0.6)
+            clock[0] += 0.6
         assert calls == [j.pid, j.pid]
     assert no_scrape_threads_within()
 

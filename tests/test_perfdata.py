@@ -130,7 +130,7 @@ entry_st = st.tuples(
 
 
 @given(st.lists(entry_st, max_size=30, unique_by=lambda e: e[0]), st.sampled_from(["<", ">"]))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_round_trip(entries, order):
     full = [(n, v, "string" if isinstance(v, str) else "events", var) for n, v, var in entries]
     pd = parse(build(full, order=order))
@@ -138,7 +138,7 @@ def test_round_trip(entries, order):
 
 
 @given(st.binary(max_size=4096))
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_random_bytes_never_raise_anything_else(data):
     try:
         parse(data)

@@ -475,12 +475,12 @@ def test_one_slow_application_is_skipped_within_the_deadline():
     slow, other = recs[0]["index"]["app_id"], recs[1]["index"]["app_id"]
     path = f"/api/v1/applications/{slow}/jobs"
     body = routes[path][1]
-    routes[path] = (200, lambda: (time.sleep(1.5), body)[1], "application/json")
+    routes[path] = (200, lambda: (time.sleep(6.0), body)[1], "application/json")
     with ReplayServer(routes) as srv:
         out = MetricSet()
-        http = HttpClient(SparkTarget(url=srv.url, timeout=0.5))
+        http = HttpClient(SparkTarget(url=srv.url, timeout=2.0))  # the other requests: far within it
         try:
-            scrape_spark_ui(http, srv.url, out, Deadline(10))
+            scrape_spark_ui(http, srv.url, out, Deadline(15))
         finally:
             http.close()
     assert out.errors == ["partial"]
