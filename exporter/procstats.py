@@ -66,6 +66,16 @@ def _read(path: str) -> str:
         return f.read().decode("utf-8", "replace")
 
 
+def cmdline(pid: int, proc: str = PROC) -> Optional[List[str]]:
+    """The arguments process ``pid`` was started with, or None if they cannot be read."""
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
 def parse_status(text: str) -> Dict[str, str]:
     out = {}
     for line in text.splitlines():

@@ -237,15 +237,6 @@ def scan_host() -> Tuple[procstats.HostSnapshot, List[JvmRef]]:
     return snap, find_jvms(snap)
 
 
-def _cmdline(pid: int) -> Optional[List[str]]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
-
-
 def main_class(java_command: str) -> str:
     """The full main class (or jar) from sun.rt.javaCommand."""
     first = (java_command or "").split(" ", 1)[0]
@@ -316,7 +307,7 @@ class JvmCollector(Collector):
         found = []  # (ref, perf, args)
         for ref in refs:
             deadline.timeout()
-            args = _cmdline(ref.pid)
+            args = procstats.cmdline(ref.pid)
             if args is not None and not self._wants(" ".join(args)):
                 continue  # not ours: its file is not even read
             try:

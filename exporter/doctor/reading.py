@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from .. import procstats
 from ..collectors import build_collectors
 from ..collectors.jvm import JvmTarget, main_class, scan_host, short_name
 from ..collectors.zookeeper import ZooKeeperTarget
@@ -148,15 +149,6 @@ def _user(uid: int) -> str:
         return str(uid)
 
 
-def _args(pid: int) -> Optional[List[str]]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
-
-
 def _comm(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/comm") as f:
@@ -202,7 +194,7 @@ def scan_jvms(jvm_targets: List[JvmTarget]) -> HostScan:
     for pid, pi in sorted(snap.procs.items()):
         if pid == os.getpid():
             continue
-        args = _args(pid)
+        args = procstats.cmdline(pid)
         comm = _comm(pid)
         if not (comm == "java" or (args and os.path.basename(args[0]) == "java") or pid in by_pid):
             continue
