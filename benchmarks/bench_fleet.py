@@ -30,15 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import socket
 import statistics
 import sys
-import threading
 import time
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -47,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from exporter.collector import MetricSet, ScrapeContext  # noqa: E402
 from exporter.collectors.spark import SparkCollector, SparkTarget  # noqa: E402
+from testbed.counting_http import COUNTS_PATH, CountingServer  # noqa: E402
 
 RECORDING = ROOT / "tests" / "data" / "spark-4.0.1"
 
@@ -116,100 +113,18 @@ class Fleet:
         return 404, b"not found", "text/plain"
 
 
-class FleetServer:
-    """HTTP/1.1 (keep-alive, as Jetty) server of a :class:`Fleet`, every answer after ``delay``;
-    counts requests, the most in flight at once and the most connections open at once."""
-
-    def __init__(self, fleet: Fleet, delay: float):
-        self.fleet, self.delay = fleet, delay
-        self.lock = threading.Lock()
-        self.requests = 0
-        self.in_flight = self.max_in_flight = 0
-        self.connections = self.max_connections = 0
-        srv = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self):
-                super().setup()
-                # as Jetty: no Nagle (headers and body are two writes; with Nagle and the client's
-                # delayed ACK every keep-alive answer would wait 40 ms more)
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self.counted = False
-
-            def finish(self):
-                if self.counted:
-                    with srv.lock:
-                        srv.connections -= 1
-                super().finish()
-
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):  # noqa: N802
-                if self.path.startswith("/_bench/"):  # the benchmark's own: counts, reset
-                    if self.path == "/_bench/reset":
-                        srv.reset_counts()
-                    with srv.lock:
-                        body = json.dumps({"requests": srv.requests, "max_in_flight": srv.max_in_flight,
-                                           "max_connections": srv.max_connections}).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
-                with srv.lock:
-                    if not self.counted:  # a connection of the exporter's
-                        self.counted = True
-                        srv.connections += 1
-                        srv.max_connections = max(srv.max_connections, srv.connections)
-                    srv.requests += 1
-                    srv.in_flight += 1
-                    srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
-                try:
-                    time.sleep(srv.delay)
-                    parts = urlsplit(self.path)
-                    status, body, ctype = srv.fleet.answer(parts.path, parse_qs(parts.query), srv.url)
-                    self.send_response(status)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-                finally:
-                    with srv.lock:
-                        srv.in_flight -= 1
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 1024  # no dropped SYN (a 1 s retransmit) whatever the client does
-            daemon_threads = True
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-
-    def reset_counts(self):
-        with self.lock:
-            self.requests = self.max_in_flight = 0
-            self.max_connections = self.connections
-
-    def serve(self):
-        self.httpd.serve_forever(poll_interval=0.05)
-
-
 @contextmanager
 def fleet_server(fleet: Fleet, delay: float):
-    """A :class:`FleetServer` in a process of its own (its CPU is not the exporter's);
-    yields (url, stats) where ``stats(reset=False)`` returns its counts."""
-    srv = FleetServer(fleet, delay)
+    """A :class:`CountingServer` of the fleet in a process of its own (its CPU is not the
+    exporter's); yields (url, stats) where ``stats(reset=False)`` returns its counts."""
+    srv = CountingServer(lambda path, query: fleet.answer(path, query, srv.url), delay)
     proc = multiprocessing.get_context("fork").Process(target=srv.serve, daemon=True)
     proc.start()
     srv.httpd.server_close()  # the child serves; the listening socket stays open there
     ctl = requests.Session()
 
     def stats(reset: bool = False) -> dict:
-        return ctl.get(srv.url + ("/_bench/reset" if reset else "/_bench/stats"), timeout=10).json()
+        return ctl.get(srv.url + COUNTS_PATH + ("/reset" if reset else ""), timeout=10).json()
 
     try:
         for _ in range(100):

@@ -15,11 +15,9 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Dict, Iterator, Optional
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,6 +25,7 @@ from exporter.collector import Deadline, MetricSet, ScrapeContext, TargetError
 from exporter.collectors.spark import SparkCollector, SparkTarget
 from exporter.httpclient import HttpClient, requests_in_flight
 from exporter.sparkui import EnvironmentCache, scrape_spark_ui
+from testbed.counting_http import CountingServer
 from testbed.exporter import no_scrape_threads_within
 from testbed.spark import load_recording, recording_dirs
 
@@ -36,73 +35,9 @@ REC_ID = REC["index"]["app_id"]
 JSON = "application/json"
 
 
-class Counting:
-    """An HTTP/1.1 server (keep-alive, as Jetty) answering ``answer(path)`` ->
-    (status, body, type) after ``delay`` seconds; counts requests, the most in
-    flight at once, and the most connections open at once."""
-
-    def __init__(self, answer: Callable[[str], tuple], delay: float = 0.0):
-        self.answer, self.delay = answer, delay
-        self.lock = threading.Lock()
-        self.paths = []
-        self.in_flight = self.max_in_flight = 0
-        self.conns = self.max_conns = 0
-        srv = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self):
-                super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                with srv.lock:
-                    srv.conns += 1
-                    srv.max_conns = max(srv.max_conns, srv.conns)
-
-            def finish(self):
-                with srv.lock:
-                    srv.conns -= 1
-                super().finish()
-
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):  # noqa: N802
-                with srv.lock:
-                    srv.paths.append(self.path)
-                    srv.in_flight += 1
-                    srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
-                try:
-                    if srv.delay:
-                        time.sleep(srv.delay)
-                    status, body, ctype = srv.answer(urlsplit(self.path).path)
-                    if callable(body):
-                        body = body()
-                    self.send_response(status)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-                finally:
-                    with srv.lock:
-                        srv.in_flight -= 1
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 512
-            daemon_threads = True
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def Counting(answer: Callable[[str], tuple], delay: float = 0.0) -> CountingServer:  # noqa: N802
+    """A :class:`CountingServer` answering ``answer(path)``."""
+    return CountingServer(lambda path, query: answer(path), delay)
 
 
 def _body(name: str) -> bytes:
