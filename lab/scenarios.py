@@ -779,7 +779,7 @@ SHORT_APP_DEFAULTS = {
 
 def _short_apps(cl, stop: threading.Event, claims: _Claims, wd: Path, stats: Dict[str, int]) -> None:
     """pyspark's own examples submitted to the cluster one after the other: short applications."""
-    from testbed.cluster import loopback_env
+    from testbed.spark import loopback_env
 
     home = cl.spark_home
     examples = Path(home) / "examples" / "src" / "main" / "python"

@@ -27,20 +27,13 @@ from typing import Iterator, List, Optional
 import requests
 
 from .procs import free_ports, stop_process_group
-from .spark import SPARK_PYTHONS
+from .spark import SPARK_PYTHONS, loopback_env
 
 
 def spark_home(python: Path) -> str:
     out = subprocess.run([str(python), "-c", "import os, pyspark; print(os.path.dirname(pyspark.__file__))"],
                          capture_output=True, text=True, check=True)
     return out.stdout.strip()
-
-
-def loopback_env(home: str) -> dict:
-    env = dict(os.environ)
-    env.update(SPARK_HOME=home, SPARK_LOCAL_IP="127.0.0.1", SPARK_LOCAL_HOSTNAME="localhost",
-               SPARK_NO_DAEMONIZE="1")
-    return env
 
 
 @dataclass

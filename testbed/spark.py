@@ -44,6 +44,20 @@ SPARK_PYTHONS: Dict[str, Path] = {
 SPARK_VERSIONS = list(SPARK_PYTHONS)
 
 
+def loopback_env(home: Optional[str] = None) -> dict:
+    """The environment of a Spark JVM of the testbed (an application, a master, a
+    worker, a history server): it binds and advertises loopback only, never the
+    machine's own address. ``home``: the SPARK_HOME to use; None drops any
+    SPARK_HOME the host has (spark-submit of the venv's pyspark finds its own)."""
+    env = dict(os.environ)
+    env.update(SPARK_LOCAL_IP="127.0.0.1", SPARK_LOCAL_HOSTNAME="localhost", SPARK_NO_DAEMONIZE="1")
+    if home is None:
+        env.pop("SPARK_HOME", None)
+    else:
+        env["SPARK_HOME"] = home
+    return env
+
+
 @dataclass
 class SparkApp:
     version: str  # "4.0" / "3.5"
@@ -92,10 +106,8 @@ def spark_app(version: str = "4.0", python: Optional[Path] = None, metrics: bool
         args += ["--app-name", app_name]
     for k, v in (conf or {}).items():
         args += ["--conf", f"{k}={v}"]
-    env = dict(os.environ)
-    env.update(SPARK_LOCAL_IP="127.0.0.1", SPARK_LOCAL_HOSTNAME="localhost", PYSPARK_PYTHON=str(python),
-               PYSPARK_DRIVER_PYTHON=str(python), PYTHONUNBUFFERED="1")
-    env.pop("SPARK_HOME", None)  # use the venv's pyspark, whatever the host has
+    env = loopback_env()  # the venv's pyspark, whatever SPARK_HOME the host has
+    env.update(PYSPARK_PYTHON=str(python), PYSPARK_DRIVER_PYTHON=str(python), PYTHONUNBUFFERED="1")
     log = tempfile.NamedTemporaryFile(prefix=f"sparkapp-{version}-", suffix=".log", delete=False)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
                             env=env, cwd=str(ROOT), start_new_session=True, text=True)
@@ -150,8 +162,8 @@ def history_server(python: Path, log_dir: str, timeout: float = 180.0) -> Iterat
                          capture_output=True, text=True, check=True)
     spark_home = out.stdout.strip()
     port = free_port()
-    env = dict(os.environ)
-    env.update(SPARK_HOME=spark_home, SPARK_LOCAL_IP="127.0.0.1", SPARK_HISTORY_OPTS=" ".join([
+    env = loopback_env(spark_home)
+    env.update(SPARK_HISTORY_OPTS=" ".join([
         f"-Dspark.history.fs.logDirectory=file://{log_dir}", f"-Dspark.history.ui.port={port}",
         "-Dspark.history.fs.update.interval=1s", "-Dspark.port.maxRetries=0"]))
     log = tempfile.NamedTemporaryFile(prefix="historyserver-", suffix=".log", delete=False)
