@@ -54,7 +54,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from testbed.exporter import exporter_process  # noqa: E402
+from testbed.exporter import count_series, exporter_process  # noqa: E402
 
 
 def serve_spark() -> int:
@@ -69,10 +69,6 @@ def serve_spark() -> int:
         print(ui.url, rm.url, flush=True)
         sys.stdin.read()
     return 0
-
-
-def count_series(text: str) -> int:
-    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def main() -> int:

@@ -38,13 +38,9 @@ from bench_fleet import Fleet, fleet_server  # noqa: E402
 from exporter.collector import MetricSet, ScrapeContext, to_families  # noqa: E402
 from exporter.collectors.spark import SparkCollector, SparkTarget  # noqa: E402
 from exporter.scrape import Families  # noqa: E402
-from testbed.exporter import exporter_process  # noqa: E402
+from testbed.exporter import count_series, exporter_process  # noqa: E402
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-def count_series(text: str) -> int:
-    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def main() -> int:

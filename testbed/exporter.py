@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import requests
 import yaml
@@ -59,17 +59,7 @@ def exporter_process(config: dict, *, tree: Optional[str] = None, env: Optional[
                                 cwd=root, env=dict(os.environ, **(env or {})))
         base = f"http://127.0.0.1:{port}"
         try:
-            end = time.monotonic() + ready_timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the exporter exited with {proc.returncode} before it was ready")
-                try:
-                    requests.get(base + "/-/healthy", timeout=1).raise_for_status()
-                    break
-                except requests.RequestException:
-                    if time.monotonic() > end:
-                        raise RuntimeError(f"the exporter did not answer on {base} within {ready_timeout:g}s")
-                    time.sleep(0.1)
+            wait_until_healthy(base, proc, ready_timeout)
             yield base, proc
         finally:
             proc.terminate()
@@ -78,6 +68,26 @@ def exporter_process(config: dict, *, tree: Optional[str] = None, env: Optional[
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def wait_until_healthy(base: str, proc: subprocess.Popen, timeout: float = 60.0,
+                       output: Callable[[], str] = lambda: "") -> None:
+    """Return once the exporter process ``proc`` answers ``base/-/healthy`` with 200.
+    Fails if it exits first (saying ``output()``, e.g. its stderr) or has not
+    answered within ``timeout`` seconds of wall-clock time (start-up is slower
+    on a busy machine)."""
+    end = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the exporter exited with {proc.returncode} before it was ready: {output()}")
+        try:
+            if requests.get(base + "/-/healthy", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > end:
+            raise RuntimeError(f"the exporter did not answer on {base} within {timeout:g}s")
+        time.sleep(0.05)
 
 
 Sample = Tuple[str, Dict[str, str], float]
@@ -100,6 +110,11 @@ def samples(text: str) -> List[Sample]:
         for s in fam.samples:
             out.append((s.name, dict(s.labels), s.value))
     return out
+
+
+def count_series(text: str) -> int:
+    """Series in a text exposition: its sample lines."""
+    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def find(text_or_samples, name: str, **labels) -> List[Sample]:

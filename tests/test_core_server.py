@@ -18,6 +18,7 @@ import requests
 
 from exporter import cli, web
 from exporter.web import DEFAULT_MAX_CONNECTIONS, serve
+from testbed.exporter import wait_until_healthy
 from testbed.procs import free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,14 +75,7 @@ def _exporter_process(tmp_path, *flags):
                          cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        def up():
-            assert p.poll() is None, (tmp_path / "exporter.log").read_text()
-            try:
-                return requests.get(url + "/-/healthy", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        assert _wait_for(up, 30, 0.1), "the exporter did not come up"
+        wait_until_healthy(url, p, 30, output=(tmp_path / "exporter.log").read_text)
         yield p, port, url
     finally:
         stop_process_group(p)

@@ -651,7 +651,7 @@ def _pod_jvm(classes: str, user, marker: str, own_userns: bool = False) -> Itera
 
 def _watch(workdir: Path, marker: str, caps, attach: bool, user=None) -> Dict[str, Any]:
     """Run the exporter as uid 0 (or ``user``) with only ``caps``, scrape once, return what it saw."""
-    from testbed.exporter import find, samples
+    from testbed.exporter import find, samples, wait_until_healthy
     from testbed.procs import free_port
 
     import requests
@@ -668,17 +668,8 @@ def _watch(workdir: Path, marker: str, caps, attach: bool, user=None) -> Dict[st
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
     try:
-        text = None
-        end = time.monotonic() + 60  # a wall-clock bound: the exporter's start-up is slower on a busy machine
-        while time.monotonic() < end:
-            try:
-                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
-                break
-            except requests.ConnectionError:
-                if p.poll() is not None:
-                    raise AssertionError(f"the exporter exited: {p.stderr.read()}")
-                time.sleep(0.05)
-        assert text is not None, "the exporter did not answer"
+        wait_until_healthy(f"http://127.0.0.1:{port}", p, output=p.stderr.read)
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         p.wait(10)

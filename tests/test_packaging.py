@@ -60,10 +60,10 @@ def test_the_images_wheels_install_into_a_fresh_venv_and_start_as_the_entrypoint
     import shutil
     import signal
     import tempfile
-    import time
 
     import requests
 
+    from testbed.exporter import wait_until_healthy
     from testbed.procs import free_port
 
     text = (ROOT / "Dockerfile").read_text()
@@ -123,15 +123,7 @@ def test_the_images_wheels_install_into_a_fresh_venv_and_start_as_the_entrypoint
         p = subprocess.Popen(user + cmd, env=env, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True, start_new_session=True)
         try:
-            h, end = None, time.monotonic() + 60  # a wall-clock bound: start-up is slower on a busy machine
-            while time.monotonic() < end:
-                try:
-                    h = requests.get(f"http://127.0.0.1:{port}/-/healthy", timeout=5)
-                    break
-                except requests.ConnectionError:
-                    assert p.poll() is None, p.stderr.read()
-                    time.sleep(0.05)
-            assert h is not None and h.status_code == 200
+            wait_until_healthy(f"http://127.0.0.1:{port}", p, output=p.stderr.read)
             assert "sparkwatch_target_up" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=60).text
             health = re.search(r"^HEALTHCHECK .*?CMD\s+(\[.*\])\s*$", text, re.M)
             import json
