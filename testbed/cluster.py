@@ -27,13 +27,7 @@ from typing import Iterator, List, Optional
 import requests
 
 from .procs import free_ports, stop_process_group
-from .spark import SPARK_PYTHONS, loopback_env
-
-
-def spark_home(python: Path) -> str:
-    out = subprocess.run([str(python), "-c", "import os, pyspark; print(os.path.dirname(pyspark.__file__))"],
-                         capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+from .spark import SPARK_PYTHONS, loopback_env, spark_home
 
 
 @dataclass

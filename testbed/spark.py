@@ -44,6 +44,13 @@ SPARK_PYTHONS: Dict[str, Path] = {
 SPARK_VERSIONS = list(SPARK_PYTHONS)
 
 
+def spark_home(python: Path) -> str:
+    """The SPARK_HOME of the pyspark that ``python`` (a venv's interpreter) imports."""
+    out = subprocess.run([str(python), "-c", "import os, pyspark; print(os.path.dirname(pyspark.__file__))"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
 def loopback_env(home: Optional[str] = None) -> dict:
     """The environment of a Spark JVM of the testbed (an application, a master, a
     worker, a history server): it binds and advertises loopback only, never the
@@ -158,16 +165,14 @@ def spark_app(version: str = "4.0", python: Optional[Path] = None, metrics: bool
 def history_server(python: Path, log_dir: str, timeout: float = 180.0) -> Iterator[str]:
     """A real Spark history server (the venv's pyspark) reading ``log_dir``,
     on a free port, refreshing its listing every second. Yields its URL."""
-    out = subprocess.run([str(python), "-c", "import os, pyspark; print(os.path.dirname(pyspark.__file__))"],
-                         capture_output=True, text=True, check=True)
-    spark_home = out.stdout.strip()
+    home = spark_home(python)
     port = free_port()
-    env = loopback_env(spark_home)
+    env = loopback_env(home)
     env.update(SPARK_HISTORY_OPTS=" ".join([
         f"-Dspark.history.fs.logDirectory=file://{log_dir}", f"-Dspark.history.ui.port={port}",
         "-Dspark.history.fs.update.interval=1s", "-Dspark.port.maxRetries=0"]))
     log = tempfile.NamedTemporaryFile(prefix="historyserver-", suffix=".log", delete=False)
-    proc = subprocess.Popen([os.path.join(spark_home, "bin", "spark-class"),
+    proc = subprocess.Popen([os.path.join(home, "bin", "spark-class"),
                              "org.apache.spark.deploy.history.HistoryServer"],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True)
