@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
+import psutil
+
 from .procs import free_port
 
 CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/zookeeper/*"
@@ -119,17 +121,16 @@ class ZooKeeperServer:
 
 
 def _all_threads_stopped(pid: int) -> bool:
-    """Whether every thread of ``pid`` is in the stopped state (``T`` in /proc)."""
-    tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    for task in tasks:
+    """Whether every thread of ``pid`` is in the stopped state."""
+    stopped = (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    threads = psutil.Process(pid).threads()
+    for t in threads:
         try:
-            stat = (task / "stat").read_text()
-        except FileNotFoundError:  # a thread that has just exited
+            if psutil.Process(t.id).status() not in stopped:
+                return False
+        except psutil.NoSuchProcess:  # a thread that has just exited
             continue
-        # the state follows the command name, which is in parentheses and may hold anything
-        if stat[stat.rindex(")") + 2] not in "Tt":
-            return False
-    return bool(tasks)
+    return bool(threads)
 
 
 @contextmanager
