@@ -15,7 +15,7 @@ rounds:
   what ``sparkwatch_target_scrape_duration_seconds`` measures: the requests,
   decoding and checking the JSON, building the samples);
 - with ``--sequential`` also the collector with ``max_concurrency: 1`` (every
-  request one after another, as sparkwatch did before 0.x).
+  request one after another, as sparkwatch did before it made requests ahead of time).
 
 Prints the median wall time of each, their ratio (the goal: at most 1.2), the
 median of the per-round ratios, and the CPU time per scrape.
