@@ -75,8 +75,13 @@ def test_every_metric_a_panel_uses_is_exported_and_filtered_by_job_and_instance(
         assert used, expr
         unknown = {m for m in used if m not in CATALOG and m not in PROMETHEUS_METRICS}
         assert not unknown, f"{name}: {expr} uses {unknown}"
-        for m in re.finditer(r"\b((?:spark|livy|zookeeper|jvm|sparkwatch)_[a-z0-9_]+)(\{[^}]*\})?", expr):
-            assert m.group(2) and 'job=~"$job"' in m.group(2) and 'instance=~"$instance"' in m.group(2), expr
+        # every name of the catalogue the query reads, whatever its prefix
+        seen = set()
+        for m in re.finditer(r"(?<![A-Za-z0-9_:\"$])([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?", expr):
+            if m.group(1) in CATALOG:
+                seen.add(m.group(1))
+                assert m.group(2) and 'job=~"$job"' in m.group(2) and 'instance=~"$instance"' in m.group(2), expr
+        assert seen == used - set(PROMETHEUS_METRICS), expr
 
 
 def test_overview_covers_every_signature_and_what_is_firing():

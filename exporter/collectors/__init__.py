@@ -1,25 +1,28 @@
-"""The registry of collector kinds: the one place that lists them.
+"""The registry of collectors: one per target kind of :mod:`exporter.kinds`.
 
 Each kind is one module in this package, one config section, one metric
-prefix; the order here is the order of the config sections. A new kind is a
-module with a :class:`~exporter.collector.Collector` subclass (``kind``,
-``config_model``, ``metrics``) and one line in :data:`COLLECTOR_KINDS`.
+prefix; the order of :data:`exporter.kinds.KINDS` is the order of the config
+sections. A new kind is a row in that table, and a module here with a
+:class:`~exporter.collector.Collector` subclass (``kind``, ``config_model``,
+``metrics``) imported below.
 """
 
 from typing import Dict, Iterable, List, Tuple, Type
 
 from ..collector import Collector
+from ..kinds import KINDS
 from .jvm import JvmCollector
 from .livy import LivyCollector
 from .spark import SparkCollector
 from .zookeeper import ZooKeeperCollector
 
-COLLECTOR_KINDS: Dict[str, Type[Collector]] = {
-    "spark": SparkCollector,
-    "livy": LivyCollector,
-    "zookeeper": ZooKeeperCollector,
-    "jvm": JvmCollector,
-}
+_BY_KIND: Dict[str, Type[Collector]] = {
+    c.kind: c for c in (SparkCollector, LivyCollector, ZooKeeperCollector, JvmCollector)}
+if set(_BY_KIND) != {k.name for k in KINDS}:  # pragma: no cover - a kind added on one side only
+    raise ImportError(f"the collectors {sorted(_BY_KIND)} are not the kinds of exporter/kinds.py "
+                      f"{[k.name for k in KINDS]}")
+
+COLLECTOR_KINDS: Dict[str, Type[Collector]] = {k.name: _BY_KIND[k.name] for k in KINDS}
 
 
 def build_collectors(targets: Iterable[Tuple[str, object]]) -> List[Collector]:

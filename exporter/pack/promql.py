@@ -2,8 +2,8 @@
 
 Alert expressions are written as plain PromQL with ``$param`` placeholders
 (``$window``; a duration parameter also gives ``$window_s``, its value in
-seconds). Every metric the exporter exports (``spark_``, ``livy_``,
-``zookeeper_``, ``jvm_``, ``sparkwatch_``) gets the configured label matchers
+seconds). Every metric the exporter exports (one prefix per target kind of
+``exporter/kinds.py``, and ``sparkwatch_``) gets the configured label matchers
 injected into its selector, so the user's ``job="..."`` reaches every series
 an alert or a panel reads, without anyone editing the expressions.
 """
@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 from typing import Dict, Iterable, List, Mapping, Set
 
-PREFIXES = ("spark", "livy", "zookeeper", "jvm", "sparkwatch")
+from ..kinds import metric_sources
+
+PREFIXES = tuple(k.name for k in metric_sources())
 
 # Series Prometheus itself generates, which rules and panels may also read.
 PROMETHEUS_METRICS = ("up", "ALERTS", "ALERTS_FOR_STATE")

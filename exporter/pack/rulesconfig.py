@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from ..config import ConfigError, format_validation_error, read_yaml_file
 from .alerts import ALERTS
 from .model import Param
-from .promql import check_matchers, parse_duration
+from .promql import PREFIXES, check_matchers, parse_duration
 
 DEFAULT_RUNBOOK_BASE_URL = "https://github.com/sparkwatch/sparkwatch/blob/main/alerts/runbooks"
 
@@ -121,24 +121,22 @@ AlertsModel = create_model("AlertsSettings", __base__=Strict,
                            **{name: (Optional[m], None) for name, m in ALERT_MODELS.items()})
 
 
-class Selectors(Strict):
-    spark: str = ""
-    livy: str = ""
-    zookeeper: str = ""
-    jvm: str = ""
-    sparkwatch: str = ""
-
+class _SelectorsBase(Strict):
     @field_validator("*")
     @classmethod
     def _m(cls, v):
         return _matchers(v)
 
 
+# one key per metric prefix (the target kinds of exporter/kinds.py, and sparkwatch)
+Selectors = create_model("Selectors", __base__=_SelectorsBase, **{p: (str, "") for p in PREFIXES})
+
+
 class RulesConfig(Strict):
     time_scale: float = Field(default=1.0, gt=0)
     interval: Optional[str] = None
     selector: str = ""
-    selectors: Selectors = Selectors()
+    selectors: Selectors = Selectors()  # type: ignore[valid-type]
     labels: Dict[str, str] = {}
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
     group_prefix: str = Field(default="sparkwatch", pattern=r"^[A-Za-z0-9_.:-]+$")

@@ -5,22 +5,11 @@ from __future__ import annotations
 
 from typing import List
 
+from ...kinds import KINDS
 from ..model import MATCHERS, Alert, Param, Replay, at, series
 
-TARGET_KINDS = (
-    # kind, alert name, severity, what it means when it is down
-    ("spark", "SparkTargetDown", "critical",
-     "A Spark driver UI that does not answer usually means the application is gone: it finished, crashed or "
-     "was killed (S4's war story: nobody was told). A history server that is down hides every application."),
-    ("livy", "LivyTargetDown", "critical",
-     "Livy not answering means no job can be submitted; if it died of memory, S1 is likely, and its restart "
-     "may fail (S2)."),
-    ("zookeeper", "ZookeeperTargetDown", "warning",
-     "The ZooKeeper that holds Livy's recovery state cannot be read: Livy's recovery and the S2 alerts are blind."),
-    ("jvm", "JvmTargetDown", "warning",
-     "The local JVMs of this host cannot be read (no performance data, permission denied, a watched process "
-     "is gone): the JVM alerts (S2, S3, S5) are blind."),
-)
+# kind, alert name, severity, what it means when it is down: one per kind of the table
+TARGET_KINDS = tuple((k.name, f"{k.name.capitalize()}TargetDown", k.down_severity, k.down_meaning) for k in KINDS)
 
 
 def target_down(kind: str, name: str, severity: str, meaning: str) -> Alert:
