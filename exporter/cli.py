@@ -30,11 +30,11 @@ log = logging.getLogger("sparkwatch")
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level={"warn": logging.WARNING}.get(level, getattr(logging, level.upper())),
-        format="ts=%(asctime)s level=%(levelname)s caller=%(module)s msg=%(message)r",
-        stream=sys.stderr,
-    )
+    """One escaped line per record on standard error, other libraries' included
+    (urllib3 quotes a target's bytes), their repeats rate-limited: exporter.logsafe."""
+    from .logsafe import configure
+
+    configure({"warn": logging.WARNING}.get(level, getattr(logging, level.upper())))
 
 
 def _positive_int(text: str) -> int:
