@@ -327,14 +327,13 @@ class _Server(WSGIServer):
                  max_pending: Optional[int] = None, ssl_context=None, peer_check=None):
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
-        super().__init__(server_address, handler_class)
+        # everything server_close() needs exists before binding: socketserver calls it when the bind fails
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.io_timeout = io_timeout
         self.max_pending = max_pending or default_max_pending()
         self.ssl_context = ssl_context
         self.peer_check = peer_check  # the verified client certificate (a dict) -> allowed?
-        self.socket.setblocking(False)
         self._sel: Optional[selectors.BaseSelector] = None
         self._slots = threading.BoundedSemaphore(max_connections)
         self._pending: "dict[int, _Pending]" = {}  # fd -> connection, oldest first
@@ -354,6 +353,8 @@ class _Server(WSGIServer):
         self._expired = _Throttled(
             logging.DEBUG, f"closed connections that sent no complete request within {header_timeout:g}s")
         self._tls_failed = _Throttled(logging.INFO, "TLS connections failed or were refused")
+        super().__init__(server_address, handler_class)
+        self.socket.setblocking(False)
 
     # -------------------------------------------------- the socketserver interface
 

@@ -205,3 +205,17 @@ def test_max_connections_flag_is_validated(capsys):
     assert e.value.code == 2
     assert "--web.max-connections" in capsys.readouterr().err
     assert cli.serve_parser().parse_args(["--web.max-connections=7"]).max_connections == 7
+
+
+def test_a_port_in_use_is_one_line_cannot_listen_without_a_traceback(tmp_path):
+    cfg = tmp_path / "empty.yml"
+    cfg.write_text("{}\n")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        p = subprocess.run([sys.executable, "-m", "exporter", f"--config.file={cfg}",
+                            f"--web.listen-address=127.0.0.1:{port}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"sparkwatch: cannot listen on 127.0.0.1:{port}: "), p.stderr
