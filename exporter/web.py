@@ -14,7 +14,7 @@ import threading
 import time
 from typing import List, Optional, Tuple
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
@@ -230,7 +230,9 @@ class _Throttled:
             log.log(self.level, "%s (%d times in the last %.0fs%s)", self.message, n, since, detail)
 
 
-_PLAIN_HEADERS = "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+#: the Server header of every answer (not the Python version wsgiref would name)
+SERVER_SOFTWARE = f"sparkwatch/{__version__}"
+_PLAIN_HEADERS = f"Server: {SERVER_SOFTWARE}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
 
 
 def _canned(status: str, text: str, extra: str = "") -> bytes:
@@ -294,8 +296,14 @@ class _SocketWriter(io.BufferedIOBase):
             return view.nbytes
 
 
+class _ServerHandler(ServerHandler):
+    server_software = SERVER_SOFTWARE
+
+
 class _Handler(WSGIRequestHandler):
     """One request on a connection whose head the accept loop has read."""
+
+    server_version = SERVER_SOFTWARE
 
     def __init__(self, request, client_address, server, head: bytes = b""):
         self._head = head
@@ -311,6 +319,22 @@ class _Handler(WSGIRequestHandler):
         if self.server.ssl_context is not None:
             env["HTTPS"] = "on"
         return env
+
+    def version_string(self) -> str:  # the Server header of the HTTP layer's own errors
+        return SERVER_SOFTWARE
+
+    def handle(self):
+        """WSGIRequestHandler.handle, with a ServerHandler that names sparkwatch in the Server header."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
+            return
+        if not self.parse_request():  # an error was answered
+            return
+        handler = _ServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=False)
+        handler.request_handler = self
+        handler.run(self.server.get_app())
 
     def log_message(self, format, *args):  # noqa: A002 - signature from BaseHTTPRequestHandler
         log.debug("%s %s", self.address_string(), format % args)

@@ -174,7 +174,7 @@ def test_when_every_slot_is_busy_a_request_is_answered_503_at_once_and_logged(ca
             for _ in range(3):
                 r, took = _timed_get(url + "/fast")
                 assert r.status_code == 503 and took < 1, (r.status_code, took)
-            assert r.headers["Retry-After"] == "1"
+            assert r.headers["Retry-After"] == "1" and r.headers["Server"] == web.SERVER_SOFTWARE
             refused = [m for m in caplog.messages if "connection slots are busy" in m]
             assert len(refused) == 1, caplog.messages  # rate-limited: once, not per connection
             assert "--web.max-connections" in refused[0]
@@ -190,7 +190,7 @@ def test_when_every_slot_is_busy_a_request_is_answered_503_at_once_and_logged(ca
 def test_an_oversized_request_head_is_refused():
     with _server(_Gate()) as (_, url):
         r = requests.get(url + "/", headers={"X-Big": "x" * (web.MAX_HEAD_BYTES + 10)}, timeout=5)
-    assert r.status_code == 431
+    assert r.status_code == 431 and r.headers["Server"].startswith("sparkwatch/")
 
 
 def test_listen_backlog_and_default_bound():

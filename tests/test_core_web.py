@@ -35,6 +35,31 @@ def test_health_and_unknown_paths():
         assert requests.post(url + "/metrics", timeout=5).status_code == 405
 
 
+def _raw_answer(port: int, request: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def test_the_server_header_names_sparkwatch_not_python():
+    from exporter import __version__
+
+    with running_exporter({}) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        answers = [requests.get(url + path, timeout=5) for path in ("/metrics", "/", "/-/healthy", "/nope")]
+        servers = [r.headers.get("Server") for r in answers]
+        # an answer of the HTTP layer itself (a request it refuses: more than 100 headers)
+        bad = _raw_answer(port, b"GET / HTTP/1.0\r\n" + b"X-A: b\r\n" * 101 + b"\r\n")
+    assert servers == [f"sparkwatch/{__version__}"] * 4, servers
+    assert bad.startswith(b"HTTP/1.0 431") and f"\r\nServer: sparkwatch/{__version__}\r\n".encode() in bad, bad
+    assert b"Python" not in bad
+
+
 def test_metrics_with_no_targets_still_has_build_info():
     with running_exporter({}) as (url, _):
         text = scrape(url)
