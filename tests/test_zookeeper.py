@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Tuple
 
 import pytest
 from kazoo.client import KazooClient, KazooState
@@ -10,8 +15,10 @@ from kazoo.security import make_digest_acl
 
 from exporter.collector import TargetError
 from exporter.collectors.zookeeper import ZooKeeperCollector, parse_mntr
+from exporter.cli import main
 from exporter.config import ConfigError, parse_config
-from testbed.exporter import collect_once, collected_value, find, running_exporter, samples, scrape, value
+from testbed.exporter import (collect_once, collected_value, exporter_process, find, running_exporter, samples, scrape,
+                              value)
 from testbed.procs import free_port
 from testbed.zookeeper import available, write_livy_store, zookeeper_server
 
@@ -254,3 +261,131 @@ def test_expired_session_is_replaced_and_the_target_comes_back(tmp_path):
             assert ups[-1] == 1, ups
             assert value(ss, "livy_recovery_sessions", kind="batch") == 0
             assert collector._client.client_id[0] != sid  # a new ZooKeeper session
+
+
+# --------------------------------------------------------------------------
+# A silent server: the doctor and the exporter's shutdown end within the deadline
+
+SILENT_SCRAPE_TIMEOUT = 3
+#: what a run may take beyond the deadline plus a second: a machine's slowness, never a wait on the server
+#: (the waits being guarded against are the session timeout, 10 s, or two-thirds of it)
+SLACK = 2
+
+
+@contextmanager
+def silent_listener() -> Iterator[str]:
+    """A loopback TCP listener that accepts every connection and never answers a byte: yields its host:port."""
+    ls = socket.create_server(("127.0.0.1", 0))
+    ls.settimeout(0.1)
+    conns, stop = [], threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conns.append(ls.accept()[0])
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    t = threading.Thread(target=accept, name="silent-listener", daemon=True)
+    t.start()
+    try:
+        yield f"127.0.0.1:{ls.getsockname()[1]}"
+    finally:
+        stop.set()
+        t.join(5)
+        ls.close()
+        for c in conns:
+            c.close()
+
+
+@contextmanager
+def silent_server(kind: str, tmp_path) -> Iterator[Tuple[str, Optional[Callable[[], None]]]]:
+    """(hosts, pause): a listener that never answers (pause is None), or a real ZooKeeper server
+    that answers until pause() SIGSTOPs it (every JVM thread stopped: it answers nothing)."""
+    if kind == "listener":
+        with silent_listener() as hosts:
+            yield hosts, None
+    else:
+        with zookeeper_server(tmp_path) as srv:
+            yield srv.hosts, srv.pause
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["listener", "paused"])
+def test_doctor_with_a_silent_server_ends_within_the_deadline(kind, tmp_path, monkeypatch, capsys):
+    """kazoo's stop() waits for its connection thread, which waits on the silent server: the
+    handshake's answer (the session timeout) or a heartbeat (two-thirds of it). The doctor must not."""
+    from exporter.doctor.reading import Reader
+
+    real_read, starts = Reader.read, []
+    with silent_server(kind, tmp_path) as (hosts, pause):
+        def read(self):
+            if pause is not None and starts:  # the second reading: the server, connected, now silent
+                pause()
+            starts.append(time.monotonic())
+            return real_read(self)
+
+        monkeypatch.setattr(Reader, "read", read)
+        cfg = tmp_path / "sparkwatch.yml"
+        cfg.write_text(f"exporter: {{scrape_timeout: {SILENT_SCRAPE_TIMEOUT}}}\n"
+                       f"zookeeper: [{{hosts: '{hosts}', name: zk}}]\n")
+        rc = main(["doctor", "--config.file", str(cfg), "--json"] + (["--watch", "1"] if pause else []))
+        took = time.monotonic() - starts[-1]  # from the reading that met the silent server to the end
+    out = capsys.readouterr().out
+    assert rc == 1 and '"up": false' in out
+    assert took < SILENT_SCRAPE_TIMEOUT + 1 + SLACK, took
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["listener", "paused"])
+def test_shutdown_with_a_silent_server_ends_within_the_deadline(kind, tmp_path):
+    """SIGTERM to a running sparkwatch while it scrapes a silent ZooKeeper: it exits within the
+    scrape deadline plus a second (plus slack), not when kazoo gives up on the server."""
+    with silent_server(kind, tmp_path) as (hosts, pause):
+        cfg = {"exporter": {"scrape_timeout": SILENT_SCRAPE_TIMEOUT}, "zookeeper": [{"hosts": hosts, "name": "zk"}]}
+        with exporter_process(cfg) as (base, proc):
+            if pause is not None:
+                assert value(scrape(base), "sparkwatch_target_up", target="zk") == 1
+                pause()
+            in_flight = threading.Thread(target=lambda: _scrape_quietly(base), daemon=True)
+            in_flight.start()
+            time.sleep(1)  # a scrape waits on the server
+            start = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(60)
+            took = time.monotonic() - start
+    assert rc == 0
+    assert took < SILENT_SCRAPE_TIMEOUT + 1 + SLACK, took
+
+
+def _scrape_quietly(base: str) -> None:
+    try:
+        scrape(base)
+    except Exception:  # the exporter may stop before it answers
+        pass
+
+
+def test_threads_flat_across_scrapes_of_a_silent_server_and_gone_at_close():
+    """Scrapes of a silent server reuse the one client (no thread per scrape); close() returns at
+    once and the client's threads end with it, not when the server would have timed out (20 s)."""
+    with silent_listener() as hosts:
+        before = set(threading.enumerate())
+        c = _collector(hosts=hosts, timeout=20, mntr=False)
+        counts = []
+        for _ in range(4):
+            with pytest.raises(TargetError) as ei:
+                collect_once(c, 1.0)
+            assert ei.value.reason == "connection"
+            counts.append(len([t for t in threading.enumerate() if t not in before]))
+        assert counts[0] > 0 and len(set(counts)) == 1, counts
+        start = time.monotonic()
+        c.close()
+        took = time.monotonic() - start
+        end = time.monotonic() + SLACK
+        while [t for t in threading.enumerate() if t not in before] and time.monotonic() < end:
+            time.sleep(0.05)
+        left = [t.name for t in threading.enumerate() if t not in before]
+    assert took < 1 + SLACK, took
+    assert left == []

@@ -21,7 +21,9 @@ background with capped exponential backoff (at most one attempt every few
 seconds) and keeps its session across short outages. Every call is
 asynchronous and waited for at most until the scrape deadline, so a down,
 slow, auth-refusing or session-expired ZooKeeper marks the target down within
-the deadline.
+the deadline. Closing the client (shutdown, the end of ``sparkwatch doctor``, an
+evicted probe target) takes at most a second, whatever the server does: see
+:func:`_stop_client`.
 """
 
 from __future__ import annotations
@@ -100,6 +102,10 @@ MNTR_GAUGES: Dict[str, Tuple[object, float]] = {
 MNTR_MAX_BYTES = 1 << 20
 #: reconnect backoff cap (seconds)
 RECONNECT_MAX_DELAY = 5.0
+#: the longest closing a client waits for it to end (seconds)
+CLOSE_WAIT = 1.0
+#: how long the server gets to answer the close of the session before the connection is dropped (seconds)
+CLOSE_GRACE = 0.2
 
 
 # --------------------------------------------------------------------------
@@ -251,9 +257,8 @@ class ZooKeeperCollector(Collector):
 
     def _discard(self) -> None:
         old, self._client, self._live = self._client, None, None
-        if old is not None:
-            # stop() may wait for the connection thread: not on the scrape's time
-            threading.Thread(target=_stop_client, args=(old,), name="zk-client-stop", daemon=True).start()
+        if old is not None:  # not on the scrape's time
+            threading.Thread(target=_stop_client, args=(old,), name="zk-client-discard", daemon=True).start()
 
     def _connected_client(self, deadline: Deadline):
         _, _, KeeperState, _, _ = _kazoo()
@@ -379,8 +384,8 @@ class ZooKeeperCollector(Collector):
         with self._lock:
             self._closed = True
             client, self._client = self._client, None
-        if client is not None:
-            _stop_client(client)
+        if client is not None and not _stop_client(client):
+            log.debug("zookeeper target %s: the client did not end within %gs of its close", self.name, CLOSE_WAIT)
 
 
 def split_host_port(hostport: str, default_port: int = 2181) -> Tuple[str, int]:
@@ -394,12 +399,48 @@ def split_host_port(hostport: str, default_port: int = 2181) -> Tuple[str, int]:
     return host, int(port)
 
 
-def _stop_client(client) -> None:
+def _stop_client(client, wait: float = CLOSE_WAIT) -> bool:
+    """Stop and close a KazooClient, waiting at most ``wait`` seconds; whether it ended.
+
+    kazoo's ``stop()`` queues the close of the session and then waits for the
+    client's connection thread, which waits for the server: for the answer to
+    its handshake (up to the session timeout), or to the close and a heartbeat
+    (two-thirds of it). A silent server (hung, SIGSTOPped, a port that accepts
+    and never answers) would hold the exporter's shutdown, or the doctor, that
+    long. So ``stop()`` runs in a thread of its own; if the server has not
+    answered within ``CLOSE_GRACE``, the connection's socket is shut down: the
+    connection thread wakes at once, finds the connection dropped and the client
+    stopped, and ends (with the client's other threads), instead of lingering
+    after the wait."""
+    t = threading.Thread(target=_stop_and_close, args=(client,), name="zk-client-stop", daemon=True)
+    t.start()
+    t.join(min(CLOSE_GRACE, wait))
+    if t.is_alive():
+        _drop_connection(client)
+        t.join(max(0.0, wait - CLOSE_GRACE))
+    return not t.is_alive()
+
+
+def _stop_and_close(client) -> None:
     try:
         client.stop()
         client.close()
     except Exception:
         log.debug("stopping the ZooKeeper client failed", exc_info=True)
+
+
+def _drop_connection(client) -> None:
+    """Shut down the socket of a stopping client's connection (kazoo has no public call
+    for it; its connection keeps the socket in ``_socket``). A client still opening its
+    TCP connection has no socket yet: it ends when the connect does (the session timeout
+    at most; never for loopback, which connects or refuses at once)."""
+    sock = getattr(getattr(client, "_connection", None), "_socket", None)
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed by the connection thread
+        pass
 
 
 def _next_session_id(data: bytes) -> Optional[float]:
