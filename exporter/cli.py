@@ -2,7 +2,7 @@
 
     sparkwatch [--web.listen-address=:9951] [--web.config.file=WEB] [--web.max-connections=128]
                [--config.file=FILE] [--log.level=info]
-    sparkwatch check-config [FILE] [--web.config.file=WEB]
+    sparkwatch check-config [FILE | --config.file=FILE] [--web.config.file=WEB]
 
 Further subcommands (``rules``, ``dashboards``, ...) register themselves in
 :data:`SUBCOMMANDS`.
@@ -152,10 +152,15 @@ def cmd_check_config(argv: List[str]) -> int:
     p = argparse.ArgumentParser(prog="sparkwatch check-config",
                                 description="Validate a configuration file and/or a web configuration "
                                 "file and exit (0 when all given are valid).")
-    p.add_argument("file", nargs="?", help="the configuration file (--config.file)")
+    p.add_argument("file", nargs="?", help="the configuration file (the same as --config.file)")
+    p.add_argument("--config.file", dest="config_file", default=None, metavar="FILE",
+                   help="the configuration file, as the exporter and the other commands take it")
     p.add_argument("--web.config.file", dest="web_config", default=None, metavar="WEB",
                    help="the web configuration file (--web.config.file)")
     args = p.parse_args(argv)
+    if args.file is not None and args.config_file is not None and args.file != args.config_file:
+        p.error(f"two configuration files given ({args.file} and --config.file {args.config_file}): give one")
+    args.file = args.file or args.config_file
     if args.file is None and args.web_config is None:
         p.error("give a configuration file, --web.config.file, or both")
     rc = 0
