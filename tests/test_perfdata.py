@@ -80,7 +80,7 @@ def test_other_version_is_an_error():
     with pytest.raises(PerfDataError, match="version"):
         parse(build(SAMPLE, major=1))
     with pytest.raises(PerfDataError, match="magic"):
-        parse(b"\0" * 64)
+        parse(b"\1" * 64)
 
 
 def test_not_accessible_is_an_error():
@@ -119,6 +119,135 @@ def test_entry_being_written_is_an_error_and_read_file_retries(tmp_path):
     finally:
         t.join()
     assert pd.values["sun.rt.late"] == 7
+
+
+def _with_prologue(buf, **fields):
+    """``buf`` with prologue fields replaced (little-endian)."""
+    b = bytearray(buf)
+    offsets = {"byte_order": (4, "B"), "major": (5, "B"), "minor": (6, "B"), "accessible": (7, "B"),
+               "used": (8, "<i"), "entry_offset": (24, "<i"), "num_entries": (28, "<i")}
+    for k, v in fields.items():
+        off, fmt = offsets[k]
+        struct.pack_into(fmt, b, off, v)
+    return bytes(b)
+
+
+def _last_entry_half_written():
+    """The JVM has set the last entry's length but not yet its offsets."""
+    buf = bytearray(build(SAMPLE))
+    pos = perfdata.PROLOGUE_SIZE
+    for _ in range(len(SAMPLE) - 1):
+        pos += struct.unpack_from("<i", buf, pos)[0]
+    struct.pack_into("<ii", buf, pos + 4, 0, 0)  # name_offset, vector_length
+    struct.pack_into("<i", buf, pos + 16, 0)  # data_offset
+    return bytes(buf)
+
+
+def _first_entry_garbage():
+    buf = bytearray(build(SAMPLE))
+    struct.pack_into("<ii", buf, perfdata.PROLOGUE_SIZE + 4, 0, 0)
+    return bytes(buf)
+
+
+GOOD = build(SAMPLE, pad_to=4096)
+NOT_HOTSPOT = {
+    "text": b"#!/bin/sh\necho not a perf-data file\n" * 10,
+    "bad magic": b"\xca\xfe\xba\xbe" + GOOD[4:],
+    "zero magic, rest not": bytes(4) + GOOD[4:],
+    "byte order 7": _with_prologue(GOOD, byte_order=7),
+    "version 1.0": _with_prologue(GOOD, major=1),
+    "version 3.0": _with_prologue(GOOD, major=3),
+    "version 2.1": _with_prologue(GOOD, minor=1),
+    "used past the end": _with_prologue(GOOD, used=len(GOOD) + 1),
+    "negative used": _with_prologue(GOOD, used=-5),
+    "entry offset inside the prologue": _with_prologue(GOOD, entry_offset=8),
+    "entry offset misaligned": _with_prologue(GOOD, entry_offset=34),
+    "negative entries": _with_prologue(GOOD, num_entries=-1),
+    "more entries than bytes": _with_prologue(GOOD, num_entries=1 << 30),
+    "short, not zeros": GOOD[:20],
+    "first of several entries garbage": _first_entry_garbage(),
+}
+NOT_READY = {
+    "empty": b"",
+    "short zeros": bytes(20),
+    "all zeros": bytes(32768),
+    "not accessible": build(SAMPLE, accessible=0),
+    "entry allocated, not written": build(SAMPLE, extra_alloc=64),
+    "last entry half written": _last_entry_half_written(),
+}
+
+
+@pytest.mark.parametrize("name", NOT_HOTSPOT)
+def test_not_hotspot(name):
+    with pytest.raises(perfdata.NotHotSpot):
+        parse(NOT_HOTSPOT[name])
+
+
+@pytest.mark.parametrize("name", NOT_READY)
+def test_not_ready(name):
+    with pytest.raises(perfdata.NotReady):
+        parse(NOT_READY[name])
+
+
+def test_read_file_retries_only_what_may_be_a_jvm_writing(tmp_path, monkeypatch):
+    """Garbage is given up at the first read, without sleeping; a file that may be
+    a JVM's being initialised or written is re-read."""
+    sleeps = []
+    monkeypatch.setattr(perfdata.time, "sleep", lambda s: sleeps.append(s))
+    path = tmp_path / "4242"
+    for name, data in NOT_HOTSPOT.items():
+        path.write_bytes(data)
+        with pytest.raises(perfdata.NotHotSpot):
+            read_file(str(path), attempts=5, retry_delay=0.5)
+        assert sleeps == [], name
+    for name, data in NOT_READY.items():
+        path.write_bytes(data)
+        with pytest.raises(perfdata.NotReady):
+            read_file(str(path), attempts=3, retry_delay=0.5)
+        assert sleeps == [0.5, 0.5], name
+        sleeps.clear()
+
+
+def test_read_file_reads_the_prologue_then_only_the_used_bytes(tmp_path, monkeypatch):
+    """A file of 2 MiB is read up to what its prologue says is used; a garbage
+    prologue stops the read at 32 bytes; a file larger than HotSpot ever makes
+    one (PerfDataMemorySize is at most 2 MiB) is not read at all."""
+    asked = []
+    real_read = os.read
+
+    def counting_read(fd, n):
+        asked.append(n)
+        return real_read(fd, n)
+
+    path = tmp_path / "4242"
+    good = build(SAMPLE, pad_to=2 * 1024 * 1024)
+    path.write_bytes(good)
+    monkeypatch.setattr(os, "read", counting_read)
+    assert read_file(str(path)).values["java.threads.live"] == 17
+    used = struct.unpack_from("<i", good, 8)[0]
+    assert sum(asked) == used < 4096
+    asked.clear()
+    path.write_bytes(b"\x7fELF" + bytes(2 * 1024 * 1024 - 4))
+    with pytest.raises(perfdata.NotHotSpot, match="magic"):
+        read_file(str(path))
+    assert sum(asked) <= perfdata.PROLOGUE_SIZE
+    asked.clear()
+    with open(path, "wb") as f:
+        f.write(good)
+        f.truncate(perfdata.MAX_FILE_SIZE + 1)
+    with pytest.raises(perfdata.NotHotSpot, match="large"):
+        read_file(str(path))
+    assert asked == []
+
+
+def test_what_is_not_a_regular_file_is_not_hotspot(tmp_path):
+    os.mkfifo(tmp_path / "1")  # nobody writes: a blocking read would hang
+    with pytest.raises(perfdata.NotHotSpot, match="regular"):
+        read_file(str(tmp_path / "1"))
+    (tmp_path / "real").write_bytes(GOOD)
+    os.symlink(tmp_path / "real", tmp_path / "2")
+    with pytest.raises(perfdata.NotHotSpot, match="link"):
+        read_file(str(tmp_path / "2"))
 
 
 entry_st = st.tuples(

@@ -30,15 +30,28 @@ Entry (20-byte header, 4-byte aligned, ``entry_length`` includes name and data):
     15 data_variability u1  1 constant, 2 monotonic, 3 variable
     16 data_offset      i4  relative to the entry
 
-The JVM allocates an entry (bumping ``used`` and ``num_entries``) before it
-fills it in, so a reader can see a zero-length or half-written entry at the
-end: :func:`read_file` re-reads the file a few times before it gives up.
-Anything malformed raises :class:`PerfDataError`; nothing else escapes.
+Anything in ``/tmp/hsperfdata_*/`` may be there: any local user can put any
+file in a directory of their own. A read is bounded whatever the file: the
+prologue (32 bytes) is read and checked first, then only the ``used`` bytes it
+announces, and never more than :data:`MAX_FILE_SIZE`. What cannot be parsed
+raises one of the two kinds of :class:`PerfDataError`; nothing else escapes:
+
+- :class:`NotReady`: what a JVM's own file looks like for a moment: empty or
+  all zeros (created, prologue not yet written), ``accessible`` still 0, or
+  its last entry allocated (``used`` and ``num_entries`` bumped) but not yet
+  filled in. Worth reading again a little later (:func:`read_file` does, a
+  few times; the jvm collector does it once for all such files of a scrape).
+- :class:`NotHotSpot`: anything else (another magic, byte order or version, a
+  prologue whose sizes do not fit the file, a broken entry before the last,
+  not a regular file, larger than HotSpot makes one). A JVM never writes that:
+  reading it again is pointless.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
 import time
 from dataclasses import dataclass, field
@@ -48,19 +61,32 @@ MAGIC = b"\xca\xfe\xc0\xc0"
 PROLOGUE_SIZE = 32
 ENTRY_HEADER_SIZE = 20
 SUPPORTED_MAJOR = 2
+#: the only minor version HotSpot has written since JDK 1.5, and the only one
+#: the JDK's own reader (sun.jvmstat ... v2_0.PerfDataBufferPrologue) accepts
+SUPPORTED_MINOR = 0
 
 UNITS = {1: "none", 2: "bytes", 3: "ticks", 4: "events", 5: "string", 6: "hertz"}
 VARIABILITY = {1: "constant", 2: "monotonic", 3: "variable"}
 TYPE_CODES = frozenset(b"BZJISCDFVL[")
 
-#: files larger than this are not perf-data files (the JVM default is 64 KiB)
-MAX_FILE_SIZE = 16 * 1024 * 1024
+#: files larger than this are not perf-data files: the file is PerfDataMemorySize
+#: (default 32 KiB; at most 2 MiB since JDK 9, which refuses anything larger)
+#: rounded up to a page
+MAX_FILE_SIZE = 2 * 1024 * 1024
 
 Value = Union[int, str]
 
 
 class PerfDataError(Exception):
-    """The file is not a readable perf-data file (truncated, corrupt, other version, not ready)."""
+    """The file is not a readable perf-data file: :class:`NotReady` or :class:`NotHotSpot`."""
+
+
+class NotReady(PerfDataError):
+    """A HotSpot file caught while its JVM initialises it or writes an entry: read it again later."""
+
+
+class NotHotSpot(PerfDataError):
+    """Not a perf-data file HotSpot could have written (garbage, another version): never read it again."""
 
 
 @dataclass
@@ -104,75 +130,121 @@ class PerfData:
         return v / f
 
 
-def parse(buf: bytes, require_accessible: bool = True) -> PerfData:
-    """Parse a complete perf-data region. Raises :class:`PerfDataError`."""
-    if len(buf) < PROLOGUE_SIZE:
-        raise PerfDataError(f"truncated: {len(buf)} bytes, shorter than the prologue")
-    if buf[:4] != MAGIC:
-        raise PerfDataError(f"bad magic {buf[:4].hex()}")
-    bo = buf[4]
+@dataclass
+class Prologue:
+    """The first 32 bytes of a perf-data file, checked."""
+
+    endian: str  # struct prefix: ">" | "<"
+    byte_order: str  # "big" | "little"
+    major_version: int
+    minor_version: int
+    accessible: bool
+    used: int
+    overflow: int
+    mod_time_stamp: int
+    entry_offset: int
+    num_entries: int
+
+
+def parse_prologue(head: bytes, size: int) -> Prologue:
+    """Check the prologue ``head`` (the first bytes of a file of ``size`` bytes).
+
+    Raises :class:`NotReady` for the prologue of a file being created (no bytes,
+    zeros) and :class:`NotHotSpot` for one HotSpot would never write: magic, byte
+    order, version, or sizes that do not fit the file. ``accessible`` is not
+    checked here (:func:`parse` does)."""
+    if len(head) < PROLOGUE_SIZE:
+        if not any(head) and size < PROLOGUE_SIZE:
+            raise NotReady(f"{size} bytes, shorter than the prologue (the JVM is creating it)")
+        raise NotHotSpot(f"truncated: {size} bytes, shorter than the prologue")
+    if head[:4] != MAGIC:
+        if not any(head[:PROLOGUE_SIZE]):
+            raise NotReady("no prologue yet (the JVM is initialising it)")
+        raise NotHotSpot(f"bad magic {head[:4].hex()}")
+    bo = head[4]
     if bo == 0:
         e, order = ">", "big"
     elif bo == 1:
         e, order = "<", "little"
     else:
-        raise PerfDataError(f"bad byte order {bo}")
-    major, minor, accessible = buf[5], buf[6], buf[7]
-    if major != SUPPORTED_MAJOR:
-        raise PerfDataError(f"unsupported perf-data version {major}.{minor}")
-    used, overflow, mod_ts, entry_offset, num_entries = struct.unpack_from(e + "iiqii", buf, 8)
-    pd = PerfData(major, minor, order, accessible != 0, used, overflow, mod_ts, num_entries)
-    if require_accessible and not accessible:
-        raise PerfDataError("not accessible yet (the JVM is initialising or exiting)")
+        raise NotHotSpot(f"bad byte order {bo}")
+    major, minor, accessible = head[5], head[6], head[7]
+    if major == 0 and minor == 0 and not any(head[8:PROLOGUE_SIZE]):
+        raise NotReady("prologue being written (the JVM is initialising it)")
+    if (major, minor) != (SUPPORTED_MAJOR, SUPPORTED_MINOR):
+        raise NotHotSpot(f"unsupported perf-data version {major}.{minor}")
+    used, overflow, mod_ts, entry_offset, num_entries = struct.unpack_from(e + "iiqii", head, 8)
+    if used < 0 or used > size:
+        raise NotHotSpot(f"used size {used} does not fit the file ({size} bytes)")
+    if used >= PROLOGUE_SIZE and (entry_offset < PROLOGUE_SIZE or entry_offset % 4 or entry_offset > used):
+        raise NotHotSpot(f"bad entry offset {entry_offset}")
+    # every entry takes more than its 20-byte header
+    if num_entries < 0 or num_entries > max(0, used - PROLOGUE_SIZE) // ENTRY_HEADER_SIZE:
+        raise NotHotSpot(f"bad entry count {num_entries} for {used} bytes used")
+    return Prologue(e, order, major, minor, accessible != 0, used, overflow, mod_ts, entry_offset, num_entries)
+
+
+def parse(buf: bytes, require_accessible: bool = True) -> PerfData:
+    """Parse a complete perf-data region. Raises :class:`NotReady` or :class:`NotHotSpot`."""
+    p = parse_prologue(buf[:PROLOGUE_SIZE], len(buf))
+    e, used, entry_offset, num_entries = p.endian, p.used, p.entry_offset, p.num_entries
+    pd = PerfData(p.major_version, p.minor_version, p.byte_order, p.accessible, used, p.overflow,
+                  p.mod_time_stamp, num_entries)
+    if require_accessible and not p.accessible:
+        raise NotReady("not accessible yet (the JVM is initialising or exiting)")
     if used < PROLOGUE_SIZE:
         if num_entries == 0:
             return pd  # freshly initialised, nothing allocated yet
-        raise PerfDataError(f"bad used size {used}")
-    if used > len(buf):
-        raise PerfDataError(f"truncated: used={used} but only {len(buf)} bytes")
-    if num_entries < 0 or entry_offset < PROLOGUE_SIZE or entry_offset % 4 or entry_offset > used:
-        raise PerfDataError(f"bad entry table (offset {entry_offset}, {num_entries} entries)")
+        raise NotHotSpot(f"bad used size {used}")
     limit = used
     pos = entry_offset
     count = 0
     hdr = struct.Struct(e + "iiiBBBBi")
     lng = struct.Struct(e + "q")
+
+    def bad(message: str) -> PerfDataError:
+        # the JVM may be writing its last entry (allocated: used and num_entries
+        # bumped, in either order); an entry before that is never rewritten
+        if count >= num_entries - 1:
+            return NotReady(f"{message} (last entry: being written?)")
+        return NotHotSpot(message)
+
     while pos < limit:
         if pos % 4:
-            raise PerfDataError(f"misaligned entry at {pos:#x}")
+            raise bad(f"misaligned entry at {pos:#x}")
         if pos + ENTRY_HEADER_SIZE > limit:
             # a zero-length entry header may be cut off at the very end only if it is empty
             if any(buf[pos:limit]):
-                raise PerfDataError(f"entry header at {pos:#x} extends past the used region")
+                raise bad(f"entry header at {pos:#x} extends past the used region")
             break
         length, name_off, vlen, dtype, flags, units, var, data_off = hdr.unpack_from(buf, pos)
         if length == 0:
             break  # allocated but not written yet: end of data
         if length < ENTRY_HEADER_SIZE or pos + length > limit:
-            raise PerfDataError(f"bad entry length {length} at {pos:#x}")
+            raise bad(f"bad entry length {length} at {pos:#x}")
         if not (ENTRY_HEADER_SIZE <= name_off < data_off <= length):
-            raise PerfDataError(f"bad name/data offsets ({name_off}, {data_off}) at {pos:#x}")
+            raise bad(f"bad name/data offsets ({name_off}, {data_off}) at {pos:#x}")
         if dtype not in TYPE_CODES:
-            raise PerfDataError(f"bad type code {dtype:#x} at {pos:#x}")
+            raise bad(f"bad type code {dtype:#x} at {pos:#x}")
         if units not in UNITS or var not in VARIABILITY:
-            raise PerfDataError(f"bad units/variability ({units}, {var}) at {pos:#x}")
+            raise bad(f"bad units/variability ({units}, {var}) at {pos:#x}")
         if vlen < 0:
-            raise PerfDataError(f"bad vector length {vlen} at {pos:#x}")
+            raise bad(f"bad vector length {vlen} at {pos:#x}")
         raw_name = buf[pos + name_off: pos + data_off]
         nul = raw_name.find(b"\0")
         if nul <= 0:
-            raise PerfDataError(f"unterminated or empty name at {pos:#x}")
+            raise bad(f"unterminated or empty name at {pos:#x}")
         name = raw_name[:nul].decode("ascii", "replace")
         dstart = pos + data_off
         value: Optional[Value] = None
         if vlen == 0:
             if dtype == ord("J"):
                 if data_off + 8 > length:
-                    raise PerfDataError(f"long value of {name} extends past its entry")
+                    raise bad(f"long value of {name} extends past its entry")
                 value = lng.unpack_from(buf, dstart)[0]
         elif dtype == ord("B") and units == 5:
             if data_off + vlen > length:
-                raise PerfDataError(f"string value of {name} extends past its entry")
+                raise bad(f"string value of {name} extends past its entry")
             raw = buf[dstart: dstart + vlen]
             end = raw.find(b"\0")
             value = (raw if end < 0 else raw[:end]).decode("utf-8", "replace")
@@ -183,17 +255,19 @@ def parse(buf: bytes, require_accessible: bool = True) -> PerfData:
         count += 1
         pos += length
     if count < num_entries:
-        raise PerfDataError(f"incomplete: {count} of {num_entries} entries readable (being written?)")
+        raise NotReady(f"incomplete: {count} of {num_entries} entries readable (being written?)")
     return pd
 
 
 def read_file(path: str, attempts: int = 3, retry_delay: float = 0.01,
               deadline_remaining=None) -> PerfData:
-    """Read and parse ``path``, re-reading when the JVM is in the middle of a write.
+    """Read and parse ``path``; re-read (up to ``attempts`` reads, ``retry_delay``
+    apart) only while it is :class:`NotReady`. :class:`NotHotSpot` is raised at
+    the first read, without sleeping.
 
     ``deadline_remaining``: optional callable giving the seconds left; no retry
-    is started when less than the delay is left. Raises :class:`PerfDataError`
-    or :class:`OSError` (file gone, no permission).
+    is started when less than twice the delay is left. Raises
+    :class:`PerfDataError` or :class:`OSError` (file gone, no permission).
     """
     last: Optional[PerfDataError] = None
     for i in range(max(1, attempts)):
@@ -201,29 +275,48 @@ def read_file(path: str, attempts: int = 3, retry_delay: float = 0.01,
             if deadline_remaining is not None and deadline_remaining() < retry_delay * 2:
                 break
             time.sleep(retry_delay)
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
-            st = os.fstat(fd)
-            import stat as _stat
-
-            if not _stat.S_ISREG(st.st_mode):
-                raise PerfDataError("not a regular file")
-            if st.st_size > MAX_FILE_SIZE:
-                raise PerfDataError(f"too large for a perf-data file ({st.st_size} bytes)")
-            chunks = []
-            left = st.st_size
-            while left > 0:
-                b = os.read(fd, left)
-                if not b:
-                    break
-                chunks.append(b)
-                left -= len(b)
-            buf = b"".join(chunks)
-        finally:
-            os.close(fd)
-        try:
-            return parse(buf)
-        except PerfDataError as e:
+            return parse(read_bytes(path))
+        except NotReady as e:
             last = e
     assert last is not None
     raise last
+
+
+def read_bytes(path: str) -> bytes:
+    """The bytes of ``path`` a parse needs, at most :data:`MAX_FILE_SIZE`: its
+    prologue, checked, then the rest of what the prologue says is used.
+
+    Raises :class:`NotHotSpot` (not a regular file, a symbolic link, too large,
+    a prologue HotSpot would not write), :class:`NotReady` (a prologue not yet
+    written) or :class:`OSError`."""
+    try:
+        # O_NONBLOCK: a named pipe must not block the open
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise NotHotSpot("a symbolic link") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotHotSpot("not a regular file")
+        if st.st_size > MAX_FILE_SIZE:
+            raise NotHotSpot(f"too large for a perf-data file ({st.st_size} bytes)")
+        head = _read(fd, PROLOGUE_SIZE)
+        p = parse_prologue(head, st.st_size)
+        return head + _read(fd, p.used - len(head))
+    finally:
+        os.close(fd)
+
+
+def _read(fd: int, n: int) -> bytes:
+    """Up to ``n`` bytes (fewer at the end of the file)."""
+    chunks = []
+    while n > 0:
+        b = os.read(fd, n)
+        if not b:
+            break
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
