@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 import tempfile
@@ -332,6 +333,29 @@ def test_watch_threads_rising_towards_the_limit(capsys, jvm_classes, monkeypatch
     assert f["severity"] == "warning" and f["runbook"] == "alerts/runbooks/JvmThreadsPredictedToHitLimit.md"
     assert f["evidence"]["thread_headroom"] < f["evidence"]["thread_headroom_before"]
     assert run.rc == 1
+
+
+def test_watch_says_when_the_second_reading_comes(tmp_path):
+    """--watch 60 is not a silent minute: once the first reading is done, stderr says when the
+    second comes (stdout, the report, stays clean for --json)."""
+    cfg = write_config({"spark": []})
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "doctor", "--config.file", cfg, "--json",
+                             "--watch", "60"], cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()  # blocks until the line, or the end of the run
+        arrived = time.time()
+        still_waiting = proc.poll() is None
+    finally:
+        proc.kill()
+        proc.communicate()
+    m = re.fullmatch(r"sparkwatch doctor: first reading done; second reading at (\d\d):(\d\d):(\d\d) "
+                     r"\(in 60 s\)\.\.\.\n", line)
+    assert m, line
+    assert still_waiting, "the message came only when the wait was over"
+    local = time.localtime(arrived)
+    named = int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3])
+    now = local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec
+    assert 30 <= (named - now) % 86400 <= 61  # when it comes, in local time
 
 
 # ------------------------------------------------------------------ S5 and setup on real JVMs

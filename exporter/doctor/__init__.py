@@ -7,8 +7,8 @@ when none is given) with the exporter's own collectors and scrape engine
 (:mod:`.reading`), judges each failure signature with the alerting pack's own
 thresholds (:mod:`.thresholds`, :mod:`.findings`) and prints the findings,
 worst first (:mod:`.render`). ``--watch N`` takes a second reading N seconds
-later, for what only a trend shows. Read-only towards every target, like the
-exporter.
+later, for what only a trend shows (stderr says when it comes). Read-only
+towards every target, like the exporter.
 
 Exit status: 0 nothing worse than info, 1 a warning or worse, 2 it could not
 run (a bad configuration, a bad argument).
@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from ..config import ConfigError, load_config
 
@@ -58,8 +58,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(config, rules_config=None, watch: Optional[float] = None, host: bool = True):
-    """Read (once, or twice ``watch`` seconds apart) and judge: (findings, readings)."""
+def run(config, rules_config=None, watch: Optional[float] = None, host: bool = True,
+        waiting: Optional[Callable[[float], None]] = None):
+    """Read (once, or twice ``watch`` seconds apart) and judge: (findings, readings).
+    ``waiting(watch)`` is called when the first reading is done and the wait begins."""
     from .findings import Judge
     from .reading import Reader, scan_jvms
     from .thresholds import Thresholds
@@ -68,6 +70,8 @@ def run(config, rules_config=None, watch: Optional[float] = None, host: bool = T
     try:
         readings = [reader.read()]
         if watch:
+            if waiting is not None:
+                waiting(watch)
             time.sleep(watch)
             readings.append(reader.read())
     finally:
@@ -75,6 +79,13 @@ def run(config, rules_config=None, watch: Optional[float] = None, host: bool = T
     scan = scan_jvms(list(config.jvm)) if host and config.jvm else None
     findings = Judge(readings, Thresholds(rules_config), scan, config).judge()
     return findings, readings
+
+
+def say_when(watch: float) -> None:
+    """On stderr (stdout is the report): when the second reading comes."""
+    at = time.strftime("%H:%M:%S", time.localtime(time.time() + watch))
+    print(f"sparkwatch doctor: first reading done; second reading at {at} (in {watch:g} s)...",
+          file=sys.stderr, flush=True)
 
 
 def cmd_doctor(argv: List[str]) -> int:
@@ -96,7 +107,7 @@ def cmd_doctor(argv: List[str]) -> int:
     level = log.level
     log.setLevel(logging.CRITICAL)
     try:
-        findings, readings = run(config, rules_config, args.watch)
+        findings, readings = run(config, rules_config, args.watch, waiting=say_when)
     finally:
         log.setLevel(level)
     if args.json:
