@@ -15,18 +15,27 @@ failure becomes a
 :class:`~exporter.collector.TargetError` with a bounded reason; messages never
 contain credentials (URLs never carry them: the config rejects that, and
 request errors are reported by type, not by text that may quote a header).
+
+Where a request goes is decided once per hop, by
+:func:`exporter.urlpattern.resolve`, on the URL as requests prepares and
+connects with it; the prepared URL is what is sent. The target's credentials
+(basic auth, bearer token, client certificate) go only when that origin is the
+target's own; a URL the decision refuses (user info, a backslash, an escape or
+a control character where the host is) is an ``invalid_response``, never
+requested.
 """
 
 from __future__ import annotations
 
 import heapq
+import http.cookiejar
 import itertools
 import json
 import socket
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
 import urllib3
@@ -36,6 +45,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import __version__
 from .collector import Deadline, TargetError
+from .urlpattern import Origin, resolve
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 #: JSON containers (objects and arrays) one response may hold: decoding costs
@@ -209,7 +219,8 @@ class HttpClient:
     """GETs against one target. ``redirect_allowed(url)`` decides whether a
     redirect may be followed (default: any http(s) URL); credentials (basic
     auth, bearer token, client certificate) are only sent to the target's own
-    origin, never to a host a redirect leads to."""
+    origin as :func:`~exporter.urlpattern.resolve` decides it, for the first
+    request, each redirect hop and absolute URLs alike."""
 
     def __init__(self, target, max_body_bytes: int = MAX_BODY_BYTES,
                  redirect_allowed: Optional[Callable[[str], bool]] = None,
@@ -231,7 +242,11 @@ class HttpClient:
             parsed = [parse_pattern(p) for p in patterns]
             redirect_allowed = lambda url: any(p.matches(url) for p in parsed)  # noqa: E731
         self.redirect_allowed = redirect_allowed
-        self._origin = _origin(target.url)
+        try:
+            #: the target's own origin: the only one its credentials go to
+            self._origin: Optional[Origin] = resolve(target.url).origin
+        except ValueError:
+            self._origin = None  # the configuration refuses such a URL; no credentials to anything
         tls = target.tls_config
         verify: Any = True
         if tls.insecure_skip_verify:
@@ -295,15 +310,31 @@ class HttpClient:
                     raise TargetError("timeout", f"GET {where}: response not complete within the deadline") from None
                 raise TargetError("invalid_response", f"GET {where}: {type(e).__name__}") from None
 
+    def _resolve(self, url: str, params, where: str, hop: int):
+        """:func:`exporter.urlpattern.resolve`, the one decision on where a request goes;
+        a URL it refuses is the target's invalid answer."""
+        try:
+            return resolve(url, params)
+        except ValueError as e:
+            what = "redirect to a refused URL" if hop else "refused URL"
+            raise TargetError("invalid_response", f"GET {where}: {what}: {e}") from None
+
     def _get(self, url: str, where: str, deadline: Deadline, params, ok_statuses, headers) -> requests.Response:
-        first_origin = _origin(url)
+        first_origin = None
         for hop in range(MAX_REDIRECTS + 1):
-            origin = _origin(url)
-            session = self.session if origin == self._origin else self._bare
+            dest = self._resolve(url, params if hop == 0 else None, where, hop)
+            if first_origin is None:
+                first_origin = dest.origin
+            # credentials (auth, token, client certificate) only to the target's own origin,
+            # decided on the URL exactly as it is sent
+            session = self.session if dest.origin == self._origin else self._bare
+            prep = session.prepare_request(requests.Request(
+                "GET", dest.url, headers=headers if dest.origin == first_origin else None))
+            if prep.url != dest.url:
+                raise TargetError("invalid_response", f"GET {where}: URL changed when prepared")
             timeout = deadline.timeout(self.target.timeout)
             try:
-                resp = session.get(url, params=params if hop == 0 else None, timeout=timeout, stream=True,
-                                   allow_redirects=False, headers=headers if origin == first_origin else None)
+                resp = session.send(prep, timeout=timeout, stream=True, allow_redirects=False)
             except requests.exceptions.SSLError as e:
                 raise TargetError("tls", f"GET {where}: TLS error: {_short(e)}") from None
             except requests.exceptions.Timeout:
@@ -318,9 +349,11 @@ class HttpClient:
                 self._read_body(resp, where, deadline)
                 break
             resp.close()
-            nxt = urljoin(resp.url, location)
-            if urlsplit(nxt).scheme not in ("http", "https"):
-                raise TargetError("invalid_response", f"GET {where}: redirect to a non-HTTP URL")
+            try:
+                nxt = urljoin(dest.url, location)
+            except ValueError:  # e.g. a host that is not one under NFKC normalization
+                raise TargetError("invalid_response", f"GET {where}: redirect to a refused URL") from None
+            self._resolve(nxt, None, where, hop + 1)  # refused before it is matched against the allow-list
             if self.redirect_allowed is not None and not self.redirect_allowed(nxt):
                 raise TargetError("invalid_response", f"GET {where}: redirect to a URL that is not allowed")
             url = nxt
@@ -376,26 +409,27 @@ class WithHeaders:
         return self.http.get_json(path, deadline, params, expect, headers=self.headers)
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    def set_ok(self, cookie, request) -> bool:
+        return False
+
+
+_NO_COOKIES = _NoCookies()
+
+
 def _session(verify, pool_size: int = DEFAULT_POOL_SIZE) -> requests.Session:
     s = requests.Session()
     s.headers["User-Agent"] = f"sparkwatch/{__version__}"
     s.headers["Accept"] = "application/json"
     s.trust_env = False  # no proxy or netrc surprises: the config says everything
+    # no cookie is kept from an answer: a target could fill the jar (memory that outlives the
+    # scrape) or plant a cookie for another origin; what must be sent is sent as a header
+    s.cookies.set_policy(_NO_COOKIES)
     s.verify = verify
     adapter = _WatchedAdapter(pool_maxsize=pool_size)
     s.mount("http://", adapter)
     s.mount("https://", adapter)
     return s
-
-
-def _origin(url: str):
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def decode_json(body: bytes, path: str, content_type: str = "", expect: type = object,

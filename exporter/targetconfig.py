@@ -151,6 +151,12 @@ def check_http_url(url: str) -> str:
         parts.port
     except ValueError:
         raise ValueError(f"has an invalid port: {redact_url(url)!r}") from None
+    from .urlpattern import resolve
+
+    try:  # where requests would connect to, as every request decides it
+        resolve(url)
+    except ValueError as e:
+        raise ValueError(f"{e}: {redact_url(url)!r}") from None
     return url.rstrip("/")
 
 

@@ -12,7 +12,17 @@ URL, never on the raw string:
 - path: a prefix of the URL's path on a segment boundary (``/proxy`` matches
   ``/proxy`` and ``/proxy/app_1``, not ``/proxyfoo``); none means any path.
 
-A URL with credentials, a query or a fragment never matches.
+A URL with credentials, a query or a fragment never matches, nor one that
+:func:`resolve` refuses.
+
+:func:`resolve` is the one place that decides where a URL leads: the origin
+(scheme, host, port) is read from the URL as requests prepares it and as its
+adapter and urllib3 connect with, and every request, redirect hop and pattern
+match goes by it. Parsers disagree on odd URLs (``http://a:1\\@b:2/`` is host
+``b`` for ``urllib.parse``, host ``a`` for urllib3 and browsers): a URL whose
+authority holds anything but letters, digits, ``.-_:[]`` (a backslash,
+userinfo ``@``, a percent-escape, non-ASCII) or that holds whitespace or a
+control character anywhere is refused rather than guessed.
 
 A pattern without a scheme, ``host:port``, matches a ZooKeeper server
 (``host:port`` or ``host``, port 2181 by default) the same way.
@@ -22,12 +32,82 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Optional
-from urllib.parse import urlsplit
+from typing import Any, Iterable, Optional
+from urllib.parse import urlparse, urlsplit
+
+import requests
+from urllib3.util import parse_url
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "": 2181}
 _LABEL_CHARS = "[A-Za-z0-9_-]"
 _HOST_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.*-]+)$")
+#: anywhere in a URL: urllib.parse drops tabs and newlines before it splits, requests
+#: strips leading whitespace, http.client refuses controls; each would see another URL
+_UNSAFE_ANYWHERE = re.compile(r"[\x00-\x20\x7f]")
+#: the authority (from '//' to the first '/', '?' or '#': the widest any parser reads)
+_SCHEME_AUTHORITY = re.compile(r"(?i)(https?)://([^/?#]*)")
+_SAFE_AUTHORITY = re.compile(r"[A-Za-z0-9._:\[\]-]+")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request goes: scheme, host (lower case; an IPv6 address without
+    brackets) and port (the scheme's default when the URL leaves it out)."""
+
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ResolvedUrl:
+    """A URL as requests sends it (``url``: prepared, query included) and the
+    origin it connects to."""
+
+    url: str
+    origin: Origin
+
+
+def resolve(url: str, params: Any = None) -> ResolvedUrl:
+    """The one decision on where ``url`` (with ``params`` as its query) leads.
+
+    The URL is prepared as requests prepares it (``PreparedRequest.prepare_url``:
+    urllib3's ``parse_url``, then re-assembled and re-quoted); the origin is read
+    from that prepared URL as requests' adapter reads it to pick its urllib3
+    connection pool (``urlparse``: scheme, hostname, port), and urllib3's own
+    parse of it must agree. Send ``ResolvedUrl.url``: it is what was decided on.
+    ValueError (which never quotes the URL: it may carry a secret) when the URL is
+    not a plain ``http(s)://host[:port]`` URL or the parsers disagree."""
+    if not isinstance(url, str):
+        raise ValueError("not a URL")
+    if _UNSAFE_ANYWHERE.search(url):
+        raise ValueError("URL with whitespace or a control character")
+    m = _SCHEME_AUTHORITY.match(url)
+    if not m:
+        raise ValueError("not an http:// or https:// URL")
+    if not _SAFE_AUTHORITY.fullmatch(m.group(2)):
+        raise ValueError("URL whose host part holds something other than a host and port "
+                         "(user info, a backslash, an escape, non-ASCII)")
+    try:
+        prep = requests.PreparedRequest()
+        prep.prepare_url(url, params)  # what Session.prepare_request does with a URL
+        prepared = prep.url
+        parts = urlparse(prepared)  # what requests' adapter picks the connection pool by
+        port = parts.port
+        u3 = parse_url(prepared)  # what urllib3 itself reads
+    except (requests.exceptions.RequestException, ValueError, UnicodeError):
+        raise ValueError("URL that does not parse as http(s)://host[:port]") from None
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    pm = _SCHEME_AUTHORITY.match(prepared)
+    if (scheme not in ("http", "https") or not host or not pm or not _SAFE_AUTHORITY.fullmatch(pm.group(2))
+            or parts.username is not None or u3.auth is not None
+            or (u3.host or "").strip("[]").lower() != host or u3.port != port or port == 0):
+        raise ValueError("URL whose host and port the HTTP library would read differently")
+    return ResolvedUrl(prepared, Origin(scheme, host, port if port is not None else DEFAULT_PORTS[scheme]))
 
 
 @dataclass(frozen=True)
@@ -39,20 +119,19 @@ class UrlPattern:
     path: str  # "" = any path
 
     def matches(self, url: str) -> bool:
+        """On the origin :func:`resolve` decides and the path requests sends."""
+        if not self.scheme:
+            return False
         try:
-            parts = urlsplit(url)
-            port = parts.port
+            r = resolve(url)
         except ValueError:
             return False
-        if not self.scheme or parts.scheme.lower() != self.scheme or not parts.hostname:
+        parts = urlsplit(r.url)
+        if r.origin.scheme != self.scheme or parts.query or parts.fragment:
             return False
-        if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        if not self.host.fullmatch(r.origin.host):
             return False
-        if "@" in parts.netloc:
-            return False
-        if not self.host.fullmatch(parts.hostname.lower()):
-            return False
-        if self.port is not None and (port if port is not None else DEFAULT_PORTS[self.scheme]) != self.port:
+        if self.port is not None and r.origin.port != self.port:
             return False
         if self.path:
             path = parts.path or "/"

@@ -46,7 +46,7 @@ from ..httpclient import HttpClient, decode_json
 from ..livystore import RECOVERY_SESSIONS, SESSION_KINDS, count_fs_state_store
 from ..sparkui import EnvironmentCache, scrape_spark_ui
 from ..targetconfig import HttpTarget, Interval, TLSConfig
-from ..urlpattern import UrlPattern, parse_pattern
+from ..urlpattern import UrlPattern, parse_pattern, resolve
 
 #: Livy's session states (org.apache.livy.sessions.SessionState), all versions.
 STATES = (
@@ -424,6 +424,10 @@ class LivyCollector(Collector):
         """A discovered Spark UI is scraped only when it is an http(s) Spark UI root or YARN
         proxy path on Livy's own host, or matches discovered_ui_allowed: a session cannot
         point the exporter at any host, port or path it likes."""
+        try:
+            resolve(url)  # a URL the HTTP client would refuse is not a UI to scrape
+        except ValueError:
+            return False
         if any(p.matches(url) for p in self._ui_patterns):
             return True
         parts = urlsplit(url)
