@@ -15,12 +15,14 @@ import json
 import os
 import pwd
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import pytest
 import yaml
@@ -29,7 +31,7 @@ from exporter.cli import main
 from exporter.pack.alerts import BY_NAME
 from testbed.jvm import jcmd, running_jvm
 from testbed.livy_server import livy_server
-from testbed.procs import free_port
+from testbed.procs import free_port, stop_process_group
 from testbed.zookeeper import available as zookeeper_available
 from testbed.zookeeper import write_livy_store, zookeeper_server
 from tests.helpers import os_user, requires_java, spark_python
@@ -404,6 +406,66 @@ def test_setup_jvm_without_perf_data_and_without_attach(capsys, jvm_classes):
     assert not run.having(runbook="alerts/runbooks/JvmWatchedProcessMissing.md")
     [att] = [f for f in run.having(signature="setup", target="noattach") if "DisableAttachMechanism" in f["summary"]]
     assert att["severity"] == "warning" and str(noattach.pid) in att["subject"]
+
+
+@contextmanager
+def jvm_held_at_startup(classes: Path, tag: str, perf_file: str) -> Iterator[Tuple[int, str]]:
+    """(pid, match): a real JVM held at the start of its initialisation (``-XX:+PauseAtStartup``:
+    it waits until its pause file is removed), before it writes its performance-data file.
+    ``perf_file``: "absent" (as it is), or "being created" (the file the JVM creates, its size set
+    and still zeros: what a reader meets before the JVM has written the header)."""
+    d = Path(tempfile.mkdtemp(prefix="sparkwatch-young-"))
+    pause = d / f"vm.paused.{tag}"
+    proc = subprocess.Popen(["java", "-XX:+UnlockDiagnosticVMOptions", "-XX:+PauseAtStartup",
+                             f"-XX:PauseAtStartupFile={pause}", "-cp", str(classes), "Workload", tag],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    perf = Path(f"/tmp/hsperfdata_{pwd.getpwuid(os.geteuid()).pw_name}/{proc.pid}")
+    try:
+        end = time.monotonic() + 60
+        while not pause.exists():  # it has reached the pause
+            assert proc.poll() is None and time.monotonic() < end, "the JVM never paused"
+            time.sleep(0.05)
+        assert not perf.exists()
+        if perf_file == "being created":
+            perf.parent.mkdir(mode=0o755, exist_ok=True)
+            fd = os.open(perf, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.write(fd, bytes(32768))
+            os.close(fd)
+        yield proc.pid, re.escape(f"PauseAtStartupFile={pause}")
+    finally:
+        stop_process_group(proc, grace=0)
+        perf.unlink(missing_ok=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@requires_java
+@pytest.mark.parametrize("perf_file", ["absent", "being created"])
+def test_a_young_jvm_without_its_perf_data_yet_is_info(capsys, jvm_classes, perf_file):
+    """A JVM seconds old has no readable performance-data file yet: said as it is, not as a problem
+    of file modes, and it does not make the doctor exit 1."""
+    tag = "doctor-young-" + perf_file.replace(" ", "-")
+    with jvm_held_at_startup(jvm_classes, tag, perf_file) as (pid, match):
+        run = doctor(capsys, {"jvm": [{"name": "young", "match": match}]})
+    [f] = [f for f in run.findings if f["target"] == "young" and f["evidence"].get("pid") == pid]
+    assert f["severity"] == "info" and f["signature"] == "setup"
+    assert re.match(rf"JVM pid {pid} started \d+ s ago; its performance-data file is not written yet", f["summary"])
+    assert 0 <= f["evidence"]["age_seconds"] < 30
+    assert "mode" not in f["fix"]
+    assert run.rc == 0, [g for g in run.findings if g["severity"] != "info"]
+
+
+@requires_java
+def test_an_old_jvm_with_an_unreadable_perf_data_file_gets_the_file_mode_advice(capsys, jvm_classes, monkeypatch):
+    """The same file in a JVM past its start (here: every JVM counts as old) is a warning."""
+    import exporter.doctor.findings as findings
+
+    monkeypatch.setattr(findings, "YOUNG_JVM_SECONDS", 0.0)
+    with jvm_held_at_startup(jvm_classes, "doctor-old-unreadable", "being created") as (pid, match):
+        run = doctor(capsys, {"jvm": [{"name": "old", "match": match}]})
+    [f] = [f for f in run.findings if f["target"] == "old" and f["evidence"].get("pid") == pid]
+    assert f["severity"] == "warning" and "cannot be read" in f["summary"]
+    assert "owner and mode" in f["fix"]
+    assert run.rc == 1
 
 
 @requires_java

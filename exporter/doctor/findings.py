@@ -36,6 +36,8 @@ DOCS_JVM = "docs/jvm.md"
 DOCS_LIVY = "docs/livy.md"
 DOCS_SPARK = "docs/spark.md"
 DOCS_CONFIG = "docs/configuration.md"
+#: a JVM younger than this (seconds) may not have written its performance-data file yet
+YOUNG_JVM_SECONDS = 30.0
 
 
 @dataclass
@@ -254,6 +256,13 @@ class Judge:
                          summary=f"Spark's {src} metrics source is off: {blind.get(src, 'its series are absent')}.",
                          evidence={f"metrics_source_{src}_enabled": 0})
 
+    @staticmethod
+    def starting(j) -> bool:
+        """A JVM young enough that a missing performance-data file, or one that is not
+        written yet, is its start (not a permission: a private file stays private)."""
+        not_written = j.perf_path is None or (not j.perf_readable and j.perf_error != "permission")
+        return not_written and j.age is not None and j.age < YOUNG_JVM_SECONDS
+
     def host_jvms(self) -> None:
         """JVMs the jvm targets should watch but cannot see or read, and attach that cannot work."""
         if self.host is None or not self.config.jvm:
@@ -266,7 +275,15 @@ class Judge:
             targets = ", ".join(sorted(j.labels))
             subject = f"process {j.main or '?'} (pid {j.pid}, user {j.user})"
             flags = [f for f in NO_PERF_FLAGS if j.has(f)]
-            if j.perf_path is None and flags:
+            if self.starting(j) and not flags:
+                self.add(None, signature="setup", severity="info", target=targets, subject=subject,
+                         summary=f"JVM pid {j.pid} started {j.age:.0f} s ago; its performance-data file is not "
+                                 "written yet: sparkwatch reads the JVM once it has initialised.",
+                         fix=f"Nothing, if it is starting: run the doctor again in a minute (a JVM writes the file "
+                             f"within a second or two of its start; past {YOUNG_JVM_SECONDS:.0f} s the doctor says "
+                             "what keeps it unreadable).",
+                         runbook=DOCS_JVM, evidence={"pid": j.pid, "age_seconds": j.age})
+            elif j.perf_path is None and flags:
                 self.add(None, signature="setup", severity="warning", target=targets, subject=subject,
                          summary=f"This JVM runs with {' '.join(flags)}: it has no performance-data file, so "
                                  "sparkwatch cannot see it at all (classes, GC, heap, threads, limits).",
@@ -282,9 +299,10 @@ class Judge:
             elif not j.perf_readable and self.host.euid != 0 and j.uid != self.host.euid:
                 unreadable.setdefault(j.user, []).append(j.pid)
             elif not j.perf_readable:
+                why = f" ({j.perf_error})" if j.perf_error else ""
                 self.add(None, signature="setup", severity="warning", target=targets, subject=subject,
-                         summary=f"Its performance-data file {j.perf_path} cannot be read: sparkwatch is blind "
-                                 "to this JVM.", fix="Check the file's owner and mode, and the exporter's user.",
+                         summary=f"Its performance-data file {j.perf_path} cannot be read{why}: sparkwatch is "
+                                 "blind to this JVM.", fix="Check the file's owner and mode, and the exporter's user.",
                          runbook=DOCS_JVM, evidence={"pid": j.pid})
             if j.has(NO_ATTACH_FLAG) and any(jvm_targets[n].attach for n in j.labels if n in jvm_targets):
                 self.add(None, signature="setup", severity="warning", target=targets, subject=subject,

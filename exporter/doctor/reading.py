@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+import psutil
+
 from .. import procstats
 from ..collectors import build_collectors
 from ..collectors.jvm import JvmTarget, main_class, scan_host, short_name
@@ -122,6 +124,11 @@ class HostJvm:
     perf_path: Optional[str]  # the performance-data file found for it, if any
     perf_readable: bool
     main: str = ""  # main class (or jar), from the file or the command line
+    #: seconds since the process started (None if unknown)
+    age: Optional[float] = None
+    #: why the file cannot be read: "" (it can, or there is none), "permission", or what is wrong in it
+    #: (a JVM that is initialising has not written it yet)
+    perf_error: str = ""
     #: jvm target name -> (process, app_id, executor_id), for the targets that watch it
     labels: Dict[str, Tuple[str, str, str]] = field(default_factory=dict)
 
@@ -182,6 +189,13 @@ def _main_from_args(args: List[str]) -> str:
     return ""
 
 
+def _age(pid: int) -> Optional[float]:
+    try:
+        return max(0.0, time.time() - psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
 def scan_jvms(jvm_targets: List[JvmTarget]) -> HostScan:
     """Every java process of this host (its ``comm`` is ``java``, or its command starts
     with a ``java`` binary), with the performance-data file the jvm collector would read
@@ -202,15 +216,16 @@ def scan_jvms(jvm_targets: List[JvmTarget]) -> HostScan:
         ref = by_pid.get(pid)
         path = ref.path if ref is not None else None
         readable = path is not None and os.access(path, os.R_OK)
+        error = "permission" if path is not None and not readable else ""
         main = ""
         if path is not None and readable:
             try:
                 main = main_class(perfdata.read_file(path).str("sun.rt.javaCommand") or "")
-            except (perfdata.PerfDataError, OSError):
-                readable = False
+            except (perfdata.PerfDataError, OSError) as e:
+                readable, error = False, str(e) or type(e).__name__
         if not main:
             main = _main_from_args(args)
-        j = HostJvm(pid, pi.ruid, _user(pi.ruid), args, path, readable, main)
+        j = HostJvm(pid, pi.ruid, _user(pi.ruid), args, path, readable, main, _age(pid), error)
         cmd = j.cmdline
         ids = (_flag(args, "--app-id"), _flag(args, "--executor-id"))
         claimed = False
