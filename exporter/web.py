@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import html
+import http.client
 import io
 import logging
 import selectors
@@ -12,8 +13,9 @@ import socket
 import ssl
 import threading
 import time
-from typing import List, Optional, Tuple
-from urllib.parse import parse_qs
+from collections import deque
+from typing import Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, unquote
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -21,6 +23,8 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from . import __version__
 from .collectors import COLLECTOR_KINDS, build_collectors
 from .config import ConfigError, iter_targets, parse_config
+from .logsafe import RateLimitedLog
+from .webconfig import UNAUTHORIZED_BODY, Protected
 from .scrape import Families, ProbeCache, Scraper, Target
 
 log = logging.getLogger("sparkwatch")
@@ -166,6 +170,17 @@ def _plain(start_response, status: str, text: str):
 #   ``max_pending`` of them are open (or when the process runs out of file
 #   descriptors). Idle and half-sent connections cost a file descriptor, not a
 #   thread, and cannot hold what ``/metrics`` needs.
+# * With basic authentication (``--web.config.file``), the accept loop looks at
+#   a complete request before it takes a slot: a request for an unprotected path,
+#   or whose ``Authorization`` header passed a check before (the cache of
+#   :class:`exporter.webconfig.BasicAuth`), goes on; one without credentials is
+#   answered ``401`` at once; any other waits, without a thread, for its bcrypt
+#   check on the one verifier thread. At most ``AUTH_WAITING`` requests wait,
+#   ``AUTH_WAITING_PER_CLIENT`` of them from one client address; beyond, the
+#   request is answered ``429`` at once. A failed check is answered ``401`` by the
+#   verifier; a passed one goes on to a slot. So failed logins, however many,
+#   never hold the slots valid requests need, and a flood from one address leaves
+#   room in the queue for the first login of another.
 # * A complete request goes to a worker thread; at most ``max_connections``
 #   (``--web.max-connections``) run at once. When all are busy the request is
 #   answered ``503`` at once, never queued, and a rate-limited warning says so.
@@ -182,6 +197,12 @@ DEFAULT_IO_TIMEOUT = 30.0
 LISTEN_BACKLOG = 1024
 #: request line and headers larger than this are answered 431
 MAX_HEAD_BYTES = 16 * 1024
+#: requests waiting for a bcrypt check at most; beyond, 429
+AUTH_WAITING = 32
+#: of them from one client address at most
+AUTH_WAITING_PER_CLIENT = 4
+#: seconds between two warnings of the same kind (the next one says how many were held back)
+WARNING_INTERVAL = 10.0
 
 
 def default_max_pending() -> int:
@@ -199,37 +220,6 @@ def default_max_pending() -> int:
     return max(16, min(1024, soft // 4))
 
 
-class _Throttled:
-    """Count an event and log it at most once per ``interval`` seconds (the first at once)."""
-
-    def __init__(self, level: int, message: str, interval: float = 10.0):
-        self.level, self.message, self.interval = level, message, interval
-        self.count = 0
-        self.last = float("-inf")
-        self.detail = ""
-        self._lock = threading.Lock()
-
-    def note(self, detail: str = "", now: Optional[float] = None) -> None:
-        with self._lock:
-            self.count += 1
-            self.detail = detail
-        self.flush(now)
-
-    def flush(self, now: Optional[float] = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            if not self.count or now - self.last < self.interval:
-                return
-            n, self.count = self.count, 0
-            since, self.last = now - self.last, now
-            detail = f"; the last: {self.detail}" if self.detail else ""
-        if since == float("inf"):
-            log.log(self.level, "%s (1 time%s; repeats are logged at most every %.0fs)", self.message, detail,
-                    self.interval)
-        else:
-            log.log(self.level, "%s (%d times in the last %.0fs%s)", self.message, n, since, detail)
-
-
 #: the Server header of every answer (not the Python version wsgiref would name)
 SERVER_SOFTWARE = f"sparkwatch/{__version__}"
 _PLAIN_HEADERS = f"Server: {SERVER_SOFTWARE}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
@@ -241,11 +231,28 @@ def _canned(status: str, text: str, extra: str = "") -> bytes:
 
 
 _RESPONSE_BUSY = _canned("503 Service Unavailable", "all connection slots are busy, try again\n", "Retry-After: 1\r\n")
+_RESPONSE_BAD_REQUEST = _canned("400 Bad Request", "bad request\n")
 _RESPONSE_TOO_LARGE = _canned("431 Request Header Fields Too Large", "request head too large\n")
 
 
 def _peer(addr) -> str:
     return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
+
+
+def _path_and_authorization(head: bytes) -> Optional[Tuple[str, Optional[str]]]:
+    """``PATH_INFO`` and ``HTTP_AUTHORIZATION`` as the WSGI handler will see them
+    (``BaseHTTPRequestHandler`` and ``wsgiref`` parse the same head the same way),
+    or None when the head does not parse."""
+    line, _, rest = head.partition(b"\n")
+    words = line.decode("iso-8859-1").split()
+    if len(words) != 3:
+        return None
+    try:
+        headers = http.client.parse_headers(io.BytesIO(rest))
+    except (http.client.HTTPException, ValueError):
+        return None
+    values = headers.get_all("Authorization")
+    return unquote(words[1].split("?", 1)[0], "iso-8859-1"), ",".join(v.strip() for v in values) if values else None
 
 
 def _head_length(buf: bytes) -> int:
@@ -348,7 +355,7 @@ class _Server(WSGIServer):
 
     def __init__(self, server_address, handler_class=_Handler, *, max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  header_timeout: float = DEFAULT_HEADER_TIMEOUT, io_timeout: float = DEFAULT_IO_TIMEOUT,
-                 max_pending: Optional[int] = None, ssl_context=None, peer_check=None):
+                 max_pending: Optional[int] = None, ssl_context=None, peer_check=None, gate=None):
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         # everything server_close() needs exists before binding: socketserver calls it when the bind fails
@@ -358,6 +365,8 @@ class _Server(WSGIServer):
         self.max_pending = max_pending or default_max_pending()
         self.ssl_context = ssl_context
         self.peer_check = peer_check  # the verified client certificate (a dict) -> allowed?
+        #: basic authentication before a slot (exporter.webconfig.Protected: admit, verify, headers), or None
+        self.gate = gate
         self._sel: Optional[selectors.BaseSelector] = None
         self._slots = threading.BoundedSemaphore(max_connections)
         self._pending: "dict[int, _Pending]" = {}  # fd -> connection, oldest first
@@ -368,15 +377,18 @@ class _Server(WSGIServer):
         self._idle = threading.Event()
         self._idle.set()
         self._accept_paused_until = 0.0
-        self._refused = _Throttled(
-            logging.WARNING, f"refused connections with 503: all {max_connections} connection slots are busy "
-            "(--web.max-connections)")
-        self._evicted = _Throttled(
-            logging.WARNING, "closed the oldest connections still sending their request: too many open "
-            f"(at most {self.max_pending}, or out of file descriptors)")
-        self._expired = _Throttled(
-            logging.DEBUG, f"closed connections that sent no complete request within {header_timeout:g}s")
-        self._tls_failed = _Throttled(logging.INFO, "TLS connections failed or were refused")
+        self._log = RateLimitedLog(log, WARNING_INTERVAL)
+        # requests waiting for their bcrypt check (with the gate): (connection, header, client address)
+        self._verifying: "deque[Tuple[_Pending, str, str]]" = deque()
+        self._verifying_from: Dict[str, int] = {}
+        self._verify_cond = threading.Condition()
+        self._verifier: Optional[threading.Thread] = None
+        self._verifier_stop = False
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (gate.headers if gate is not None else ()))
+        self._response_unauthorized = _canned("401 Unauthorized", UNAUTHORIZED_BODY,
+                                              "WWW-Authenticate: Basic\r\n" + extra)
+        self._response_auth_busy = _canned(
+            "429 Too Many Requests", "too many credential checks waiting, try again\n", "Retry-After: 1\r\n" + extra)
         super().__init__(server_address, handler_class)
         self.socket.setblocking(False)
 
@@ -412,11 +424,11 @@ class _Server(WSGIServer):
                     sel.unregister(self.socket)
                     listening = False
                 self._expire(time.monotonic())
-                for t in (self._refused, self._evicted, self._expired, self._tls_failed):
-                    t.flush()
+                self._log.flush()
         finally:
             for c in list(self._pending.values()):
                 self._drop(c)
+            self._stop_verifier()
             sel.close()
             self._sel = None
             self._stop = False
@@ -457,14 +469,14 @@ class _Server(WSGIServer):
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     if self._pending:
                         self._drop(next(iter(self._pending.values())))
-                        self._evicted.note()
+                        self._note_evicted()
                         continue
                     self._accept_paused_until = time.monotonic() + 0.1
                     log.warning("cannot accept connections: %s", e.strerror)
                 return
             if len(self._pending) >= self.max_pending:
                 self._drop(next(iter(self._pending.values())))
-                self._evicted.note()
+                self._note_evicted()
             sock.setblocking(False)
             handshaking = False
             if self.ssl_context is not None:
@@ -486,7 +498,7 @@ class _Server(WSGIServer):
                 c.handshaking = False
                 self._sel.modify(c.sock, selectors.EVENT_READ, c)
                 if not self._peer_allowed(c.sock):
-                    self._tls_failed.note(f"{_peer(c.addr)}: client certificate has none of client_allowed_sans")
+                    self._note_tls_failed(c, "client certificate has none of client_allowed_sans")
                     self._drop(c)
                     return
             while True:
@@ -512,7 +524,7 @@ class _Server(WSGIServer):
             pass
         except ssl.SSLError as e:
             if c.handshaking:
-                self._tls_failed.note(f"{_peer(c.addr)}: {e.reason or e}")
+                self._note_tls_failed(c, e.reason or str(e))
             self._drop(c)
         except OSError:
             self._drop(c)
@@ -526,7 +538,8 @@ class _Server(WSGIServer):
             if c.deadline > now:
                 return
             self._drop(c)
-            self._expired.note(_peer(c.addr))
+            self._log.debug("closed a connection that sent no complete request within %gs: client %s",
+                            self.header_timeout, _peer(c.addr))
 
     def _forget(self, c: _Pending) -> None:
         self._pending.pop(c.sock.fileno(), None)
@@ -553,9 +566,96 @@ class _Server(WSGIServer):
         except OSError:
             pass
 
+    def _note_evicted(self) -> None:
+        self._log.warning("closed the oldest connection still sending its request: too many open (at most %d, "
+                          "or out of file descriptors)", self.max_pending)
+
+    def _note_tls_failed(self, c: _Pending, why: str) -> None:
+        self._log.info("a TLS connection failed or was refused: client %s: %s", _peer(c.addr), why)
+
+    def _note_busy(self, c: _Pending) -> None:
+        self._log.warning("refused a request with 503: all %d connection slots are busy (--web.max-connections); "
+                          "client %s", self.max_connections, _peer(c.addr))
+
     def _dispatch(self, c: _Pending) -> None:
+        if self.gate is not None:
+            request = _path_and_authorization(c.buf)
+            if request is None:
+                self._answer_and_close(c.sock, _RESPONSE_BAD_REQUEST)
+                return
+            admitted = self.gate.admit(*request)
+            if admitted is False:
+                self._answer_and_close(c.sock, self._response_unauthorized)
+                return
+            if admitted is None:
+                self._verify_later(c, request[1])
+                return
+        self._start(c)
+
+    # -------------------------------------------------- bcrypt checks, one at a time, on a thread of their own
+
+    def _verify_later(self, c: _Pending, header: str) -> None:
+        client = c.addr[0] if isinstance(c.addr, tuple) else str(c.addr)
+        with self._verify_cond:  # waiting: queued, or in the check
+            waiting, from_client = sum(self._verifying_from.values()), self._verifying_from.get(client, 0)
+            queued = waiting < AUTH_WAITING and from_client < AUTH_WAITING_PER_CLIENT
+            if queued:
+                self._verifying.append((c, header, client))
+                self._verifying_from[client] = from_client + 1
+                self._verify_cond.notify()
+        if not queued:
+            self._log.warning("refused a request with 429: %d requests wait for their credential check (bcrypt), "
+                              "%d of them from client %s (at most %d, %d from one client)", waiting, from_client,
+                              client, AUTH_WAITING, AUTH_WAITING_PER_CLIENT)
+            self._answer_and_close(c.sock, self._response_auth_busy)
+            return
+        if self._verifier is None:
+            self._verifier = threading.Thread(target=self._verify_loop, daemon=True, name="sparkwatch-http-auth")
+            self._verifier.start()
+
+    def _verify_loop(self) -> None:
+        while True:
+            with self._verify_cond:
+                while not self._verifying and not self._verifier_stop:
+                    self._verify_cond.wait()
+                if self._verifier_stop:
+                    return
+                c, header, client = self._verifying.popleft()
+            try:
+                ok = self.gate.verify(header)
+            except Exception:
+                log.debug("credential check failed", exc_info=True)
+                ok = False
+            with self._verify_cond:
+                n = self._verifying_from.pop(client, 1) - 1  # (cleared when stopped)
+                if n:
+                    self._verifying_from[client] = n
+                stopped = self._verifier_stop
+            if stopped:
+                c.sock.close()
+            elif ok:
+                self._start(c)
+            else:
+                self._answer_and_close(c.sock, self._response_unauthorized)
+
+    def _stop_verifier(self) -> None:
+        with self._verify_cond:
+            self._verifier_stop = True
+            waiting = list(self._verifying)
+            self._verifying.clear()
+            self._verifying_from.clear()
+            self._verify_cond.notify_all()
+        for c, _, _ in waiting:
+            c.sock.close()
+        if self._verifier is not None:
+            self._verifier.join(30)
+        self._verifier, self._verifier_stop = None, False
+
+    # -------------------------------------------------- the workers
+
+    def _start(self, c: _Pending) -> None:
         if not self._slots.acquire(blocking=False):
-            self._refused.note(_peer(c.addr))
+            self._note_busy(c)
             self._answer_and_close(c.sock, _RESPONSE_BUSY)
             return
         try:
@@ -565,7 +665,7 @@ class _Server(WSGIServer):
                              name="sparkwatch-http").start()
         except Exception:  # RuntimeError: can't start new thread; OSError: socket gone
             self._slots.release()
-            self._refused.note(_peer(c.addr))
+            self._note_busy(c)
             self._answer_and_close(c.sock, _RESPONSE_BUSY)
 
     def _work(self, sock, addr, head: bytes) -> None:
@@ -604,13 +704,16 @@ def serve(app, listen: str, ready: Optional[threading.Event] = None, *, web_conf
     authentication and response headers."""
     host, port = parse_listen_address(listen)
     cls = _Server6 if ":" in host else _Server
-    ssl_context = peer_check = None
+    ssl_context = peer_check = gate = None
     if web_config is not None:
         ssl_context = web_config.ssl_context()
         peer_check = web_config.peer_check()
         app = web_config.wrap(app)
+        if isinstance(app, Protected) and app.auth is not None:
+            gate = app
     httpd = cls((host, port), _Handler, max_connections=max_connections, header_timeout=header_timeout,
-                io_timeout=io_timeout, max_pending=max_pending, ssl_context=ssl_context, peer_check=peer_check)
+                io_timeout=io_timeout, max_pending=max_pending, ssl_context=ssl_context, peer_check=peer_check,
+                gate=gate)
     httpd.set_app(app)
     log.info("listening on %s:%d (%s, at most %d connections at once)", host, httpd.server_port,
              "TLS" if ssl_context is not None else "plain HTTP", max_connections)

@@ -27,8 +27,10 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import secrets
 import ssl
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated, Any, Callable, Dict, List, Literal, Optional
 
@@ -291,28 +293,47 @@ def load_web_config(path) -> WebConfig:
 
 # ---------------------------------------------------------------------- basic auth
 
-#: bcrypt hash of "fakepassword" (cost 10): checked for unknown users, so that the time
-#: an answer takes does not tell which user names exist (as exporter-toolkit does)
-_FAKE_HASH = b"$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
+#: salt and hash of a bcrypt hash of "fakepassword": checked, at the configured users' cost, for
+#: unknown user names, so that the time an answer takes does not tell which user names exist
+_FAKE_SALT_AND_HASH = "QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
+
+
+def _cost(hashed: bytes) -> int:
+    return int(hashed.split(b"$")[2])
 
 
 class BasicAuth:
     """Checks ``Authorization: Basic`` against bcrypt hashes.
 
-    bcrypt is slow on purpose (tens of milliseconds), so successful checks are
-    cached, keyed by a SHA-256 of user name, hash and password (the password is
-    not kept); checks that miss the cache run one at a time."""
+    bcrypt is slow on purpose (tens of milliseconds at cost 10), so a header that
+    passed is remembered: the cache holds an HMAC of the exact header under a key
+    drawn at random when the process starts (never the password, nor a digest
+    that could be attacked offline without that key), at most ``CACHE_SIZE``
+    headers, the least recently used forgotten first. A header the cache does not
+    know costs one bcrypt check, one at a time. User names are compared in
+    constant time; an unknown user name is checked against a fake hash of the
+    highest cost among the configured hashes, so it takes as long as a wrong
+    password (exporter-toolkit's fake hash has a fixed cost of 10).
+
+    The server (:mod:`exporter.web`) asks :meth:`known` before a request takes a
+    connection slot and runs :meth:`check` for the rest on a thread of its own,
+    so that a flood of failed logins never holds the slots that valid requests
+    need."""
 
     CACHE_SIZE = 100
 
     def __init__(self, users: Dict[str, str]):
         self._users = [(u.encode(), h.encode()) for u, h in users.items()]
-        self._ok: Dict[str, bool] = {}
+        cost = max((_cost(h) for _, h in self._users), default=10)
+        self._fake = f"$2b${cost:02d}${_FAKE_SALT_AND_HASH}".encode()
+        self._key = secrets.token_bytes(32)
+        self._ok: "OrderedDict[bytes, None]" = OrderedDict()
         self._cache_lock = threading.Lock()
         self._bcrypt_lock = threading.Lock()
 
     @staticmethod
-    def _credentials(header: Optional[str]):
+    def credentials(header: Optional[str]):
+        """(user, password) as bytes from an ``Authorization: Basic`` value, or None."""
         if not header:
             return None
         scheme, _, encoded = header.strip().partition(" ")
@@ -325,19 +346,31 @@ class BasicAuth:
         user, sep, password = raw.partition(b":")
         return (user, password) if sep else None
 
+    def _digest(self, header: str) -> bytes:
+        return hmac.new(self._key, header.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+
+    def known(self, header: Optional[str]) -> bool:
+        """Whether ``header`` passed a check before (no bcrypt)."""
+        if not header:
+            return False
+        digest = self._digest(header)
+        with self._cache_lock:
+            if digest in self._ok:
+                self._ok.move_to_end(digest)
+                return True
+        return False
+
     def check(self, header: Optional[str]) -> bool:
-        creds = self._credentials(header)
+        if self.known(header):
+            return True
+        creds = self.credentials(header)
         if creds is None:
             return False
         user, password = creds
-        hashed, known = _FAKE_HASH, False
+        hashed, known = self._fake, False
         for name, h in self._users:  # every entry compared, in constant time each
             if hmac.compare_digest(name, user):
                 hashed, known = h, True
-        key = hashlib.sha256(b"\0".join(base64.b64encode(x) for x in (user, hashed, password))).hexdigest()
-        with self._cache_lock:
-            if known and self._ok.get(key):
-                return True
         import bcrypt
 
         with self._bcrypt_lock:
@@ -348,10 +381,13 @@ class BasicAuth:
         ok = ok and known
         if ok:
             with self._cache_lock:
-                if len(self._ok) >= self.CACHE_SIZE:
-                    self._ok.pop(next(iter(self._ok)))
-                self._ok[key] = True
+                self._ok[self._digest(header)] = None
+                while len(self._ok) > self.CACHE_SIZE:
+                    self._ok.popitem(last=False)
         return ok
+
+
+UNAUTHORIZED_BODY = "Unauthorized\n"
 
 
 class Protected:
@@ -360,6 +396,18 @@ class Protected:
 
     def __init__(self, app, auth: Optional[BasicAuth], headers: List[tuple]):
         self.app, self.auth, self.headers = app, auth, headers
+
+    def admit(self, path: str, header: Optional[str]) -> Optional[bool]:
+        """Before a request takes a connection slot: True when it needs no bcrypt check
+        (a path without authentication, or a header that passed before), False when
+        it is refused without one (no basic credentials at all), None when it needs
+        one (:meth:`verify`)."""
+        if self.auth is None or path in UNPROTECTED_PATHS or self.auth.known(header):
+            return True
+        return None if BasicAuth.credentials(header) is not None else False
+
+    def verify(self, header: Optional[str]) -> bool:
+        return self.auth is None or self.auth.check(header)
 
     def __call__(self, environ, start_response):
         if self.headers:
@@ -371,7 +419,7 @@ class Protected:
         if (self.auth is None or environ.get("PATH_INFO") in UNPROTECTED_PATHS
                 or self.auth.check(environ.get("HTTP_AUTHORIZATION"))):
             return self.app(environ, start_response)
-        body = b"Unauthorized\n"
+        body = UNAUTHORIZED_BODY.encode()
         start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
                                             ("Content-Length", str(len(body))), ("WWW-Authenticate", "Basic")])
         return [body]

@@ -219,3 +219,71 @@ def test_a_port_in_use_is_one_line_cannot_listen_without_a_traceback(tmp_path):
     assert "Traceback" not in p.stderr
     lines = p.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"sparkwatch: cannot listen on 127.0.0.1:{port}: "), p.stderr
+
+
+class _SlowGate:
+    """Basic authentication as the server sees it (exporter.webconfig.Protected's
+    interface), with a bcrypt check that waits until the test releases it."""
+
+    headers = [("X-Frame-Options", "deny")]
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def admit(self, path, header):
+        return True if path == "/-/healthy" else (None if header else False)
+
+    def verify(self, header):
+        self.started.set()
+        self.release.wait(30)
+        return header == "Basic good"
+
+
+def _send(port: int, path: str, header: str = "", source: str = "127.0.0.1") -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    auth = f"Authorization: {header}\r\n" if header else ""
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode())
+    return s
+
+
+def _answer(s: socket.socket) -> bytes:
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    return data
+
+
+def test_credential_checks_wait_without_a_slot_and_a_full_queue_is_answered_429(monkeypatch):
+    monkeypatch.setattr(web, "AUTH_WAITING", 5)
+    gate = _SlowGate()
+    httpd = web._Server(("127.0.0.1", 0), max_connections=2, gate=gate)
+    httpd.set_app(_Gate())
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    port = httpd.server_port
+    try:
+        waiting = [_send(port, "/metrics", "Basic bad")]
+        assert gate.started.wait(10)  # the first is in its check, the next wait behind it
+        waiting += [_send(port, "/metrics", "Basic bad") for _ in range(web.AUTH_WAITING_PER_CLIENT - 1)]
+        good = _send(port, "/metrics", "Basic good", source="127.0.0.2")  # another client: room for it
+        assert _wait_for(lambda: sum(httpd._verifying_from.values()) == 5, 10)  # in the check, or queued
+        too_many = _answer(_send(port, "/metrics", "Basic bad"))       # a 5th from 127.0.0.1
+        queue_full = _answer(_send(port, "/metrics", "Basic good", source="127.0.0.3"))  # 5 wait in all
+        assert too_many.startswith(b"HTTP/1.0 429") and b"Retry-After: 1\r\n" in too_many, too_many
+        assert b"X-Frame-Options: deny\r\n" in too_many and queue_full.startswith(b"HTTP/1.0 429")
+        no_credentials = _answer(_send(port, "/metrics"))
+        assert no_credentials.startswith(b"HTTP/1.0 401") and b"WWW-Authenticate: Basic\r\n" in no_credentials
+        assert b"X-Frame-Options: deny\r\n" in no_credentials
+        assert _answer(_send(port, "/-/healthy")).startswith(b"HTTP/1.0 200")
+        assert _wait_for(lambda: httpd.busy_connections() == 0, 10)  # nothing waiting for a check holds a slot
+        gate.release.set()
+        answers = [_answer(s) for s in waiting]
+        assert all(a.startswith(b"HTTP/1.0 401") for a in answers), answers
+        assert _answer(good).startswith(b"HTTP/1.0 200")
+    finally:
+        gate.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        t.join(10)

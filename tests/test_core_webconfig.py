@@ -20,7 +20,8 @@ from exporter.cli import main
 from exporter.config import ConfigError, parse_config
 from exporter.web import App, serve
 from exporter.webconfig import BasicAuth, load_web_config, parse_web_config
-from testbed.procs import free_port
+from testbed.exporter import wait_until_healthy
+from testbed.procs import free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,7 +164,7 @@ def test_basic_auth_right_wrong_missing_and_health_open(tmp_path):
             for auth in (None, ("prometheus", "wrong"), ("nobody", "s3cret"), ("other", "s3cret")):
                 r = _get(url + path, auth=auth)
                 assert r.status_code == 401, (path, auth, r.status_code)
-                assert r.headers["WWW-Authenticate"] == "Basic"
+                assert r.headers["WWW-Authenticate"] == "Basic" and r.headers["X-Frame-Options"] == "deny"
                 assert "sparkwatch" not in r.text
         for header in ("Bearer s3cret", "Basic !!!", "Basic " + "cHJvbWV0aGV1cw=="):  # no colon
             assert _get(url + "/metrics", headers={"Authorization": header}).status_code == 401
@@ -198,7 +199,109 @@ def test_successful_checks_are_cached_failed_ones_are_not(monkeypatch):
     assert not auth.check(header("u", "nope")) and len(calls) == 2
     assert not auth.check(header("u", "nope")) and len(calls) == 3  # a failure is checked every time
     assert not auth.check(header("x", "pw")) and len(calls) == 4  # unknown users cost a bcrypt check too
-    assert all(b"pw" not in k.encode() for k in auth._ok)  # the cache holds digests, not passwords
+    # the cache holds keyed digests of the header (HMAC, a random key per process), not passwords
+    other = BasicAuth({"u": _hash("pw")})
+    assert other.check(header("u", "pw"))
+    assert len(auth._ok) == len(other._ok) == 1 and list(auth._ok) != list(other._ok)
+    assert all(b"pw" not in k and header("u", "pw").encode() not in k for k in auth._ok)
+
+
+def _basic(user, pw):
+    import base64
+    return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+
+
+def _cost(hashed: bytes) -> int:
+    return int(hashed.split(b"$")[2])
+
+
+def test_an_unknown_user_costs_a_bcrypt_check_of_the_configured_cost(monkeypatch):
+    """Timing must not tell user names apart: the check an unknown user gets runs
+    bcrypt at the cost of the configured hashes (their highest), not a fixed one."""
+    seen = []
+    real = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda pw, h: seen.append(h) or real(pw, h))
+    auth = BasicAuth({"prometheus": _hash("s3cret")})  # cost 4
+    assert not auth.check(_basic("prometheus", "wrong"))
+    assert not auth.check(_basic("nobody", "s3cret"))
+    assert [_cost(h) for h in seen] == [4, 4]
+    seen.clear()
+    cost5 = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=5)).decode()
+    auth = BasicAuth({"a": _hash("pw"), "b": cost5})
+    assert not auth.check(_basic("nobody", "pw"))
+    assert [_cost(h) for h in seen] == [5]
+
+
+FLOOD_CLIENTS = 24
+
+
+def _status(url, auth, source="127.0.0.1", timeout=30.0):
+    """GET ``url`` with basic ``auth`` from ``source`` (a loopback address); the status, or None."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout, source_address=(source, 0))
+    try:
+        conn.request("GET", u.path, headers={"Authorization": _basic(*auth)})
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def test_a_flood_of_wrong_passwords_never_refuses_valid_credentials(tmp_path):
+    """24 clients send wrong passwords as fast as they are answered (a cost-10 hash:
+    tens of milliseconds of bcrypt each) to an exporter with 16 connection slots,
+    while Prometheus scrapes with its (already verified) credentials, and another
+    client logs in for the first time from another address: every valid request is
+    answered 200."""
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=10)).decode()
+    web = _web_config(tmp_path, {"basic_auth_users": {"prometheus": hashed, "grafana": hashed}})
+    cfg = tmp_path / "empty.yml"
+    cfg.write_text("{}\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "exporter.log"
+    stop = threading.Event()
+    flood: list = []
+    with open(log, "wb") as out:
+        p = subprocess.Popen([sys.executable, "-m", "exporter", f"--config.file={cfg}", f"--web.config.file={web}",
+                              f"--web.listen-address=127.0.0.1:{port}", "--web.max-connections=16"],
+                             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until_healthy(url, p, 30, output=log.read_text)
+            assert _status(url + "/metrics", ("prometheus", "s3cret")) == 200  # its first scrape
+
+            def attacker(i):
+                deadline = time.monotonic() + 60
+                n = 0
+                while not stop.is_set() and time.monotonic() < deadline:
+                    flood.append(_status(url + "/metrics", ("prometheus", f"guess-{i}-{n}"), timeout=5))
+                    n += 1
+
+            threads = [threading.Thread(target=attacker, args=(i,), daemon=True) for i in range(FLOOD_CLIENTS)]
+            for t in threads:
+                t.start()
+            try:
+                deadline = time.monotonic() + 30
+                while len(flood) < 2 * FLOOD_CLIENTS and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert len(flood) >= 2 * FLOOD_CLIENTS, "the flood did not get going"
+                valid = [_status(url + "/metrics", ("prometheus", "s3cret")) for _ in range(10)]
+                first_login = _status(url + "/metrics", ("grafana", "s3cret"), source="127.0.0.2")
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(30)
+        finally:
+            stop_process_group(p)
+    assert valid == [200] * 10, valid
+    assert first_login == 200
+    assert 200 not in flood and 401 in flood, sorted(set(flood), key=str)
 
 
 # ---------------------------------------------------------------------------- bad configurations
