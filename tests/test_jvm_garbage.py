@@ -1,0 +1,191 @@
+"""The jvm collector against perf-data files a local user leaves in /tmp.
+
+Any local user can create ``/tmp/hsperfdata_<self>/<pid>`` for each of their
+own processes, with any content: the real JVMs of the host must still be
+reported, within the deadline, with a bounded number of log lines
+(testbed/hsperf_garbage.py lists the kinds of file and what each must count as).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from testbed import hsperf_garbage as garbage
+from testbed.exporter import find, running_exporter, samples, scrape, value
+from testbed.jvm import running_jvm
+from tests.helpers import os_user, requires_java
+
+#: garbage files (and as many processes of the attacking user): every kind, many times
+FILES = 50 * len(garbage.KINDS)
+
+
+def warnings_of(caplog):
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@requires_java
+@pytest.mark.slow
+def test_garbage_perf_files_of_live_processes_do_not_hide_the_real_jvms(jvm_classes, caplog):
+    token = f"swgarbage{uuid.uuid4().hex[:8]}"
+    # the target claims the real JVMs and the attacker's processes alike (their
+    # command lines carry the token): every garbage file is read
+    cfg = {"exporter": {"scrape_timeout": 5},
+           "jvm": [{"name": "real", "match": token}]}
+    with running_jvm(jvm_classes, "Workload", args=[f"{token}-a"]) as a, \
+            running_jvm(jvm_classes, "Workload", args=[f"{token}-b"]) as b, \
+            os_user("swgarb") as attacker, \
+            garbage.sleepers(attacker, FILES, argv0=f"/opt/{token}/bin/java") as sleeps:
+        a.command("counts")  # idle: its file is copied whole
+        with garbage.garbage_dir(attacker, [p.pid for p in sleeps], garbage.KINDS,
+                                 f"/tmp/hsperfdata_root/{a.pid}") as made, \
+                garbage.proc_lookalike_dir(attacker), running_exporter(cfg) as (url, _):
+            expected = garbage.expected_counts(made)
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                for n in (1, 2):
+                    ss = samples(scrape(url))
+                    assert value(ss, "sparkwatch_target_up", kind="jvm", target="real") == 1
+                    assert not find(ss, "sparkwatch_target_scrape_errors_total", target="real")
+                    assert value(ss, "jvm_processes", target="real") == 2
+                    assert {s[1]["pid"] for s in find(ss, "jvm_info", process="real")} == {str(a.pid), str(b.pid)}
+                    assert value(ss, "jvm_threads_live", process="real", pid=str(b.pid)) > 0
+                    for reason in garbage.EXPECTED.values():
+                        assert value(ss, "jvm_perfdata_files_skipped_total", target="real", reason=reason) \
+                            == n * expected[reason], reason
+                    assert value(ss, "jvm_perfdata_files_skipped_total", target="real", reason="unread") == 0
+            # one summary line, not one per file or per scrape
+            lines = [r.getMessage() for r in warnings_of(caplog)]
+            assert len(lines) == 1, lines[:5]
+            assert f"skipped {FILES} perf-data files" in lines[0]
+            assert f"/tmp/hsperfdata_{attacker}/" in lines[0]
+
+
+@requires_java
+def test_real_jvm_whose_file_is_overwritten_is_that_jvms_partial_error(jvm_classes, caplog):
+    """A file its JVM has mapped but that is not HotSpot's any more (root wrote
+    over its magic): that JVM cannot be read (partial, one warning), the other is."""
+    token = f"swclobber{uuid.uuid4().hex[:8]}"
+    cfg = {"jvm": [{"name": "clobber", "match": token}]}
+    with running_jvm(jvm_classes, "Workload", args=[f"{token}-a"]) as a, \
+            running_jvm(jvm_classes, "Workload", args=[f"{token}-b"]) as b, \
+            running_exporter(cfg) as (url, _):
+        with open(f"/tmp/hsperfdata_root/{a.pid}", "r+b") as f:
+            f.write(b"GARBAGE!")
+        with caplog.at_level(logging.INFO):
+            for n in (1, 2):
+                ss = samples(scrape(url))
+                assert value(ss, "sparkwatch_target_up", kind="jvm", target="clobber") == 1
+                assert value(ss, "sparkwatch_target_scrape_errors_total", target="clobber", reason="partial") == n
+                assert value(ss, "jvm_processes", target="clobber") == 1
+                assert value(ss, "jvm_threads_live", process="clobber", pid="") > 0
+                assert value(ss, "jvm_perfdata_files_skipped_total", target="clobber", reason="not_hotspot") == 0
+        lines = [r.getMessage() for r in warnings_of(caplog) if r.name == "sparkwatch.jvm"]
+        assert len(lines) == 1 and str(a.pid) in lines[0] and "magic" in lines[0], lines
+        assert b.proc.poll() is None
+
+
+def test_garbage_file_of_a_process_that_is_not_a_jvm_is_skipped_not_an_error():
+    """One garbage file for a live ``sleep``: not a JVM, not the target's error."""
+    sleeper = subprocess.Popen(["sleep", "300"])
+    d = f"/tmp/hsperfdata_swjvmcorrupt{os.getpid()}"
+    os.makedirs(d, exist_ok=True)
+    try:
+        with open(f"{d}/{sleeper.pid}", "wb") as f:
+            f.write(b"\xca\xfe\xc0\xc0\x01\x02\x00\x01" + b"\xff" * 200)
+        cfg = {"jvm": [{"name": "corrupt", "match": r"^sleep 300$"}]}
+        with running_exporter(cfg) as (url, _):
+            ss = samples(scrape(url))
+        assert value(ss, "sparkwatch_target_up", kind="jvm", target="corrupt") == 1
+        assert not find(ss, "sparkwatch_target_scrape_errors_total", target="corrupt")
+        assert value(ss, "jvm_processes", target="corrupt") == 0
+        assert value(ss, "jvm_perfdata_files_skipped_total", target="corrupt", reason="not_hotspot") == 1
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_process_is_read_only_when_it_maps_its_file():
+    """The kernel's word decides whose file it is: a process that has its
+    perf-data file mapped is read (whatever it is); one that has not (the file
+    is a copy) is skipped as not_mapped."""
+    from tests.test_perfdata import build
+
+    token = f"swmapped{uuid.uuid4().hex[:8]}"
+    data = build([("sun.rt.javaCommand", "org.example.Mapped", "string", 1), ("java.threads.live", 3, "none", 3)])
+    cfg = {"jvm": [{"name": "mapped", "match": token}]}
+    with garbage.file_holder(data, token, maps=True) as holder, garbage.file_holder(data, token, maps=False), \
+            running_exporter(cfg) as (url, _):
+        ss = samples(scrape(url))
+        threads = garbage.threads(holder.pid)
+    assert value(ss, "sparkwatch_target_up", kind="jvm", target="mapped") == 1
+    assert not find(ss, "sparkwatch_target_scrape_errors_total", target="mapped")
+    assert value(ss, "jvm_processes", target="mapped") == 1
+    assert value(ss, "jvm_threads_live", process="mapped", pid="") == 3
+    assert find(ss, "jvm_info", process="mapped")[0][1]["main_class"] == "org.example.Mapped"
+    assert value(ss, "jvm_process_threads", process="mapped", pid="") == threads
+    assert value(ss, "jvm_perfdata_files_skipped_total", target="mapped", reason="not_mapped") == 1
+
+
+def test_files_are_read_in_an_order_garbage_cannot_starve():
+    """Known JVMs first; then one file of each owner per round, an owner's java
+    launchers first: 1,000 files of one user delay that user's files only."""
+    from exporter.collectors.jvm import JvmCollector, JvmRef, JvmTarget
+
+    c = JvmCollector(JvmTarget(discover=True))
+    attacker = [(JvmRef(10_000 + i, 10_000 + i, f"/tmp/hsperfdata_x/{10_000 + i}", 1001, (1, i)), ["java", "x"])
+                for i in range(1000)]
+    spark = [(JvmRef(500, 500, "/tmp/hsperfdata_spark/500", 185, (1, 5000)), ["/opt/java/bin/java", "Executor"]),
+             (JvmRef(501, 501, "/tmp/hsperfdata_spark/501", 185, (1, 5001)), ["python3", "embeds-a-jvm"])]
+    root = [(JvmRef(7, 7, "/tmp/hsperfdata_root/7", 0, (1, 7)), ["sh", "-c", "jsvc"]),
+            (JvmRef(8, 8, "/tmp/hsperfdata_root/8", 0, (1, 8)), ["java", "LivyServer"])]
+    known = (JvmRef(9, 9, "/tmp/hsperfdata_x/9", 1001, (1, 9)), ["java", "x"])
+    c._verdicts[(9, (1, 9))] = (123.0, True)
+    order = [r.pid for r, _ in c._order(attacker + spark + root + [known])]
+    assert order[0] == 9  # known from an earlier scrape
+    assert order[1:4] == [8, 500, 10_000]  # one per owner (by uid), each owner's java launcher first
+    assert order[4:7] == [7, 501, 10_001]
+    assert len(order) == 1005 and set(order[7:]) == {10_000 + i for i in range(2, 1000)}
+
+
+def test_files_left_unread_when_their_time_is_up_are_counted_not_the_targets_end(caplog):
+    """A clock that moves 0.1 s at every look: the files' half of a 10 s deadline
+    lasts about 50 files. The JVM of another user is read in the first round,
+    the rest of the attacker's files are left unread (partial), the target ends
+    in time with what it has."""
+    from exporter.collector import Deadline, MetricSet, ScrapeContext
+    from exporter.collectors.jvm import JvmCollector, JvmTarget
+    from testbed.exporter import collected_value
+    from tests.test_perfdata import build
+
+    class Ticking:
+        t = 0.0
+
+        def __call__(self):
+            self.t += 0.1
+            return self.t
+
+    token = f"swunread{uuid.uuid4().hex[:8]}"
+    data = build([("sun.rt.javaCommand", "org.example.Real", "string", 1), ("java.threads.live", 5, "none", 3)])
+    with os_user("swunr") as attacker, garbage.sleepers(attacker, 150, argv0=f"/opt/{token}/bin/java") as sleeps, \
+            garbage.file_holder(data, token, maps=True), \
+            garbage.garbage_dir(attacker, [p.pid for p in sleeps], ["random"], "/dev/null"):
+        c = JvmCollector(JvmTarget(name="unread", match=token))
+        out = MetricSet()
+        with caplog.at_level(logging.INFO):
+            c.collect(out, ScrapeContext(Deadline(10, clock=Ticking())))
+    assert collected_value(out, "jvm_processes") == 1
+    assert collected_value(out, "jvm_threads_live", process="unread", app_id="", executor_id="", pid="") == 5
+    unread = collected_value(out, "jvm_perfdata_files_skipped_total", reason="unread")
+    garbage_read = collected_value(out, "jvm_perfdata_files_skipped_total", reason="not_hotspot")
+    assert unread > 0 and garbage_read > 0 and unread + garbage_read == 150
+    assert "partial" in out.errors
+    lines = [r.getMessage() for r in warnings_of(caplog)]
+    assert len(lines) == 1 and f"{int(unread)} left unread" in lines[0], lines
