@@ -241,14 +241,33 @@ def _parse_ts(s: str) -> float:
     return datetime.strptime(s, fmt).replace(tzinfo=timezone.utc).timestamp()
 
 
-class AlertWatch:
+class FiredAlerts:
+    """Alerts that fired, by their labels (as JSON), as :func:`evaluate` reads them."""
+
+    def __init__(self, fired: Optional[Dict[str, Fired]] = None):
+        self.fired: Dict[str, Fired] = fired if fired is not None else {}
+
+    def first(self, alertname: str) -> Optional[Fired]:
+        got = [f for f in list(self.fired.values()) if f.alertname == alertname]
+        return min(got, key=lambda f: f.fired_at) if got else None
+
+    def names(self) -> List[str]:
+        return sorted({f.alertname for f in list(self.fired.values())})
+
+    def view(self, keep: Callable[[Dict[str, str]], bool]) -> "FiredAlerts":
+        """Those whose labels ``keep`` selects, as they are now (later ones are not added):
+        a cluster scenario's own alerts (by app_id or pid), or those after a set already seen."""
+        return FiredAlerts({k: f for k, f in list(self.fired.items()) if keep(f.labels)})
+
+
+class AlertWatch(FiredAlerts):
     """Polls Prometheus' /api/v1/alerts every half second in a thread; records the
     first time each alert (name + labels) is seen firing."""
 
     def __init__(self, prom: Prometheus, interval: float = 0.5):
+        super().__init__()
         self.prom = prom
         self.interval = interval
-        self.fired: Dict[str, Fired] = {}
         self.errors = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -274,13 +293,6 @@ class AlertWatch:
             except Exception:  # noqa: BLE001 - Prometheus busy: try again
                 self.errors += 1
             self._stop.wait(self.interval)
-
-    def first(self, alertname: str) -> Optional[Fired]:
-        got = [f for f in self.fired.values() if f.alertname == alertname]
-        return min(got, key=lambda f: f.fired_at) if got else None
-
-    def names(self) -> List[str]:
-        return sorted({f.alertname for f in self.fired.values()})
 
     def wait(self, alertnames: List[str], timeout: float, stop: Optional[Callable[[], bool]] = None) -> bool:
         """Until every alert of ``alertnames`` fired (True), ``stop()`` or the timeout (False)."""
@@ -356,7 +368,7 @@ class Result:
         return cls(**d)
 
 
-def evaluate(res: Result, watch: AlertWatch, expects: List[Expect], forbid_all: bool = False) -> Result:
+def evaluate(res: Result, watch: FiredAlerts, expects: List[Expect], forbid_all: bool = False) -> Result:
     """Fill ``res.alerts`` and ``res.ok`` from what fired."""
     res.ended_at = time.time()
     res.alerts = []

@@ -14,7 +14,7 @@ import yaml
 
 from exporter.pack.rules import build_rules
 from exporter.pack.rulesconfig import load_rules_config
-from lab.core import RULES_CONFIG, AlertResult, Expect, Fired, Result, evaluate, markdown_table
+from lab.core import RULES_CONFIG, AlertResult, Expect, Fired, FiredAlerts, Result, evaluate, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,16 +43,23 @@ def test_generated_through_the_cli_and_accepted_by_promtool(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-class _Watch:
-    def __init__(self, *fired: Fired):
-        self.fired = {f"{f.alertname}{i}": f for i, f in enumerate(fired)}
+def _watch(*fired: Fired) -> FiredAlerts:
+    return FiredAlerts({f"{f.alertname}{i}": f for i, f in enumerate(fired)})
 
-    def first(self, name):
-        got = [f for f in self.fired.values() if f.alertname == name]
-        return min(got, key=lambda f: f.fired_at) if got else None
 
-    def names(self):
-        return sorted({f.alertname for f in self.fired.values()})
+def test_a_view_is_the_alerts_it_keeps_when_it_is_taken():
+    # how a cluster scenario sees its own alerts (by app_id or pid), and S4b those after S4a's
+    w = _watch(Fired("A", "warning", {"app_id": "app-1"}, 1.0, 1100.0),
+               Fired("A", "critical", {"app_id": "app-2"}, 1.0, 1050.0),
+               Fired("B", "warning", {"app_id": "app-2"}, 1.0, 1060.0))
+    v = w.view(lambda labels: labels.get("app_id") == "app-1")
+    assert v.names() == ["A"] and v.first("A").fired_at == 1100.0 and v.first("B") is None
+    assert w.names() == ["A", "B"] and w.first("A").fired_at == 1050.0  # the watch itself keeps everything
+    w.fired["late"] = Fired("C", "warning", {"app_id": "app-1"}, 1.0, 1200.0)
+    assert v.names() == ["A"]  # a snapshot: what fired after it was taken is not in it
+    seen = [f.labels for f in w.fired.values()]
+    w.fired["later"] = Fired("D", "warning", {"app_id": "app-3"}, 1.0, 1300.0)
+    assert w.view(lambda labels: labels not in seen).names() == ["D"]
 
 
 def _result(**kw):
@@ -60,7 +67,7 @@ def _result(**kw):
 
 
 def test_an_alert_after_the_failure_is_not_a_warning_in_time():
-    w = _Watch(Fired("Early", "warning", {}, 1090.0, 1100.0), Fired("Late", "critical", {}, 1290.0, 1300.0))
+    w = _watch(Fired("Early", "warning", {}, 1090.0, 1100.0), Fired("Late", "critical", {}, 1290.0, 1300.0))
     r = evaluate(_result(failure_at=1200.0), w, [Expect("Early"), Expect("Late")])
     assert not r.ok
     assert [a.lead_s for a in r.alerts] == [100.0, -100.0]
@@ -71,26 +78,26 @@ def test_an_alert_after_the_failure_is_not_a_warning_in_time():
 
 def test_an_early_warning_needs_a_quarter_of_the_course_as_lead():
     # trouble at 1000, failure at 1400: a quarter of the course is 100 s
-    w = _Watch(Fired("Trend", "warning", {}, 1200.0, 1320.0))
+    w = _watch(Fired("Trend", "warning", {}, 1200.0, 1320.0))
     r = evaluate(_result(failure_at=1400.0), w, [Expect("Trend", min_lead_share=0.25)])
     assert not r.ok and "less than 0.25 of the 400s" in r.problems[0]
-    w = _Watch(Fired("Trend", "warning", {}, 1200.0, 1300.0))
+    w = _watch(Fired("Trend", "warning", {}, 1200.0, 1300.0))
     r = evaluate(_result(failure_at=1400.0), w, [Expect("Trend", min_lead_share=0.25)])
     assert r.ok, r.problems
     assert r.alerts[0].lead_s == 100.0
 
 
 def test_missing_alert_and_unobserved_failure_fail():
-    r = evaluate(_result(), _Watch(Fired("A", "warning", {}, 1.0, 1100.0)), [Expect("A"), Expect("B", "after")])
+    r = evaluate(_result(), _watch(Fired("A", "warning", {}, 1.0, 1100.0)), [Expect("A"), Expect("B", "after")])
     assert not r.ok
     assert "B did not fire" in r.problems
     assert any("failure was never observed" in p for p in r.problems)
 
 
 def test_baseline_any_alert_is_a_false_positive():
-    r = evaluate(_result(), _Watch(), [], forbid_all=True)
+    r = evaluate(_result(), _watch(), [], forbid_all=True)
     assert r.ok
-    r = evaluate(_result(), _Watch(Fired("SparkStreamingQueryStalled", "critical", {"query": "q"}, 1.0, 1500.0)), [],
+    r = evaluate(_result(), _watch(Fired("SparkStreamingQueryStalled", "critical", {"query": "q"}, 1.0, 1500.0)), [],
                  forbid_all=True)
     assert not r.ok and "SparkStreamingQueryStalled fired" in r.problems[0]
 
