@@ -440,39 +440,42 @@ class JvmCollector(Collector):
         reads at most). Reading stops when no more than ``reserve`` seconds are
         left in the deadline."""
         found = []
-        pending = cands
+        pending = [(ref, args, None) for ref, args in cands]
         for attempt in range(READ_ATTEMPTS):
             if attempt:
                 if deadline.remaining() - RETRY_DELAY <= reserve:
                     break
                 time.sleep(RETRY_DELAY)
             again = []
-            for i, (ref, args) in enumerate(pending):
+            for i, (ref, args, started) in enumerate(pending):
                 if deadline.remaining() <= reserve:
-                    for r, _ in pending[i:]:
+                    for r, _, _ in pending[i:]:
                         skipped.add("unread", r.path)
                     again = []
                     break
-                got = self._read_one(ref, args, out, skipped)
+                if started is None:
+                    try:
+                        started = psutil.Process(ref.pid).create_time()
+                    except psutil.Error:
+                        continue  # exited
+                got = self._read_one(ref, args, started, out, skipped)
                 if got is _NOT_READY:
-                    again.append((ref, args))
+                    again.append((ref, args, started))
                 elif got is not None:
                     found.append(got)
             pending = again
             if not pending:
                 break
-        for ref, _ in pending:
+        for ref, _, _ in pending:
             skipped.add("not_ready", ref.path)
         return found
 
-    def _read_one(self, ref: JvmRef, args: Optional[List[str]], out: MetricSet, skipped: "_Skipped"):
-        """(ref, perf data, args) for a JVM and its file; None for anything else
-        (counted in ``skipped``, or this JVM's partial error); _NOT_READY."""
+    def _read_one(self, ref: JvmRef, args: Optional[List[str]], started: float, out: MetricSet,
+                  skipped: "_Skipped"):
+        """(ref, perf data, args) for a JVM and its file (its process started at
+        ``started``); None for anything else (counted in ``skipped``, or this JVM's
+        partial error); _NOT_READY."""
         key = (ref.pid, ref.file_id)
-        try:
-            started = psutil.Process(ref.pid).create_time()
-        except psutil.Error:
-            return None  # exited
         verdict = self._verdicts.get(key)
         if verdict is not None and verdict[0] != started:
             verdict = None  # the pid has been reused
