@@ -47,8 +47,16 @@ class Replay:
     failure_is: str = ""
 
 
-@dataclass
+@dataclass(eq=False)
 class Alert:
+    """One alert of the pack: everything its rule, runbook, promtool tests and
+    Alertmanager inhibitions are generated from (see CONTRIBUTING.md, "An alert").
+
+    Each is one object, bound to a module-level name in the module of its
+    signature (``exporter/pack/alerts/sN_*.py``); whatever refers to an alert
+    (the doctor's judgements) imports that object, never its name as a string.
+    Alerts compare (and hash) by identity, so they can key a mapping."""
+
     name: str
     signature: str  # "S1".."S5" or "targets"
     severity: str  # "critical" pages, "warning" opens a ticket

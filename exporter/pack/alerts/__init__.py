@@ -6,7 +6,11 @@ One definition per alert. From it come the rule (``rules.py``), its runbook
 (``runbooks.py``), its promtool tests (the war story must fire, and not too
 early; the healthy or busy series must stay quiet) and the Alertmanager
 inhibitions (``alertmanager.py``). An alert goes in the module of the signature
-its ``signature`` names; the shared PromQL templates are in ``expressions.py``.
+its ``signature`` names, bound to a module-level name (its name in upper snake
+case: ``JVM_GC_TIME_HIGH``) and listed in the module's ``ALERTS``; whatever
+refers to one alert (the doctor's judgements) imports that object. The target-down
+alerts are ``targets.TARGET_DOWN``, by kind. The shared PromQL templates are in
+``expressions.py``.
 """
 
 from __future__ import annotations
@@ -31,3 +35,5 @@ BY_NAME: Dict[str, Alert] = {a.name: a for a in ALERTS}
 assert len(BY_NAME) == len(ALERTS), "duplicate alert names"
 assert all(a.signature == sig for module, sig in _MODULES for a in module.ALERTS), \
     "an alert is in the module of another signature"
+assert all(v in module.ALERTS for module, _ in _MODULES for v in vars(module).values() if isinstance(v, Alert)), \
+    "an alert of a module is missing from its ALERTS"
