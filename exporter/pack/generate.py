@@ -20,7 +20,7 @@ def generated_files() -> Dict[str, str]:
         f"{runbooks.RUNBOOK_DIR}/README.md": runbooks.runbook_index(),
     }
     for a in ALERTS:
-        files[f"{runbooks.RUNBOOK_DIR}/{a.name}.md"] = runbooks.runbook(a)
+        files[runbooks.runbook_path(a)] = runbooks.runbook(a)
     for name, content in dashboards.dashboard_files().items():
         files[f"dashboards/{name}"] = content
     from . import deploy

@@ -21,11 +21,10 @@ from .promql import (
     substitute,
 )
 from .rulesconfig import RulesConfig
-from .signatures import SIGNATURES
+from .signatures import SIGNATURE_ORDER, SIGNATURES
 
 RULES_FILE = "alerts/sparkwatch.rules.yml"
 TESTS_FILE = "alerts/tests/sparkwatch.rules.test.yml"
-SIGNATURE_ORDER = ["S1", "S2", "S3", "S4", "S5", "targets"]
 
 
 class _Dumper(yaml.SafeDumper):
@@ -90,10 +89,15 @@ def runbook_url(alert: Alert, cfg: RulesConfig) -> str:
     return f"{cfg.runbook_base_url.rstrip('/')}/{alert.name}.md"
 
 
+def severity(alert: Alert, cfg: RulesConfig) -> str:
+    """The alert's severity under ``cfg`` (a rules configuration may change it)."""
+    return cfg.alert(alert.name).severity or alert.severity
+
+
 def static_labels(alert: Alert, cfg: RulesConfig) -> Dict[str, str]:
     settings = cfg.alert(alert.name)
     labels = {
-        "severity": settings.severity or alert.severity,
+        "severity": severity(alert, cfg),
         "signature": alert.signature,
         "problem": alert.problem,
         "component": alert.component,

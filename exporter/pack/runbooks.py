@@ -8,11 +8,16 @@ from typing import Optional
 from .alerts import ALERTS
 from .model import Alert
 from .promql import substitute
-from .rules import SIGNATURE_ORDER, param_values, render_expr
+from .rules import param_values, render_expr
 from .rulesconfig import RulesConfig
-from .signatures import SIGNATURES
+from .signatures import SIGNATURE_ORDER, SIGNATURES
 
 RUNBOOK_DIR = "alerts/runbooks"
+
+
+def runbook_path(alert: Alert) -> str:
+    """The runbook's path in the repository (the generator writes it there; the doctor names it)."""
+    return f"{RUNBOOK_DIR}/{alert.name}.md"
 
 
 def runbook(alert: Alert, cfg: Optional[RulesConfig] = None) -> str:

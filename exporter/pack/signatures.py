@@ -121,3 +121,6 @@ SIGNATURES: Dict[str, Signature] = {s.id: s for s in [
         "(URL, credentials, TLS, timeout). Turn on the Spark metrics sources the alerts need.",
     ),
 ]}
+
+#: the signatures in their order (the rule groups, the runbook index, the doctor's report)
+SIGNATURE_ORDER = tuple(SIGNATURES)
