@@ -174,6 +174,8 @@ class ForeignRateLimit(logging.Filter):
             return True
         exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
         msg = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
+        if msg == "%s":  # a message passed through (Python's warnings): the message is the key
+            msg = clip(record.getMessage(), 200)
         held = self.limit.admit((record.name, record.levelno, msg, exc))
         if held is None:
             return False
