@@ -9,6 +9,7 @@ run against, and the code that starts and stops it.
 - :mod:`testbed.faulty_http` an HTTP server that answers with one chosen fault
 - :mod:`testbed.exporter`    the exporter run in-process, and reading what it exports
 - :mod:`testbed.procs`       free ports, stopping a process group
+- :mod:`testbed.hsperf_garbage` perf-data files any local user can leave in /tmp, and their processes
 
 Everything started here is stopped when its context ends, failure included.
 Nothing here imports pytest or the tests: pytest glue (fixtures, skips) lives in
