@@ -107,3 +107,98 @@ def test_every_panel_query_is_valid_promql(tmp_path):
     p.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
     r = subprocess.run(["promtool", "check", "rules", str(p)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------
+# Grafana's own definition of a dashboard: every dashboard, as TypeScript, must
+# satisfy the types Grafana publishes in @grafana/schema (tests/grafana-schema/
+# dashboard.ts says how they are read). One tsc run checks the dashboards and
+# deliberately broken copies, which prove that the check catches what it should.
+
+SCHEMA_DIR = ROOT / "tests" / "grafana-schema"
+TSC = SCHEMA_DIR / "node_modules" / ".bin" / "tsc"
+
+
+def _first(items, kind):
+    return next(p for p in items if p["type"] == kind)
+
+
+# (dashboard to copy, how it is broken, what tsc's one error about the copy must say)
+BROKEN = {
+    "unknown-dashboard-key": ("sparkwatch-overview.json", lambda d: d.update(refreshInterval="1m"),
+                              "'\"refreshInterval\"' does not exist"),
+    "wrong-type": ("sparkwatch-overview.json", lambda d: d.update(schemaVersion="39"),
+                   "Type 'string' is not assignable to type 'number'"),
+    "value-outside-an-enum": ("sparkwatch-overview.json", lambda d: d.update(graphTooltip=7), "Type '7'"),
+    "unknown-timeseries-legend-option": (
+        "sparkwatch-jvm.json", lambda d: _first(d["panels"], "timeseries")["options"]["legend"].update(showLegends=True),
+        "'\"showLegends\"' does not exist"),
+    "unknown-draw-style": (
+        "sparkwatch-jvm.json",
+        lambda d: _first(d["panels"], "timeseries")["fieldConfig"]["defaults"]["custom"].update(drawStyle="curve"),
+        "Type '\"curve\"'"),
+    "missing-stat-option": ("sparkwatch-overview.json", lambda d: _first(d["panels"], "stat")["options"].pop("colorMode"),
+                            "'colorMode' is missing"),
+    "unknown-panel-type": ("sparkwatch-spark.json", lambda d: _first(d["panels"], "timeseries").update(type="graph"),
+                           "Type '\"graph\"'"),
+    "wrong-target-ref-id": ("sparkwatch-spark.json", lambda d: _first(d["panels"], "stat")["targets"][0].update(refId=1),
+                            "Type 'number' is not assignable to type 'string'"),
+    "definition-on-a-datasource-variable": (
+        "sparkwatch-livy-zookeeper.json",
+        lambda d: _first(d["templating"]["list"], "datasource").update(definition="prometheus"),
+        "'\"definition\"' does not exist"),
+}
+
+
+def _ts(d) -> str:
+    return (f'import type {{ SparkwatchDashboard }} from "{SCHEMA_DIR / "dashboard"}";\n'
+            f"export const dashboard = {json.dumps(d, indent=1)} satisfies SparkwatchDashboard;\n")
+
+
+@pytest.fixture(scope="module")
+def tsc_diagnostics(tmp_path_factory):
+    """{file name: [diagnostic, ...]} of one `tsc --strict` run over every dashboard and every broken copy."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    assert TSC.exists(), f"{TSC} missing: run ./scripts/install-test-deps"
+    work = tmp_path_factory.mktemp("grafana-schema")
+    for name, d in DASHBOARDS.items():
+        (work / f"{Path(name).stem}.ts").write_text(_ts(d))
+    for case, (name, mutate, _) in BROKEN.items():
+        d = json.loads(json.dumps(DASHBOARDS[name]))
+        mutate(d)
+        (work / f"broken-{case}.ts").write_text(_ts(d))
+    files = sorted(p.name for p in work.glob("*.ts"))
+    (work / "tsconfig.json").write_text(json.dumps({"extends": str(SCHEMA_DIR / "tsconfig.json"), "files": files}))
+    r = subprocess.run([str(TSC), "-p", "tsconfig.json", "--pretty", "false"], cwd=work, capture_output=True,
+                       text=True, timeout=300)
+    out: dict = {}
+    last = None
+    for line in r.stdout.splitlines():
+        m = re.match(r"(\S+?\.ts)\(\d+,\d+\): error TS\d+: ", line)
+        if m:
+            last = m.group(1)
+            out.setdefault(last, []).append(line)
+        elif line.startswith(" ") and last:
+            out[last][-1] += "\n" + line
+        elif line.strip():
+            out.setdefault("(tsc)", []).append(line)
+    if r.stderr.strip():
+        out.setdefault("(tsc)", []).append(r.stderr)
+    # errors in anything but the files written here (the types, the schema's
+    # resolution) would make every check meaningless
+    assert set(out) <= set(files), {k: v for k, v in out.items() if k not in files}
+    assert (r.returncode != 0) == bool(out), (r.returncode, r.stdout, r.stderr)
+    return out
+
+
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_dashboard_satisfies_grafanas_published_schema(name, tsc_diagnostics):
+    errors = tsc_diagnostics.get(f"{Path(name).stem}.ts", [])
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_grafana_schema_check_catches_a_broken_dashboard(case, tsc_diagnostics):
+    errors = tsc_diagnostics.get(f"broken-{case}.ts", [])
+    assert len(errors) == 1 and BROKEN[case][2] in errors[0], "\n".join(errors) or "tsc reported nothing"

@@ -3,6 +3,10 @@
 Every panel's queries are plain PromQL over the exporter's metrics; the
 generator injects ``job=~"$job", instance=~"$instance"`` (plus the rules
 config's selectors) into every selector, exactly as the rules get theirs.
+
+The JSON satisfies Grafana's published dashboard types (@grafana/schema, with
+each panel's options typed by its plugin; tests/test_dashboards.py checks): the
+options a plugin's types require are written, with Grafana's defaults.
 """
 
 from __future__ import annotations
@@ -301,7 +305,7 @@ def _variables() -> List[Dict[str, Any]]:
 
     return [
         {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
-         "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": []},
+         "hide": 0, "refresh": 1, "regex": "", "options": []},
         query_var("job", "Job", "label_values(sparkwatch_target_up, job)"),
         query_var("instance", "Instance", 'label_values(sparkwatch_target_up{job=~"$job"}, instance)'),
     ]
@@ -320,13 +324,15 @@ def _panel_json(p: Panel, pid: int, x: int, y: int, cfg: Optional[RulesConfig]) 
         defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 20 if p.stack else 0,
                               "showPoints": "never", "spanNulls": False,
                               "stacking": {"mode": "normal" if p.stack else "none", "group": "A"}}
-        options = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+        options = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []},
                    "tooltip": {"mode": "multi", "sort": "desc"}}
     elif p.kind == "stat":
         options = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                   "colorMode": "value", "graphMode": "none", "textMode": "auto", "orientation": "auto"}
+                   "colorMode": "value", "graphMode": "none", "textMode": "auto", "orientation": "auto",
+                   "justifyMode": "auto", "percentChangeColorMode": "standard", "showPercentChange": False,
+                   "wideLayout": True}
     else:
-        options = {"showHeader": True}
+        options = {"showHeader": True, "frameIndex": 0}
     out = {
         "id": pid, "type": p.kind, "title": p.title, "description": p.description, "datasource": DATASOURCE,
         "gridPos": {"h": 8, "w": p.width, "x": x, "y": y},
@@ -365,7 +371,8 @@ def dashboard_json(d: Dashboard, cfg: Optional[RulesConfig] = None) -> Dict[str,
                                   "enable": True, "hide": True, "name": "Annotations & Alerts", "type": "dashboard",
                                   "iconColor": "rgba(0, 211, 255, 1)"}]},
         "links": [{"title": "sparkwatch", "type": "dashboards", "tags": ["sparkwatch"], "asDropdown": True,
-                   "includeVars": True, "keepTime": True}],
+                   "includeVars": True, "keepTime": True, "icon": "external link", "tooltip": "",
+                   "targetBlank": False}],
         "panels": panels,
     }
 
