@@ -189,3 +189,27 @@ def test_files_left_unread_when_their_time_is_up_are_counted_not_the_targets_end
     assert "partial" in out.errors
     lines = [r.getMessage() for r in warnings_of(caplog)]
     assert len(lines) == 1 and f"{int(unread)} left unread" in lines[0], lines
+
+
+def test_without_the_mappings_the_content_decides(monkeypatch):
+    """An exporter that may not read other users' /proc/<pid>/maps (root without
+    CAP_SYS_PTRACE: a container's default capabilities) cannot tell a copy from
+    a JVM's own file: a valid file is read as its process' (as before), garbage
+    is skipped as not_hotspot, never a JVM's partial error."""
+    from exporter.collectors import jvm
+    from tests.test_perfdata import build
+
+    monkeypatch.setattr(jvm, "_maps_file", lambda pid, dirname, n: None)
+    token = f"swnomaps{uuid.uuid4().hex[:8]}"
+    good = build([("sun.rt.javaCommand", "org.example.Copy", "string", 1), ("java.threads.live", 4, "none", 3)])
+    cfg = {"jvm": [{"name": "nomaps", "match": token}]}
+    with garbage.file_holder(good, token, maps=False), garbage.file_holder(b"\x7fELF" + bytes(100), token, maps=False), \
+            running_exporter(cfg) as (url, _):
+        for n in (1, 2):
+            ss = samples(scrape(url))
+            assert value(ss, "sparkwatch_target_up", kind="jvm", target="nomaps") == 1
+            assert not find(ss, "sparkwatch_target_scrape_errors_total", target="nomaps")
+            assert value(ss, "jvm_processes", target="nomaps") == 1
+            assert value(ss, "jvm_threads_live", process="nomaps", pid="") == 4
+            assert value(ss, "jvm_perfdata_files_skipped_total", target="nomaps", reason="not_hotspot") == n
+            assert value(ss, "jvm_perfdata_files_skipped_total", target="nomaps", reason="not_mapped") == 0

@@ -120,8 +120,8 @@ PROCESSES = gauge("jvm_processes", "JVMs this target watches now (0 when a match
 SKIP_REASONS = ("not_hotspot", "not_mapped", "not_ready", "unread")
 FILES_SKIPPED = counter("jvm_perfdata_files_skipped_total",
                         "Perf-data files of live processes this target would have read and did not, by reason: "
-                        "not_hotspot (not a file HotSpot writes), not_mapped (a valid file its process has not "
-                        "mapped: a copy), not_ready (still being initialised after three reads), unread (the "
+                        "not_hotspot (not a file HotSpot writes, or one that cannot be opened), not_mapped (a "
+                        "valid file its process has not mapped: a copy), not_ready (still being initialised after three reads), unread (the "
                         "scrape's time for reading files ran out). Counted at every scrape.", ("reason",))
 
 #: values at or above this are "unlimited" (HotSpot reports e.g. MaxMetaspaceSize as max_uintx)
@@ -492,7 +492,7 @@ class JvmCollector(Collector):
         except (perfdata.NotHotSpot, OSError) as e:
             if mapped is None:
                 mapped = self._verify(ref, started, "not_hotspot")
-            if mapped is not True:
+            if mapped is not True:  # not its JVM's file, or no sign that it is (mappings unreadable)
                 skipped.add("not_hotspot", ref.path)
                 return None
             if not os.path.exists(f"/proc/{ref.pid}"):
@@ -502,8 +502,8 @@ class JvmCollector(Collector):
             return None
         if mapped is None:
             mapped = self._verify(ref, started, "not_mapped")
-        if mapped is not True:
-            skipped.add("not_mapped", ref.path)
+        if isinstance(mapped, str):  # (None: its mappings cannot be read, the file is taken as its JVM's)
+            skipped.add(mapped, ref.path)
             return None
         if args is None:  # /proc/<pid>/cmdline unreadable: what the JVM recorded
             args = (pd.str("java.rt.vmArgs") or "").split() + (pd.str("sun.rt.javaCommand") or "").split()
@@ -516,12 +516,13 @@ class JvmCollector(Collector):
     def _verify(self, ref: JvmRef, started: float, otherwise: str):
         """True when the process has its file mapped (a JVM maps its own from its
         start to its end), else ``otherwise`` (the reason it is skipped); the
-        verdict is kept for the process' life. Unknown (the mappings cannot be
-        read): True, not kept."""
+        verdict is kept for the process' life. None when its mappings cannot be
+        read (no CAP_SYS_PTRACE for a process of another user; not kept): the
+        file's content decides."""
         dirname = os.path.basename(os.path.dirname(ref.path))
         mapped = _maps_file(ref.pid, dirname, ref.nspid)
         if mapped is None:
-            return True
+            return None
         verdict = True if mapped else otherwise
         self._verdicts[(ref.pid, ref.file_id)] = (started, verdict)
         return verdict
