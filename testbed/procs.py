@@ -32,23 +32,29 @@ def stop_process_group(p: subprocess.Popen, grace: float = 5.0) -> None:
     """SIGTERM ``p``'s process group, wait up to ``grace`` seconds, then SIGKILL the group.
 
     The group is killed even when its leader has already exited: pyspark's JVM
-    and Python workers can outlive the process that started them."""
+    and Python workers can outlive the process that started them. A process
+    that leads no group (started without ``start_new_session``) shares its
+    caller's: it is signalled alone."""
     try:
         pgid = os.getpgid(p.pid)
     except ProcessLookupError:
         pgid = p.pid
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+
+    def send(sig: int) -> None:
         try:
-            os.killpg(pgid, sig)
+            if pgid == p.pid:
+                os.killpg(pgid, sig)
+            else:
+                p.send_signal(sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        send(sig)
         try:
             p.wait(timeout=wait)
             if sig == signal.SIGKILL or wait == 0:
                 break
         except subprocess.TimeoutExpired:
             continue
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    send(signal.SIGKILL)
