@@ -457,9 +457,9 @@ def test_a_young_jvm_without_its_perf_data_yet_is_info(capsys, jvm_classes, perf
 @requires_java
 def test_an_old_jvm_with_an_unreadable_perf_data_file_gets_the_file_mode_advice(capsys, jvm_classes, monkeypatch):
     """The same file in a JVM past its start (here: every JVM counts as old) is a warning."""
-    import exporter.doctor.findings as findings
+    import exporter.doctor.judgements.targets as setup
 
-    monkeypatch.setattr(findings, "YOUNG_JVM_SECONDS", 0.0)
+    monkeypatch.setattr(setup, "YOUNG_JVM_SECONDS", 0.0)
     with jvm_held_at_startup(jvm_classes, "doctor-old-unreadable", "being created") as (pid, match):
         run = doctor(capsys, {"jvm": [{"name": "old", "match": match}]})
     [f] = [f for f in run.findings if f["target"] == "old" and f["evidence"].get("pid") == pid]
@@ -573,3 +573,62 @@ def test_trend_judgements_on_two_readings():
     # one reading: no trend is guessed
     single = Judge(readings[-1:], Thresholds(), None, parse_config({})).judge()
     assert {f.runbook.rsplit("/", 1)[-1][:-3] for f in single} == {"JvmHeapFloorNearlyFull"}
+
+
+# ------------------------------------------------------------------ one definition: the pack's alerts
+
+
+def test_every_alert_is_judged_by_the_doctor_or_says_why_not():
+    """For every alert of the pack: the doctor's judgements that cover it, or the reason one or
+    two readings cannot judge it (a trend over hours, a series that is gone). An alert added,
+    renamed or retired without its judgement fails here, not silently in the doctor."""
+    from exporter.doctor.judgements import JUDGEMENTS, NOT_JUDGED
+    from exporter.pack.alerts import ALERTS
+
+    covered = {}
+    for j in JUDGEMENTS:
+        for a in j.alerts:
+            covered.setdefault(a.name, []).append(j.name)
+    table = {a.name: covered.get(a.name) or NOT_JUDGED.get(a) for a in ALERTS}
+    assert all(table.values()), {name: how for name, how in table.items() if not how}
+    assert not [a.name for a in NOT_JUDGED if a.name in covered], "both judged and not judgeable"
+    # a retired alert still named by the doctor
+    assert all(a in ALERTS for a in NOT_JUDGED) and all(a in ALERTS for j in JUDGEMENTS for a in j.alerts)
+    assert all(len(reason.split()) >= 5 for reason in NOT_JUDGED.values()), NOT_JUDGED
+    # docs/doctor.md names each: in the table of judgements, or under "Not judged" with its reason
+    doc = (ROOT / "docs" / "doctor.md").read_text()
+    assert not [a.name for a in ALERTS if not re.search(rf"\b{a.name}\b", doc)]
+
+
+def test_the_doctor_names_no_alert_by_a_string():
+    """The doctor imports the pack's Alert objects; no alert name is spelled in its code."""
+    import ast
+
+    from exporter.pack.alerts import ALERTS
+
+    names = re.compile(r"\b(?:" + "|".join(a.name for a in ALERTS) + r")\b")
+    spelled = []
+    for path in sorted((ROOT / "exporter" / "doctor").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and names.search(node.value):
+                spelled.append((str(path.relative_to(ROOT)), node.lineno, names.search(node.value).group()))
+    assert not spelled
+
+
+def test_a_judgement_reports_only_the_alerts_it_declares():
+    """A finding for an alert its judgement does not declare is a bug of the doctor: said
+    as one (an info finding naming the judgement), never passed off as that alert."""
+    from exporter.config import parse_config
+    from exporter.doctor.findings import Judge, judges
+    from exporter.doctor.reading import Reading, TargetStatus
+    from exporter.doctor.thresholds import Thresholds
+    from exporter.pack.alerts.s3_leaks import JVM_GC_TIME_HIGH, JVM_THREADS_LEAKING
+
+    @judges(JVM_GC_TIME_HIGH)
+    def undeclared(j):
+        j.add(JVM_THREADS_LEAKING, target="local", subject="process x", summary="leaking")
+
+    reading = Reading(0.0, time.time(), [], [TargetStatus("jvm", "local", True, "", {})])
+    [f] = Judge([reading], Thresholds(), None, parse_config({}), judgements=[undeclared]).judge()
+    assert (f.severity, f.signature, f.runbook) == ("info", "setup", "")
+    assert "undeclared failed" in f.summary and JVM_THREADS_LEAKING.name in f.summary

@@ -5,7 +5,8 @@
 It reads every configured target once (the built-in default configuration
 when none is given) with the exporter's own collectors and scrape engine
 (:mod:`.reading`), judges each failure signature with the alerting pack's own
-thresholds (:mod:`.thresholds`, :mod:`.findings`) and prints the findings,
+thresholds (:mod:`.thresholds`; the judgements, one module per signature, in
+:mod:`.judgements`, on :mod:`.findings`) and prints the findings,
 worst first (:mod:`.render`). ``--watch N`` takes a second reading N seconds
 later, for what only a trend shows (stderr says when it comes). Read-only
 towards every target, like the exporter.
@@ -39,6 +40,7 @@ def _seconds(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line of ``sparkwatch doctor``."""
     p = argparse.ArgumentParser(
         prog="sparkwatch doctor",
         description="Read every configured target once and print what is wrong, worst first: each failure "
@@ -89,6 +91,7 @@ def say_when(watch: float) -> None:
 
 
 def cmd_doctor(argv: List[str]) -> int:
+    """``sparkwatch doctor ARGS``: read, judge, print; the exit status (0, 1 or 2)."""
     args = parser().parse_args(argv)
     try:
         config = load_config(args.config)

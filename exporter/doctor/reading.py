@@ -26,7 +26,7 @@ import psutil
 
 from .. import procstats
 from ..collectors import build_collectors
-from ..collectors.jvm import JvmTarget, main_class, scan_host, short_name
+from ..collectors.jvm import JvmTarget, _flag, main_class, scan_host, short_name
 from ..collectors.zookeeper import ZooKeeperTarget
 from ..config import iter_targets
 from ..hotspot import perfdata
@@ -42,6 +42,8 @@ NO_ATTACH_FLAG = "-XX:+DisableAttachMechanism"
 
 @dataclass
 class TargetStatus:
+    """One target in one reading: up or down, and why."""
+
     kind: str
     name: str
     up: bool
@@ -53,6 +55,8 @@ class TargetStatus:
 
 @dataclass
 class Reading:
+    """Every sample of every target read once, when (monotonic and wall clock), and each target's status."""
+
     monotonic: float
     wall: float
     samples: List[Sample]
@@ -79,6 +83,8 @@ def _with_store_paths(kind: str, tc):
 
 
 class Reader:
+    """The configured targets, built once with the exporter's collectors, read with its scrape engine."""
+
     def __init__(self, config):
         self.config = config
         configured = [(kind, _with_store_paths(kind, tc)) for kind, tc in iter_targets(config)]
@@ -117,6 +123,8 @@ class Reader:
 
 @dataclass
 class HostJvm:
+    """A java process of this host, as the jvm collector would see it (or not)."""
+
     pid: int
     uid: int
     user: str
@@ -142,6 +150,8 @@ class HostJvm:
 
 @dataclass
 class HostScan:
+    """Every JVM of this host, and the uid this process reads them as."""
+
     jvms: List[HostJvm]
     euid: int
 
@@ -162,15 +172,6 @@ def _comm(pid: int) -> str:
             return f.read().strip()
     except OSError:
         return ""
-
-
-def _flag(args: List[str], flag: str) -> str:
-    for i, a in enumerate(args):
-        if a == flag and i + 1 < len(args):
-            return args[i + 1]
-        if a.startswith(flag + "="):
-            return a[len(flag) + 1:]
-    return ""
 
 
 def _main_from_args(args: List[str]) -> str:

@@ -22,6 +22,7 @@ RESET = "\033[0m"
 
 
 def to_json(findings: List[Finding], reading: Reading) -> str:
+    """The findings and the targets of the last reading, as JSON."""
     return json.dumps({
         "findings": [f.as_dict() for f in findings],
         "targets": [{"kind": t.kind, "name": t.name, "up": t.up, "error": t.error or None} for t in reading.targets],
@@ -40,6 +41,8 @@ def _evidence(ev: dict) -> str:
 
 def to_text(findings: List[Finding], readings: List[Reading], colour: bool = False,
             notes: Optional[List[str]] = None) -> str:
+    """The report for a terminal or a ticket: at most 80 columns, worst first, then the targets
+    and the ``notes``."""
     last = readings[-1]
     down = sum(1 for t in last.targets if not t.up)
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last.wall))

@@ -1,0 +1,191 @@
+"""S5, classes and the code cache fill up in a long-running driver: classes,
+the code cache and the JIT, the cleaner settings, the listener bus and jobs,
+judged with the thresholds of ``exporter/pack/alerts/s5_classes_codecache.py``."""
+
+from __future__ import annotations
+
+from ...pack.alerts.s5_classes_codecache import (
+    JVM_CODE_CACHE_NEARLY_FULL,
+    JVM_CODE_CACHE_PREDICTED_FULL,
+    JVM_JIT_COMPILATION_DISABLED,
+    JVM_LOADED_CLASSES_RISING,
+    SPARK_CLEANER_SETTINGS_RISKY,
+    SPARK_JOB_RUNNING_TOO_LONG,
+    SPARK_JOBS_PILING_UP,
+    SPARK_LISTENER_EVENTS_DROPPED,
+    SPARK_LISTENER_QUEUE_FILLING,
+)
+from ...pack.signatures import SIGNATURES
+from ..findings import APP_KEY, JVM_KEY, Judge, count, duration, judges, pct, size
+
+
+@judges(JVM_CODE_CACHE_NEARLY_FULL, JVM_CODE_CACHE_PREDICTED_FULL)
+def s5_codecache(j: Judge) -> None:
+    """The code cache per heap (jvm collector with attach, or the driver's JvmSource pools): full,
+    above the prediction's minimum share, and (two readings) its pace."""
+    full, pred = JVM_CODE_CACHE_NEARLY_FULL, JVM_CODE_CACHE_PREDICTED_FULL
+    ratio = j.t.number(full, "ratio")
+    min_ratio = j.t.number(pred, "min_ratio")
+    horizon = j.t.seconds(pred, "horizon")
+    maxes = j.series(j.last, "jvm_codecache_max_bytes", JVM_KEY + ("heap",))
+    heaps = []
+    for k, (lbl, u0, u1) in j.trend("jvm_codecache_used_bytes", JVM_KEY + ("heap",)).items():
+        heaps.append((lbl, u0, u1, maxes.get(k, (None, None))[1], j.jvm_subject(lbl), lbl["heap"]))
+    pools = j.t.regex(full, "code_pools")
+    keys = APP_KEY + ("pool",)
+    pmax = j.series(j.last, "spark_driver_jvm_memory_pool_max_bytes", keys)
+    for k, (lbl, u0, u1) in j.trend("spark_driver_jvm_memory_pool_used_bytes", keys,
+                                    where=lambda lbl: bool(pools.match(lbl.get("pool", "")))).items():
+        heaps.append((lbl, u0, u1, pmax.get(k, (None, None))[1], f"driver of {j.app_subject(lbl)}",
+                      lbl["pool"]))
+    for lbl, u0, u1, mx, subject, heap in heaps:
+        if not mx:
+            continue
+        ev = {"code_cache_used_bytes": u1, "code_cache_max_bytes": mx, "ratio": ratio}
+        if u1 / mx > ratio:
+            j.add(full, target=lbl["target"], subject=subject,
+                  summary=f"Its JIT code cache heap '{heap}' is {pct(u1 / mx)} full ({size(u1)} of "
+                          f"{size(mx)}, more than {pct(ratio)}): compilation is about to be disabled "
+                          "(or already is).", evidence=ev)
+        elif u1 / mx > min_ratio:
+            ev["min_ratio"] = min_ratio
+            if u0 is not None and j.dt > 0 and u1 > u0:
+                rate = (u1 - u0) / j.dt
+                ev["bytes_per_hour"] = rate * 3600
+                if u1 + rate * horizon >= mx:
+                    j.add(pred, target=lbl["target"], subject=subject,
+                          summary=f"Its code cache heap '{heap}' is {pct(u1 / mx)} full and grew "
+                                  f"{size(u1 - u0)} in {duration(j.dt)}: full in about "
+                                  f"{duration((mx - u1) / rate)}, then the JIT is switched off.", evidence=ev)
+                    continue
+            j.add(pred, severity="info", target=lbl["target"], subject=subject,
+                  summary=f"Its code cache heap '{heap}' is {pct(u1 / mx)} full ({size(u1)} of {size(mx)}).",
+                  evidence=ev)
+
+
+@judges(JVM_JIT_COMPILATION_DISABLED)
+def s5_jit(j: Judge) -> None:
+    """A JVM whose JIT compiler switched itself off (the code cache filled up)."""
+    a = JVM_JIT_COMPILATION_DISABLED
+    full_events = j.series(j.last, "jvm_codecache_full_events_total")
+    for k, (lbl, v) in j.series(j.last, "jvm_jit_compilation_enabled").items():
+        if v == 0:
+            n = full_events.get(k, (None, None))[1]
+            j.add(a, target=lbl["target"], subject=j.jvm_subject(lbl),
+                  summary="Its JIT compiler is disabled (\"compilation: disabled\"): the code cache filled "
+                          f"up{f' ({count(n)} times)' if n else ''}, it now runs interpreted and stays slow "
+                          "until restarted.",
+                  fix=a.action + " " + SIGNATURES[a.signature].fix,
+                  evidence={"jit_compilation_enabled": 0, "code_cache_full_events": n})
+
+
+@judges(JVM_LOADED_CLASSES_RISING)
+def s5_classes(j: Judge) -> None:
+    """(Two readings.) Loaded classes rising faster than the alert's increase per trend window."""
+    a = JVM_LOADED_CLASSES_RISING
+    if not j.watching or j.dt <= 0:
+        return
+    min_increase = j.t.number(a, "min_increase")
+    trend_window = j.t.seconds(a, "trend_window")
+    floor_window = j.t.seconds(a, "floor_window")
+    for k, (lbl, c0, c1) in j.trend("jvm_classes_currently_loaded").items():
+        if c0 is None or c1 <= c0:
+            continue
+        pace = (c1 - c0) / j.dt * trend_window
+        if pace <= min_increase:
+            continue
+        up = j.uptime(lbl)
+        warm = up is not None and up < floor_window
+        serious = not warm
+        j.add(a, severity=None if serious else "info", target=lbl["target"], subject=j.jvm_subject(lbl),
+              summary=f"Loaded classes rose from {count(c0)} to {count(c1)} in {duration(j.dt)}: "
+                      f"{count(pace)} per {duration(trend_window)} at that pace (the pack warns above "
+                      f"{count(min_increase)})" + ("; it started less than "
+                                                   f"{duration(floor_window)} ago (warm-up?)." if warm else "."),
+              evidence={"classes_before": c0, "classes": c1, "per_trend_window": pace,
+                        "min_increase": min_increase, "uptime_seconds": up})
+
+
+@judges(SPARK_CLEANER_SETTINGS_RISKY)
+def s5_cleaner(j: Judge) -> None:
+    """An application with the cleaner settings of S5's war story: warning once it is long-running."""
+    a = SPARK_CLEANER_SETTINGS_RISKY
+    max_interval = j.t.seconds(a, "max_periodic_gc_interval")
+    min_uptime = j.t.seconds(a, "min_uptime")
+    blocking = j.series(j.last, "spark_cleaner_reference_tracking_blocking", APP_KEY)
+    uptime = j.series(j.last, "spark_app_uptime_seconds", APP_KEY)
+    for k, (lbl, interval) in j.series(j.last, "spark_cleaner_periodic_gc_interval_seconds", APP_KEY).items():
+        b = blocking.get(k, (None, None))[1]
+        risky = []
+        if interval > max_interval:
+            risky.append(f"spark.cleaner.periodicGC.interval is {duration(interval)} (above "
+                         f"{duration(max_interval)})")
+        if b == 1:
+            risky.append("spark.cleaner.referenceTracking.blocking=true")
+        if not risky:
+            continue
+        up = uptime.get(k, (None, None))[1]
+        long_running = up is not None and up > min_uptime
+        j.add(a, severity=None if long_running else "info", target=lbl["target"],
+              subject=j.app_subject(lbl),
+              summary=f"{' and '.join(risky)[0].upper()}{' and '.join(risky)[1:]}: the settings that let "
+                      f"S5's war story's cleaner fall behind. It has run {duration(up or 0)}"
+                      + ("." if long_running else f" (the pack warns after {duration(min_uptime)})."),
+              fix=SIGNATURES[a.signature].fix,
+              evidence={"periodic_gc_interval_seconds": interval, "reference_tracking_blocking": b,
+                        "uptime_seconds": up, "max_periodic_gc_interval_seconds": max_interval})
+
+
+@judges(SPARK_LISTENER_EVENTS_DROPPED, SPARK_LISTENER_QUEUE_FILLING)
+def s5_listener(j: Judge) -> None:
+    """Listener queues that dropped events (new ones need two readings) or are nearly full."""
+    dropped, filling = SPARK_LISTENER_EVENTS_DROPPED, SPARK_LISTENER_QUEUE_FILLING
+    keys = APP_KEY + ("queue",)
+    for k, (lbl, d0, d1) in j.trend("spark_listener_dropped_events_total", keys).items():
+        if d0 is not None and d1 > d0:
+            j.add(dropped, target=lbl["target"], subject=f"{j.app_subject(lbl)}, queue {lbl['queue']}",
+                  summary=f"Its listener queue {lbl['queue']} dropped {count(d1 - d0)} events in the last "
+                          f"{duration(j.dt)}: the UI, the cleaner and these figures fall behind.",
+                  evidence={"dropped_events": d1 - d0, "dropped_events_total": d1})
+        elif d1 > 0:
+            j.add(dropped, severity="info", target=lbl["target"],
+                  subject=f"{j.app_subject(lbl)}, queue {lbl['queue']}",
+                  summary=f"Its listener queue {lbl['queue']} has dropped {count(d1)} events since the "
+                          "application started" + (", none in the last " + duration(j.dt) + "."
+                                                   if j.watching else "."),
+                  evidence={"dropped_events_total": d1})
+    ratio = j.t.number(filling, "ratio")
+    caps = j.series(j.last, "spark_listener_queue_capacity", keys)
+    for k, (lbl, e0, e1) in j.trend("spark_listener_queue_events", keys).items():
+        cap = caps.get(k, (None, None))[1]
+        vals = [v for v in (e0, e1) if v is not None]
+        if cap and min(vals) / cap > ratio:
+            j.add(filling, severity=None if j.watching else "info", target=lbl["target"],
+                  subject=f"{j.app_subject(lbl)}, queue {lbl['queue']}",
+                  summary=f"Its listener queue {lbl['queue']} holds {count(min(vals))} of {count(cap)} events "
+                          f"({pct(min(vals) / cap)}): events will be dropped.",
+                  evidence={"queue_events": min(vals), "queue_capacity": cap, "ratio": ratio})
+
+
+@judges(SPARK_JOB_RUNNING_TOO_LONG, SPARK_JOBS_PILING_UP)
+def s5_jobs(j: Judge) -> None:
+    """A job running for longer than the alert's max age; more active jobs than its maximum."""
+    too_long, piling = SPARK_JOB_RUNNING_TOO_LONG, SPARK_JOBS_PILING_UP
+    max_age = j.t.seconds(too_long, "max_age")
+    max_jobs = j.t.number(piling, "max_jobs")
+    for lbl, age in j.series(j.last, "spark_job_oldest_active_age_seconds", APP_KEY).values():
+        if age > max_age:
+            j.add(too_long, target=lbl["target"], subject=j.app_subject(lbl),
+                  summary=f"Its oldest active job has been running for {duration(age)} (more than "
+                          f"{duration(max_age)}): stuck or starved.",
+                  evidence={"oldest_job_age_seconds": age, "max_age_seconds": max_age})
+    for k, (lbl, j0, j1) in j.trend("spark_jobs_active", APP_KEY).items():
+        vals = [v for v in (j0, j1) if v is not None]
+        if min(vals) > max_jobs:
+            rising = j0 is not None and j1 > j0
+            j.add(piling, severity=None if rising else "info", target=lbl["target"],
+                  subject=j.app_subject(lbl),
+                  summary=f"It has {count(j1)} active jobs (more than {count(max_jobs)})"
+                          + (f", {count(j1 - j0)} more than {duration(j.dt)} ago: jobs pile up."
+                             if rising else "."),
+                  evidence={"active_jobs": j1, "max_jobs": max_jobs})
