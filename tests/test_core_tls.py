@@ -1,30 +1,10 @@
-"""TLS settings of HTTP targets, against a real HTTPS server with its own CA."""
+"""TLS settings of HTTP targets, against a real HTTPS server with its own CA (the ``pki``
+fixture of conftest.py)."""
 
 import ssl
-import subprocess
-
-import pytest
 
 from testbed.exporter import running_exporter, scrape, value
 from testbed.faulty_http import faulty_server
-
-
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sparkwatch test CA",
-             "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
-    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name, ext in (("server", ["-extfile", "san.cnf"]), ("client", [])):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
-                 "-out", f"{name}.csr", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-days", "2", "-out", f"{name}.pem", *ext, cwd=d)
-    return d
 
 
 def _server_context(pki, require_client_cert=False):

@@ -24,29 +24,7 @@ from testbed.exporter import wait_until_healthy
 from testbed.procs import free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    """ca.pem signs server (IP 127.0.0.1), client and named-client (DNS prometheus.internal);
-    rogue-ca.pem signs rogue-client."""
-    d = tmp_path_factory.mktemp("pki")
-    for ca in ("ca", "rogue-ca"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=sparkwatch {ca}",
-                 "-keyout", f"{ca}.key", "-out", f"{ca}.pem", cwd=d)
-    (d / "server.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    (d / "named-client.cnf").write_text("subjectAltName=DNS:prometheus.internal\n")
-    for name, ca, ext in (("server", "ca", ["-extfile", "server.cnf"]), ("client", "ca", []),
-                          ("named-client", "ca", ["-extfile", "named-client.cnf"]), ("rogue-client", "rogue-ca", [])):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
-                 "-out", f"{name}.csr", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-                 "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", *ext, cwd=d)
-    return d
+# pki (ca, server, client, named-client, rogue-ca, rogue-client): the fixture of conftest.py
 
 
 def _hash(password: str, prefix: str = "$2b$") -> str:
