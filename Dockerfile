@@ -9,10 +9,11 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 # Run stage: only the wheels, no compiler, no sources; runs as a non-root user (uid 10001),
 # which is all the cluster-level targets need (Spark UIs, history servers, Livy, ZooKeeper).
 #
-# The root variant, for watching every JVM of a host (the Kubernetes DaemonSet
-# deploy/kubernetes/node-daemonset.yaml does the same): the same image, run as uid 0 in
+# The root variant, for watching the JVMs of every user of a host (the Kubernetes overlay
+# deploy/kubernetes/variants/all-users does the same): the same image, run as uid 0 in
 # the host's process namespace with every capability dropped but the two the jvm
-# collector needs (SYS_PTRACE and DAC_READ_SEARCH; see docs/deploy.md):
+# collector needs (SYS_PTRACE and DAC_READ_SEARCH; see docs/deploy.md). The JVMs of one
+# user alone need none: run it as that uid and gid (--user=185:185) without --cap-add.
 #   docker run --pid=host --user=0 --cap-drop=ALL --cap-add=SYS_PTRACE \
 #     --cap-add=DAC_READ_SEARCH --security-opt=no-new-privileges --read-only -p 9951:9951 \
 #     -v $PWD/sparkwatch.yml:/etc/sparkwatch.yml:ro sparkwatch --config.file=/etc/sparkwatch.yml

@@ -1,33 +1,41 @@
 """The Kubernetes manifests of sparkwatch (``deploy/kubernetes/``), generated
 from the pack so that they cannot drift from it: the PrometheusRule holds
 exactly the rules of ``alerts/sparkwatch.rules.yml``, each dashboard ConfigMap
-exactly one committed dashboard, and the port, the configuration files and the
-privileges are the ones this module declares (``sparkwatch deploy``).
+exactly one committed dashboard, and the port, the configuration files, the
+privileges, the endpoint's protection and the network policies are the ones
+this module declares (``sparkwatch deploy``).
 
-Two workloads:
+Two workloads, in ``base/``:
 
-- ``sparkwatch-node``, a DaemonSet: every HotSpot JVM of its node (Spark
+- ``sparkwatch-node``, a DaemonSet: the HotSpot JVMs of its node (Spark
   drivers and executors in pods) through the host's process namespace
-  (``hostPID``), as root with only the capabilities the JVM collector uses
-  (:data:`CAPS_PERF`; :data:`CAPS_ATTACH` with ``attach: true``).
+  (``hostPID``), as the Spark images' uid and gid (185) without any
+  capability: it reads the JVMs of that uid and gid. The overlays in
+  ``variants/`` grant what more needs (:data:`PRIVILEGES`): attach, or
+  the JVMs of every user (root with ``SYS_PTRACE``).
 - ``sparkwatch-cluster``, a Deployment, non-root: the cluster-level targets
   (history server, Livy, ZooKeeper) and ``/probe`` for the Spark UIs of
   driver pods.
 
-The reasons for each capability are in docs/deploy.md; the tests run the
-exporter with exactly these sets against a JVM of another user in another
-mount and pid namespace.
+Both serve TLS and basic authentication only (``--web.config.file``, from the
+Secrets ``sparkwatch-web`` and ``sparkwatch-tls``), the monitors scrape with the
+Secret ``sparkwatch-scrape``, and a NetworkPolicy per workload admits only
+Prometheus. The reasons, and the threat model, are in docs/deploy.md; the tests
+run the exporter with exactly each variant's privileges against JVMs of several
+users in their own mount and pid namespaces.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from .. import __version__
 from .rules import build_rules, dump_yaml
 from .rulesconfig import RulesConfig
 
 KUBERNETES_DIR = "deploy/kubernetes"
+#: the manifests, under KUBERNETES_DIR; an overlay must not contain the directory it builds on (kustomize)
+BASE_DIR = "base"
 NAMESPACE = "sparkwatch"
 #: the exporter's default port (exporter.cli.DEFAULT_LISTEN; a test checks they agree)
 PORT = 9951
@@ -36,17 +44,41 @@ IMAGE = "sparkwatch"
 CONFIG_DIR = "/etc/sparkwatch/config"
 CONFIG_FILE = "sparkwatch.yml"
 SECRETS_DIR = "/etc/sparkwatch/secrets"
+#: the web configuration (TLS, basic auth) and the server's key and certificate
+WEB_DIR = "/etc/sparkwatch/web"
+WEB_CONFIG_FILE = "web.yml"
 #: the non-root user of the image (Dockerfile: USER 10001)
 IMAGE_UID = 10001
-#: the uid and gid of the `spark` user of the Apache Spark images: the `same-user` variant
+#: the uid and gid of the `spark` user of the Apache Spark images: the DaemonSet's by default
 SPARK_UID = 185
 
-#: perf-data files, process statistics: SYS_PTRACE for /proc/<pid>/ns/mnt, /proc/<pid>/root and the
-#: fd links of processes of other users; DAC_READ_SEARCH for their 0600 perf files and /proc/<pid>/fd
-CAPS_PERF: Tuple[str, ...] = ("SYS_PTRACE", "DAC_READ_SEARCH")
-#: with `attach: true`: DAC_OVERRIDE to connect to a JVM's 0600 attach socket (it also covers every
-#: read DAC_READ_SEARCH allowed), KILL for the SIGQUIT that starts a JVM's attach listener
-CAPS_ATTACH: Tuple[str, ...] = ("SYS_PTRACE", "DAC_OVERRIDE", "KILL")
+
+class Privileges(NamedTuple):
+    """What the DaemonSet's container runs as, in one variant."""
+
+    uid: int
+    gid: int
+    #: the capabilities added back after dropping ALL
+    caps: Tuple[str, ...]
+    #: ``attach: true`` in its configuration (code cache, JIT state)
+    attach: bool
+
+
+DEFAULT = "default"
+#: the base and each overlay of variants/. Reading another user's JVM in another pod needs ptrace
+#: read access to it (/proc/<pid>/ns/mnt, /proc/<pid>/root): the same uid and gid, or SYS_PTRACE.
+#: The same uid and gid need nothing else, attach included (the JVM accepts a peer of its own uid
+#: and gid, the 0600 files and socket are its own, a signal to one's own process needs no
+#: capability). Other users: root with SYS_PTRACE and DAC_READ_SEARCH (the 0600 perf file,
+#: /proc/<pid>/fd); for attach DAC_OVERRIDE (write to the 0600 socket; it covers the reads) and KILL
+#: (SIGQUIT), as uid 0 (the JVM accepts root). docs/deploy.md has the table, the tests measure it.
+PRIVILEGES: Dict[str, Privileges] = {
+    DEFAULT: Privileges(SPARK_UID, SPARK_UID, (), False),
+    "same-user-attach": Privileges(SPARK_UID, SPARK_UID, (), True),
+    "all-users": Privileges(0, 0, ("SYS_PTRACE", "DAC_READ_SEARCH"), False),
+    "all-users-attach": Privileges(0, 0, ("SYS_PTRACE", "DAC_OVERRIDE", "KILL"), True),
+}
+VARIANTS = tuple(v for v in PRIVILEGES if v != DEFAULT)
 
 HEADER = ("# Generated by `sparkwatch deploy` from exporter/pack/deploy.py: do not edit.\n"
           "# What it is and how to adapt it: docs/deploy.md.\n")
@@ -56,6 +88,21 @@ CLUSTER = "sparkwatch-cluster"
 SECRET = "sparkwatch-secrets"
 SPARK_DRIVERS = "sparkwatch-spark-drivers"
 CLUSTER_ADDRESS = f"{CLUSTER}.{NAMESPACE}.svc:{PORT}"
+#: the endpoint's protection, three Secrets made by the user (docs/deploy.md), none applied by the
+#: kustomization: web.yml (the bcrypt hash of Prometheus' password) and the server's key and
+#: certificate (kubernetes.io/tls, cert-manager can own it), mounted into both workloads; the user
+#: name, the password and the CA, read by the Prometheus Operator for the monitors
+WEB_SECRET = "sparkwatch-web"
+TLS_SECRET = "sparkwatch-tls"
+SCRAPE_SECRET = "sparkwatch-scrape"
+SCRAPE_USER = "prometheus"
+#: the names the server's certificate carries, which the monitors verify: each Service's
+TLS_NAMES = (f"{NODE}.{NAMESPACE}.svc", f"{CLUSTER}.{NAMESPACE}.svc")
+#: the Prometheus the NetworkPolicies admit: the Prometheus Operator labels its pods
+#: app.kubernetes.io/name=prometheus; kube-prometheus installs it into `monitoring` (a
+#: kustomize patch changes both: docs/deploy.md)
+PROMETHEUS_NAMESPACE = "monitoring"
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
 
 
 def _labels(component: Optional[str] = None) -> Dict[str, str]:
@@ -80,13 +127,14 @@ def _meta(name: str, component: Optional[str] = None, **extra: Any) -> Dict[str,
 def node_config(attach: bool = False) -> str:
     """sparkwatch.yml of the DaemonSet: every JVM of the node, nothing else."""
     if attach:
-        note = ("    attach: true          # code cache and JIT state (S5); needs the capabilities of\n"
-                "                          # the attach variant, or the JVMs' own uid (docs/deploy.md)\n")
+        note = ("    attach: true          # code cache and JIT state (S5); as the JVMs' own uid and gid,\n"
+                "                          # or as root with the attach capabilities (docs/deploy.md)\n")
     else:
-        note = ("    attach: false         # true reads the code cache and JIT state (S5); it needs\n"
-                "                          # deploy/kubernetes/variants/attach (docs/deploy.md)\n")
-    return ("# sparkwatch on every node (DaemonSet sparkwatch-node): every HotSpot JVM of the\n"
-            "# node, Spark drivers and executors in pods included (docs/jvm.md).\n"
+        note = ("    attach: false         # true reads the code cache and JIT state (S5):\n"
+                "                          # the *-attach variants (docs/deploy.md)\n")
+    return ("# sparkwatch on every node (DaemonSet sparkwatch-node): the HotSpot JVMs of the node,\n"
+            "# Spark drivers and executors in pods included (docs/jvm.md), of the users its\n"
+            "# variant may read (docs/deploy.md).\n"
             "jvm:\n"
             "  - discover: true\n"
             + note)
@@ -141,7 +189,7 @@ SECRET_KEYS: Dict[str, str] = {
 
 def namespace() -> Dict[str, Any]:
     labels = _labels()
-    # hostPID and SYS_PTRACE (the DaemonSet) are outside the `baseline` Pod Security level
+    # hostPID (the DaemonSet, every variant) is outside the `baseline` Pod Security level
     labels["pod-security.kubernetes.io/enforce"] = "privileged"
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels}}
 
@@ -156,42 +204,52 @@ def _configmap(name: str, component: str, data: Dict[str, str], **meta: Any) -> 
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(name, component, **meta), "data": data}
 
 
-def _probe(path: str = "/-/healthy") -> Dict[str, Any]:
-    return {"httpGet": {"path": path, "port": "metrics"}, "periodSeconds": 30, "timeoutSeconds": 5}
+def _probe() -> Dict[str, Any]:
+    # the one path that needs no password (exporter.webconfig.UNPROTECTED_PATHS); the kubelet does
+    # not verify the certificate of an HTTPS probe
+    return {"httpGet": {"path": "/-/healthy", "port": "metrics", "scheme": "HTTPS"},
+            "periodSeconds": 30, "timeoutSeconds": 5}
 
 
-def _container(args: List[str], security: Dict[str, Any], mounts: List[Dict[str, Any]],
-               resources: Dict[str, Any]) -> Dict[str, Any]:
+def _container(security: Dict[str, Any], mounts: List[Dict[str, Any]], resources: Dict[str, Any]) -> Dict[str, Any]:
     return {
         "name": "sparkwatch",
         "image": f"{IMAGE}:{__version__}",
         "imagePullPolicy": "IfNotPresent",
-        "args": args,
+        "args": [f"--config.file={CONFIG_DIR}/{CONFIG_FILE}", f"--web.listen-address=:{PORT}",
+                 f"--web.config.file={WEB_DIR}/{WEB_CONFIG_FILE}"],
         "ports": [{"name": "metrics", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": _probe(),
         "livenessProbe": dict(_probe(), failureThreshold=5),
         "resources": resources,
         "securityContext": security,
-        "volumeMounts": mounts,
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                         {"name": "web", "mountPath": WEB_DIR, "readOnly": True}, *mounts],
     }
 
 
-def _args() -> List[str]:
-    return [f"--config.file={CONFIG_DIR}/{CONFIG_FILE}", f"--web.listen-address=:{PORT}"]
+def _web_volume() -> Dict[str, Any]:
+    """web.yml of sparkwatch-web, the key and certificate of sparkwatch-tls, in one directory;
+    0440 and group fsGroup: readable by the container's user only. Without the Secrets the pod
+    does not start: the endpoint is never served unprotected."""
+    return {"name": "web", "projected": {"defaultMode": 0o440, "sources": [
+        {"secret": {"name": WEB_SECRET, "items": [{"key": WEB_CONFIG_FILE, "path": WEB_CONFIG_FILE}]}},
+        {"secret": {"name": TLS_SECRET, "items": [{"key": "tls.crt", "path": "tls.crt"},
+                                                  {"key": "tls.key", "path": "tls.key"}]}},
+    ]}}
 
 
-def node_security(variant: str = "default") -> Dict[str, Any]:
-    """The DaemonSet container's securityContext: ``default`` (perf data, no attach),
-    ``attach`` (root with the attach capabilities), ``same-user`` (the Spark uid, no capability)."""
-    base = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False}
-    if variant == "same-user":
-        return dict(base, runAsUser=SPARK_UID, runAsGroup=SPARK_UID, runAsNonRoot=True,
-                    capabilities={"drop": ["ALL"]})
-    caps = CAPS_ATTACH if variant == "attach" else CAPS_PERF
-    # uid 0: a JVM accepts an attach only from root or from its own uid and gid. Being uid 0 grants
-    # nothing else here: the capabilities grant access to other users' processes and files
-    return dict(base, runAsUser=0, runAsGroup=0, runAsNonRoot=False,
-                capabilities={"drop": ["ALL"], "add": list(caps)})
+#: what every container is denied (a variant adds back only its capabilities)
+_LOCKED = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False}
+
+
+def node_security(variant: str = DEFAULT) -> Dict[str, Any]:
+    """The DaemonSet container's securityContext in ``variant`` (:data:`PRIVILEGES`)."""
+    p = PRIVILEGES[variant]
+    caps: Dict[str, Any] = {"drop": ["ALL"]}
+    if p.caps:
+        caps["add"] = list(p.caps)
+    return dict(_LOCKED, runAsUser=p.uid, runAsGroup=p.gid, runAsNonRoot=p.uid != 0, capabilities=caps)
 
 
 def daemonset() -> Dict[str, Any]:
@@ -201,14 +259,14 @@ def daemonset() -> Dict[str, Any]:
         # the host's process namespace: the container's /proc lists every process of the node, and
         # /proc/<pid>/root leads into each pod's /tmp (hsperfdata_*). No hostPath is needed.
         "hostPID": True,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        # fsGroup: the group of the mounted files (the web Secrets are 0440), whatever the variant's uid
+        "securityContext": {"fsGroup": SPARK_UID, "seccompProfile": {"type": "RuntimeDefault"}},
         "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
         "containers": [_container(
-            _args(), node_security(),
-            [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
+            node_security(), [],
             {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         )],
-        "volumes": [{"name": "config", "configMap": {"name": NODE}}],
+        "volumes": [{"name": "config", "configMap": {"name": NODE}}, _web_volume()],
     }
     return {
         "apiVersion": "apps/v1",
@@ -223,20 +281,17 @@ def daemonset() -> Dict[str, Any]:
 
 
 def deployment() -> Dict[str, Any]:
-    security = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
-                "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    security = dict(_LOCKED, runAsNonRoot=True, capabilities={"drop": ["ALL"]})
     pod = {
         "serviceAccountName": "sparkwatch",
         "automountServiceAccountToken": False,
         "securityContext": {"runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID, "fsGroup": IMAGE_UID,
                             "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [_container(
-            _args(), security,
-            [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-             {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True}],
+            security, [{"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True}],
             {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         )],
-        "volumes": [{"name": "config", "configMap": {"name": CLUSTER}},
+        "volumes": [{"name": "config", "configMap": {"name": CLUSTER}}, _web_volume(),
                     # 0440, group fsGroup: readable by the exporter's user only
                     {"name": "secrets", "secret": {"secretName": SECRET, "defaultMode": 0o440}}],
     }
@@ -254,17 +309,75 @@ def deployment() -> Dict[str, Any]:
     }
 
 
+def network_policy(name: str, component: str, egress: bool) -> Dict[str, Any]:
+    """Ingress from Prometheus' pods only, to the metrics port; ``egress=False``: no connection
+    out at all. The kubelet's probes come from the node, which a NetworkPolicy never blocks."""
+    spec: Dict[str, Any] = {
+        "podSelector": {"matchLabels": _selector(component)},
+        "policyTypes": ["Ingress"] if egress else ["Ingress", "Egress"],
+        "ingress": [{
+            # one peer, both selectors: Prometheus' pods *in* Prometheus' namespace
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}},
+                      "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)}}],
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+        }],
+    }
+    if not egress:
+        spec["egress"] = []
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(name, component),
+            "spec": spec}
+
+
+# The Secrets: examples, never applied by the kustomization (placeholders would overwrite yours)
 SECRET_EXAMPLE = "cluster-secret.example.yaml"
-SECRET_NOTE = ("# An example, not applied by kustomization.yaml: create the Secret with your values,\n"
-               f"#   kubectl -n {NAMESPACE} create secret generic {SECRET} --from-file=livy-password=... \\\n"
-               "#     --from-file=zookeeper-password=... --from-file=spark-history-token=...\n"
-               "# or edit a copy of this file and apply it. Keys: the files the configuration names.\n")
+WEB_SECRET_EXAMPLE = "web-secret.example.yaml"
+TLS_SECRET_EXAMPLE = "tls-secret.example.yaml"
+SCRAPE_SECRET_EXAMPLE = "scrape-secret.example.yaml"
+SECRET_EXAMPLES = {SECRET_EXAMPLE: SECRET, WEB_SECRET_EXAMPLE: WEB_SECRET, TLS_SECRET_EXAMPLE: TLS_SECRET,
+                   SCRAPE_SECRET_EXAMPLE: SCRAPE_SECRET}
+_EXAMPLE = "# An example with placeholders, not applied by kustomization.yaml. "
+SECRET_NOTES = {
+    SECRET: (_EXAMPLE + "Create the Secret with your values,\n"
+             f"#   kubectl -n {NAMESPACE} create secret generic {SECRET} --from-file=livy-password=... \\\n"
+             "#     --from-file=zookeeper-password=... --from-file=spark-history-token=...\n"
+             "# or edit a copy of this file and apply it. Keys: the files the configuration names.\n"),
+    WEB_SECRET: (_EXAMPLE + "sparkwatch's web configuration\n"
+                 "# (TLS, basic authentication; docs/security.md), mounted with the key and certificate of\n"
+                 f"# {TLS_SECRET} at {WEB_DIR}. How to make it: docs/deploy.md.\n"),
+    TLS_SECRET: (_EXAMPLE + "The server's key and certificate,\n"
+                 f"# for the names {', '.join(TLS_NAMES)}. How to make it\n"
+                 "# (openssl, or cert-manager): docs/deploy.md.\n"),
+    SCRAPE_SECRET: (_EXAMPLE + "What Prometheus scrapes with: read by\n"
+                    "# the Prometheus Operator for the ServiceMonitor and the PodMonitors (basicAuth, tlsConfig).\n"
+                    "# How to make it: docs/deploy.md.\n"),
+}
 
 
-def secret() -> Dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(SECRET, "cluster", namespace=NAMESPACE),
-            "type": "Opaque",
-            "stringData": dict(SECRET_KEYS)}
+def web_config(password_hash: str) -> str:
+    """web.yml of the Secret sparkwatch-web (exporter-toolkit format)."""
+    return (f"tls_server_config:\n"
+            f"  cert_file: {WEB_DIR}/tls.crt\n"
+            f"  key_file: {WEB_DIR}/tls.key\n"
+            f"basic_auth_users:\n"
+            f"  {SCRAPE_USER}: {password_hash}\n")
+
+
+def _secret(name: str, component: Optional[str], data: Dict[str, str], kind: str = "Opaque") -> Dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name, component, namespace=NAMESPACE),
+            "type": kind, "stringData": data}
+
+
+def secret_examples() -> Dict[str, Dict[str, Any]]:
+    """file name -> Secret, with placeholders only (no key, no certificate, no hash)."""
+    return {
+        SECRET_EXAMPLE: _secret(SECRET, "cluster", dict(SECRET_KEYS)),
+        WEB_SECRET_EXAMPLE: _secret(WEB_SECRET, None, {
+            WEB_CONFIG_FILE: web_config("REPLACE-with-the-bcrypt-hash-of-the-password-of-sparkwatch-scrape")}),
+        TLS_SECRET_EXAMPLE: _secret(TLS_SECRET, None, {"tls.crt": "REPLACE-with-the-PEM-certificate",
+                                                       "tls.key": "REPLACE-with-the-PEM-key"}, "kubernetes.io/tls"),
+        SCRAPE_SECRET_EXAMPLE: _secret(SCRAPE_SECRET, None, {"username": SCRAPE_USER, "password": "change-me",
+                                                             "ca.crt": "REPLACE-with-the-PEM-CA-certificate"}),
+    }
 
 
 def service(name: str, component: str, headless: bool) -> Dict[str, Any]:
@@ -277,6 +390,16 @@ def service(name: str, component: str, headless: bool) -> Dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, component), "spec": spec}
 
 
+def _scrape_settings(service_name: str) -> Dict[str, Any]:
+    """https, the server verified as ``service_name`` with the CA of sparkwatch-scrape, and basic
+    authentication with its user name and password (the Operator reads that Secret)."""
+    return {"scheme": "https",
+            "tlsConfig": {"ca": {"secret": {"name": SCRAPE_SECRET, "key": "ca.crt"}},
+                          "serverName": f"{service_name}.{NAMESPACE}.svc"},
+            "basicAuth": {"username": {"name": SCRAPE_SECRET, "key": "username"},
+                          "password": {"name": SCRAPE_SECRET, "key": "password"}}}
+
+
 def service_monitor() -> Dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
@@ -284,7 +407,8 @@ def service_monitor() -> Dict[str, Any]:
         "metadata": _meta(CLUSTER, "cluster"),
         "spec": {
             "selector": {"matchLabels": _selector("cluster")},
-            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}],
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s",
+                           **_scrape_settings(CLUSTER)}],
         },
     }
 
@@ -298,6 +422,7 @@ def node_pod_monitor() -> Dict[str, Any]:
             "selector": {"matchLabels": _selector("node")},
             "podMetricsEndpoints": [{
                 "port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s",
+                **_scrape_settings(NODE),
                 "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
             }],
         },
@@ -317,6 +442,8 @@ def spark_drivers_pod_monitor() -> Dict[str, Any]:
             "podMetricsEndpoints": [{
                 "port": "spark-ui", "path": "/probe", "params": {"module": ["spark"]},
                 "interval": "30s", "scrapeTimeout": "10s",
+                # the driver's UI is where sparkwatch goes; Prometheus talks to sparkwatch-cluster
+                **_scrape_settings(CLUSTER),
                 "relabelings": [
                     {"sourceLabels": ["__address__"], "targetLabel": "__param_target",
                      "regex": "(.+)", "replacement": "http://$1"},
@@ -352,23 +479,23 @@ def dashboard_configmaps(cfg: Optional[RulesConfig] = None) -> Dict[str, Dict[st
 
 
 def _patch(ops: List[Dict[str, Any]]) -> str:
-    return dump_yaml(ops)
+    # `path` last: kustomize drops the final newline of a patch, which would cut the one of a
+    # block string `value` written last
+    return dump_yaml([{k: op[k] for k in ("op", "value", "path") if k in op} for op in ops])
 
 
 def variant(name: str) -> Dict[str, Any]:
     """The kustomization of ``variants/<name>``: JSON 6902 patches of the base."""
     sec_path = "/spec/template/spec/containers/0/securityContext"
-    patches = [
-        {"target": {"kind": "DaemonSet", "name": NODE},
-         "patch": _patch([{"op": "replace", "path": sec_path, "value": node_security(name)}])},
-        {"target": {"kind": "ConfigMap", "name": NODE},
-         "patch": _patch([{"op": "replace", "path": f"/data/{CONFIG_FILE}", "value": node_config(attach=True)}])},
-    ]
+    patches = [{"target": {"kind": "DaemonSet", "name": NODE},
+                "patch": _patch([{"op": "replace", "path": sec_path, "value": node_security(name)}])}]
+    if PRIVILEGES[name].attach != PRIVILEGES[DEFAULT].attach:
+        patches.append({"target": {"kind": "ConfigMap", "name": NODE},
+                        "patch": _patch([{"op": "replace", "path": f"/data/{CONFIG_FILE}",
+                                          "value": node_config(attach=PRIVILEGES[name].attach)}])})
+    # a directory that contains the overlay would be a cycle to kustomize: the base is a sibling
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-            "resources": ["../.."], "patches": patches}
-
-
-VARIANTS = ("attach", "same-user")
+            "resources": [f"../../{BASE_DIR}"], "patches": patches}
 
 
 # --------------------------------------------------------------------------
@@ -376,7 +503,7 @@ VARIANTS = ("attach", "same-user")
 
 
 def manifests(cfg: Optional[RulesConfig] = None) -> Dict[str, Dict[str, Any]]:
-    """file name (in deploy/kubernetes/) -> object, in the order kustomization.yaml lists them."""
+    """file name (in deploy/kubernetes/base/) -> object, in the order kustomization.yaml lists them."""
     files = {
         "namespace.yaml": namespace(),
         "serviceaccount.yaml": service_account(),
@@ -384,10 +511,13 @@ def manifests(cfg: Optional[RulesConfig] = None) -> Dict[str, Dict[str, Any]]:
         "node-daemonset.yaml": daemonset(),
         "node-service.yaml": service(NODE, "node", headless=True),
         "node-podmonitor.yaml": node_pod_monitor(),
+        "node-networkpolicy.yaml": network_policy(NODE, "node", egress=False),
         "cluster-configmap.yaml": _configmap(CLUSTER, "cluster", {CONFIG_FILE: cluster_config()}),
         "cluster-deployment.yaml": deployment(),
         "cluster-service.yaml": service(CLUSTER, "cluster", headless=False),
         "cluster-servicemonitor.yaml": service_monitor(),
+        # the cluster-level targets are yours to name: egress stays open (docs/deploy.md narrows it)
+        "cluster-networkpolicy.yaml": network_policy(CLUSTER, "cluster", egress=True),
         "spark-drivers-podmonitor.yaml": spark_drivers_pod_monitor(),
         "prometheusrule.yaml": prometheus_rule(cfg),
     }
@@ -409,10 +539,14 @@ def kustomization(names: List[str]) -> Dict[str, Any]:
 def kubernetes_files(cfg: Optional[RulesConfig] = None) -> Dict[str, str]:
     """Path relative to deploy/kubernetes/ -> content, for every generated file."""
     objs = manifests(cfg)
-    out = {name: HEADER + dump_yaml(obj) for name, obj in objs.items()}
-    out["kustomization.yaml"] = HEADER + dump_yaml(kustomization(list(objs)))
-    # not a resource of the kustomization: applying placeholders would overwrite the real Secret
-    out[SECRET_EXAMPLE] = HEADER + SECRET_NOTE + dump_yaml(secret())
+    out = {f"{BASE_DIR}/{name}": HEADER + dump_yaml(obj) for name, obj in objs.items()}
+    out[f"{BASE_DIR}/kustomization.yaml"] = HEADER + dump_yaml(kustomization(list(objs)))
+    # `kubectl apply -k deploy/kubernetes`: the base
+    out["kustomization.yaml"] = HEADER + dump_yaml({"apiVersion": "kustomize.config.k8s.io/v1beta1",
+                                                    "kind": "Kustomization", "resources": [BASE_DIR]})
+    # not resources of the kustomization: applying placeholders would overwrite the real Secrets
+    for name, obj in secret_examples().items():
+        out[name] = HEADER + SECRET_NOTES[obj["metadata"]["name"]] + dump_yaml(obj)
     for v in VARIANTS:
         out[f"variants/{v}/kustomization.yaml"] = HEADER + dump_yaml(variant(v))
     return out
