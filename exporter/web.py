@@ -1,31 +1,25 @@
-"""HTTP endpoints (/metrics, /probe, the landing page, /-/healthy) and the server that
-answers them with a bounded number of threads."""
+"""The exporter's HTTP endpoints: :class:`App`, the WSGI application that answers
+``/metrics``, ``/probe``, the landing page and ``/-/healthy``, and :func:`serve`,
+which puts it behind the web configuration (TLS, basic authentication) on the
+exporter's own server (:mod:`exporter.httpserver`)."""
 
 from __future__ import annotations
 
-import errno
 import html
-import http.client
-import io
 import logging
-import selectors
-import socket
-import ssl
 import threading
 import time
-from collections import deque
-from typing import Dict, List, Optional, Tuple
-from urllib.parse import parse_qs, unquote
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
+from typing import List, Optional, Tuple
+from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from . import __version__
 from .collectors import COLLECTOR_KINDS, build_collectors
 from .config import ConfigError, iter_targets, parse_config
-from .logsafe import RateLimitedLog
-from .webconfig import UNAUTHORIZED_BODY, Protected
+from .httpserver import DEFAULT_HEADER_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Server
 from .scrape import Families, ProbeCache, Scraper, Target
+from .webconfig import Protected
 
 log = logging.getLogger("sparkwatch")
 
@@ -40,6 +34,11 @@ def target_display(tc) -> str:
 
 
 class App:
+    """The exporter as a WSGI application: the configured targets, scraped when
+    ``/metrics`` is asked for, and the targets probed through ``/probe`` (cached,
+    at most ``exporter.probe.max_cached_targets``). :meth:`close` releases what
+    the collectors hold."""
+
     def __init__(self, config):
         self.config = config
         ex = config.exporter
@@ -158,534 +157,6 @@ def _plain(start_response, status: str, text: str):
     return [data]
 
 
-# ---------------------------------------------------------------------- server
-#
-# The exporter's own HTTP server. It must stay answerable when clients
-# misbehave, so a connection never gets a thread of its own just by being open:
-#
-# * One thread (the one running ``serve_forever``) accepts connections and, with
-#   non-blocking sockets and a selector, does their TLS handshake and reads the
-#   request head. A connection that has not sent a complete head within
-#   ``header_timeout`` seconds is closed; so is the oldest such connection when
-#   ``max_pending`` of them are open (or when the process runs out of file
-#   descriptors). Idle and half-sent connections cost a file descriptor, not a
-#   thread, and cannot hold what ``/metrics`` needs.
-# * With basic authentication (``--web.config.file``), the accept loop looks at
-#   a complete request before it takes a slot: a request for an unprotected path,
-#   or whose ``Authorization`` header passed a check before (the cache of
-#   :class:`exporter.webconfig.BasicAuth`), goes on; one without credentials is
-#   answered ``401`` at once; any other waits, without a thread, for its bcrypt
-#   check on the one verifier thread. At most ``AUTH_WAITING`` requests wait,
-#   ``AUTH_WAITING_PER_CLIENT`` of them from one client address; beyond, the
-#   request is answered ``429`` at once. A failed check is answered ``401`` by the
-#   verifier; a passed one goes on to a slot. So failed logins, however many,
-#   never hold the slots valid requests need, and a flood from one address leaves
-#   room in the queue for the first login of another.
-# * A complete request goes to a worker thread; at most ``max_connections``
-#   (``--web.max-connections``) run at once. When all are busy the request is
-#   answered ``503`` at once, never queued, and a rate-limited warning says so.
-# * Workers read and write with a timeout (``io_timeout``). Each connection
-#   carries one request (HTTP/1.0 semantics, as before), so nothing keeps a
-#   worker after its answer is written.
-
-DEFAULT_MAX_CONNECTIONS = 128
-#: seconds from accept until TLS handshake and request head must be complete
-DEFAULT_HEADER_TIMEOUT = 5.0
-#: seconds a worker waits on a socket read or write (a client that does not read its answer)
-DEFAULT_IO_TIMEOUT = 30.0
-#: listen backlog (the kernel caps it at net.core.somaxconn)
-LISTEN_BACKLOG = 1024
-#: request line and headers larger than this are answered 431
-MAX_HEAD_BYTES = 16 * 1024
-#: requests waiting for a bcrypt check at most; beyond, 429
-AUTH_WAITING = 32
-#: of them from one client address at most
-AUTH_WAITING_PER_CLIENT = 4
-#: seconds between two warnings of the same kind (the next one says how many were held back)
-WARNING_INTERVAL = 10.0
-
-
-def default_max_pending() -> int:
-    """Connections waiting for their request head at most: 1024, or a quarter of
-    the file-descriptor limit when that is lower, so that idle clients cannot
-    take the descriptors a scrape needs for its own connections."""
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    except (ImportError, OSError, ValueError):
-        return 256
-    if soft == resource.RLIM_INFINITY:
-        return 1024
-    return max(16, min(1024, soft // 4))
-
-
-#: the Server header of every answer (not the Python version wsgiref would name)
-SERVER_SOFTWARE = f"sparkwatch/{__version__}"
-_PLAIN_HEADERS = f"Server: {SERVER_SOFTWARE}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
-
-
-def _canned(status: str, text: str, extra: str = "") -> bytes:
-    body = text.encode()
-    return (f"HTTP/1.0 {status}\r\n{_PLAIN_HEADERS}{extra}Content-Length: {len(body)}\r\n\r\n").encode() + body
-
-
-_RESPONSE_BUSY = _canned("503 Service Unavailable", "all connection slots are busy, try again\n", "Retry-After: 1\r\n")
-_RESPONSE_BAD_REQUEST = _canned("400 Bad Request", "bad request\n")
-_RESPONSE_TOO_LARGE = _canned("431 Request Header Fields Too Large", "request head too large\n")
-
-
-def _peer(addr) -> str:
-    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and len(addr) >= 2 else str(addr)
-
-
-def _path_and_authorization(head: bytes) -> Optional[Tuple[str, Optional[str]]]:
-    """``PATH_INFO`` and ``HTTP_AUTHORIZATION`` as the WSGI handler will see them
-    (``BaseHTTPRequestHandler`` and ``wsgiref`` parse the same head the same way),
-    or None when the head does not parse."""
-    line, _, rest = head.partition(b"\n")
-    words = line.decode("iso-8859-1").split()
-    if len(words) != 3:
-        return None
-    try:
-        headers = http.client.parse_headers(io.BytesIO(rest))
-    except (http.client.HTTPException, ValueError):
-        return None
-    values = headers.get_all("Authorization")
-    return unquote(words[1].split("?", 1)[0], "iso-8859-1"), ",".join(v.strip() for v in values) if values else None
-
-
-def _head_length(buf: bytes) -> int:
-    """Bytes up to the end of the request head, or -1 while it is incomplete."""
-    ends = [i + len(sep) for sep in (b"\r\n\r\n", b"\n\n") for i in (buf.find(sep),) if i >= 0]
-    return min(ends) if ends else -1
-
-
-class _Pending:
-    """A connection whose request head is still being read."""
-
-    __slots__ = ("sock", "addr", "deadline", "buf", "handshaking")
-
-    def __init__(self, sock, addr, deadline: float, handshaking: bool):
-        self.sock, self.addr, self.deadline, self.handshaking = sock, addr, deadline, handshaking
-        self.buf = b""
-
-
-class _PrefixedReader(io.RawIOBase):
-    """The request head already read by the accept loop, then the socket."""
-
-    def __init__(self, prefix: bytes, sock):
-        self._prefix = memoryview(prefix)
-        self._sock = sock
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        if self._prefix.nbytes:
-            n = min(len(b), self._prefix.nbytes)
-            b[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
-            return n
-        return self._sock.recv_into(b)
-
-
-class _SocketWriter(io.BufferedIOBase):
-    def __init__(self, sock):
-        self._sock = sock
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:
-        self._sock.sendall(b)
-        with memoryview(b) as view:
-            return view.nbytes
-
-
-class _ServerHandler(ServerHandler):
-    server_software = SERVER_SOFTWARE
-
-
-class _Handler(WSGIRequestHandler):
-    """One request on a connection whose head the accept loop has read."""
-
-    server_version = SERVER_SOFTWARE
-
-    def __init__(self, request, client_address, server, head: bytes = b""):
-        self._head = head
-        super().__init__(request, client_address, server)
-
-    def setup(self):
-        self.connection = self.request
-        self.rfile = io.BufferedReader(_PrefixedReader(self._head, self.request))
-        self.wfile = _SocketWriter(self.request)
-
-    def get_environ(self):
-        env = super().get_environ()
-        if self.server.ssl_context is not None:
-            env["HTTPS"] = "on"
-        return env
-
-    def version_string(self) -> str:  # the Server header of the HTTP layer's own errors
-        return SERVER_SOFTWARE
-
-    def handle(self):
-        """WSGIRequestHandler.handle, with a ServerHandler that names sparkwatch in the Server header."""
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.requestline = self.request_version = self.command = ""
-            self.send_error(414)
-            return
-        if not self.parse_request():  # an error was answered
-            return
-        handler = _ServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=False)
-        handler.request_handler = self
-        handler.run(self.server.get_app())
-
-    def log_message(self, format, *args):  # noqa: A002 - signature from BaseHTTPRequestHandler
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-class _Server(WSGIServer):
-    """A WSGI server with a bounded number of worker threads; see above."""
-
-    allow_reuse_address = True
-    request_queue_size = LISTEN_BACKLOG
-
-    def __init__(self, server_address, handler_class=_Handler, *, max_connections: int = DEFAULT_MAX_CONNECTIONS,
-                 header_timeout: float = DEFAULT_HEADER_TIMEOUT, io_timeout: float = DEFAULT_IO_TIMEOUT,
-                 max_pending: Optional[int] = None, ssl_context=None, peer_check=None, gate=None):
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        # everything server_close() needs exists before binding: socketserver calls it when the bind fails
-        self.max_connections = max_connections
-        self.header_timeout = header_timeout
-        self.io_timeout = io_timeout
-        self.max_pending = max_pending or default_max_pending()
-        self.ssl_context = ssl_context
-        self.peer_check = peer_check  # the verified client certificate (a dict) -> allowed?
-        #: basic authentication before a slot (exporter.webconfig.Protected: admit, verify, headers), or None
-        self.gate = gate
-        self._sel: Optional[selectors.BaseSelector] = None
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._pending: "dict[int, _Pending]" = {}  # fd -> connection, oldest first
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._stop = False
-        self._idle = threading.Event()
-        self._idle.set()
-        self._accept_paused_until = 0.0
-        self._log = RateLimitedLog(log, WARNING_INTERVAL)
-        # requests waiting for their bcrypt check (with the gate): (connection, header, client address)
-        self._verifying: "deque[Tuple[_Pending, str, str]]" = deque()
-        self._verifying_from: Dict[str, int] = {}
-        self._verify_cond = threading.Condition()
-        self._verifier: Optional[threading.Thread] = None
-        self._verifier_stop = False
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (gate.headers if gate is not None else ()))
-        self._response_unauthorized = _canned("401 Unauthorized", UNAUTHORIZED_BODY,
-                                              "WWW-Authenticate: Basic\r\n" + extra)
-        self._response_auth_busy = _canned(
-            "429 Too Many Requests", "too many credential checks waiting, try again\n", "Retry-After: 1\r\n" + extra)
-        super().__init__(server_address, handler_class)
-        self.socket.setblocking(False)
-
-    # -------------------------------------------------- the socketserver interface
-
-    def serve_forever(self, poll_interval: float = 0.5) -> None:
-        self._idle.clear()
-        sel = selectors.DefaultSelector()
-        self._sel = sel
-        listening = True
-        sel.register(self.socket, selectors.EVENT_READ, "accept")
-        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
-        try:
-            while not self._stop:
-                now = time.monotonic()
-                if not listening and now >= self._accept_paused_until:
-                    sel.register(self.socket, selectors.EVENT_READ, "accept")
-                    listening = True
-                timeout = poll_interval
-                if self._pending:
-                    timeout = min(timeout, max(0.0, next(iter(self._pending.values())).deadline - now))
-                for key, _ in sel.select(timeout):
-                    if key.data == "accept":
-                        self._accept()
-                    elif key.data == "wake":
-                        try:
-                            self._wake_r.recv(512)
-                        except OSError:
-                            pass
-                    elif key.fd in self._pending:
-                        self._advance(key.data)
-                if listening and self._accept_paused_until > time.monotonic():
-                    sel.unregister(self.socket)
-                    listening = False
-                self._expire(time.monotonic())
-                self._log.flush()
-        finally:
-            for c in list(self._pending.values()):
-                self._drop(c)
-            self._stop_verifier()
-            sel.close()
-            self._sel = None
-            self._stop = False
-            self._idle.set()
-
-    def shutdown(self) -> None:
-        self._stop = True
-        self._wake()
-        self._idle.wait()
-
-    def server_close(self) -> None:
-        super().server_close()
-        if self._idle.is_set():
-            for c in list(self._pending.values()):
-                self._drop(c)
-        for s in (self._wake_r, self._wake_w):
-            s.close()
-
-    def busy_connections(self) -> int:
-        """Worker threads running now (for tests and debugging)."""
-        return self.max_connections - self._slots._value  # noqa: SLF001 - BoundedSemaphore has no public getter
-
-    # -------------------------------------------------- the accept loop
-
-    def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-
-    def _accept(self) -> None:
-        for _ in range(256):  # then let the other sockets have their turn
-            try:
-                sock, addr = self.socket.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    if self._pending:
-                        self._drop(next(iter(self._pending.values())))
-                        self._note_evicted()
-                        continue
-                    self._accept_paused_until = time.monotonic() + 0.1
-                    log.warning("cannot accept connections: %s", e.strerror)
-                return
-            if len(self._pending) >= self.max_pending:
-                self._drop(next(iter(self._pending.values())))
-                self._note_evicted()
-            sock.setblocking(False)
-            handshaking = False
-            if self.ssl_context is not None:
-                try:
-                    sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-                except (OSError, ValueError):
-                    sock.close()
-                    continue
-                handshaking = True
-            c = _Pending(sock, addr, time.monotonic() + self.header_timeout, handshaking)
-            self._pending[sock.fileno()] = c
-            self._sel.register(sock, selectors.EVENT_READ, c)
-            self._advance(c)  # a request often arrives with the connection
-
-    def _advance(self, c: _Pending) -> None:
-        try:
-            if c.handshaking:
-                c.sock.do_handshake()
-                c.handshaking = False
-                self._sel.modify(c.sock, selectors.EVENT_READ, c)
-                if not self._peer_allowed(c.sock):
-                    self._note_tls_failed(c, "client certificate has none of client_allowed_sans")
-                    self._drop(c)
-                    return
-            while True:
-                data = c.sock.recv(8192)
-                if not data:
-                    self._drop(c)
-                    return
-                c.buf += data
-                n = _head_length(c.buf)
-                if 0 <= n <= MAX_HEAD_BYTES:
-                    self._forget(c)
-                    self._dispatch(c)
-                    return
-                if n > MAX_HEAD_BYTES or len(c.buf) > MAX_HEAD_BYTES:
-                    self._forget(c)
-                    self._answer_and_close(c.sock, _RESPONSE_TOO_LARGE)
-                    return
-        except ssl.SSLWantReadError:
-            self._sel.modify(c.sock, selectors.EVENT_READ, c)
-        except ssl.SSLWantWriteError:
-            self._sel.modify(c.sock, selectors.EVENT_WRITE, c)
-        except (BlockingIOError, InterruptedError):
-            pass
-        except ssl.SSLError as e:
-            if c.handshaking:
-                self._note_tls_failed(c, e.reason or str(e))
-            self._drop(c)
-        except OSError:
-            self._drop(c)
-
-    def _peer_allowed(self, sock) -> bool:
-        return self.peer_check is None or self.peer_check(sock.getpeercert())
-
-    def _expire(self, now: float) -> None:
-        while self._pending:
-            c = next(iter(self._pending.values()))
-            if c.deadline > now:
-                return
-            self._drop(c)
-            self._log.debug("closed a connection that sent no complete request within %gs: client %s",
-                            self.header_timeout, _peer(c.addr))
-
-    def _forget(self, c: _Pending) -> None:
-        self._pending.pop(c.sock.fileno(), None)
-        try:
-            self._sel.unregister(c.sock)
-        except (KeyError, ValueError):
-            pass
-
-    def _drop(self, c: _Pending) -> None:
-        if self._sel is not None:
-            self._forget(c)
-        else:
-            self._pending.pop(c.sock.fileno(), None)
-        c.sock.close()
-
-    @staticmethod
-    def _answer_and_close(sock, response: bytes) -> None:
-        try:
-            sock.send(response)  # best effort: the socket is non-blocking and the answer small
-        except (OSError, ValueError):
-            pass
-        try:
-            sock.close()
-        except OSError:
-            pass
-
-    def _note_evicted(self) -> None:
-        self._log.warning("closed the oldest connection still sending its request: too many open (at most %d, "
-                          "or out of file descriptors)", self.max_pending)
-
-    def _note_tls_failed(self, c: _Pending, why: str) -> None:
-        self._log.info("a TLS connection failed or was refused: client %s: %s", _peer(c.addr), why)
-
-    def _note_busy(self, c: _Pending) -> None:
-        self._log.warning("refused a request with 503: all %d connection slots are busy (--web.max-connections); "
-                          "client %s", self.max_connections, _peer(c.addr))
-
-    def _dispatch(self, c: _Pending) -> None:
-        if self.gate is not None:
-            request = _path_and_authorization(c.buf)
-            if request is None:
-                self._answer_and_close(c.sock, _RESPONSE_BAD_REQUEST)
-                return
-            admitted = self.gate.admit(*request)
-            if admitted is False:
-                self._answer_and_close(c.sock, self._response_unauthorized)
-                return
-            if admitted is None:
-                self._verify_later(c, request[1])
-                return
-        self._start(c)
-
-    # -------------------------------------------------- bcrypt checks, one at a time, on a thread of their own
-
-    def _verify_later(self, c: _Pending, header: str) -> None:
-        client = c.addr[0] if isinstance(c.addr, tuple) else str(c.addr)
-        with self._verify_cond:  # waiting: queued, or in the check
-            waiting, from_client = sum(self._verifying_from.values()), self._verifying_from.get(client, 0)
-            queued = waiting < AUTH_WAITING and from_client < AUTH_WAITING_PER_CLIENT
-            if queued:
-                self._verifying.append((c, header, client))
-                self._verifying_from[client] = from_client + 1
-                self._verify_cond.notify()
-        if not queued:
-            self._log.warning("refused a request with 429: %d requests wait for their credential check (bcrypt), "
-                              "%d of them from client %s (at most %d, %d from one client)", waiting, from_client,
-                              client, AUTH_WAITING, AUTH_WAITING_PER_CLIENT)
-            self._answer_and_close(c.sock, self._response_auth_busy)
-            return
-        if self._verifier is None:
-            self._verifier = threading.Thread(target=self._verify_loop, daemon=True, name="sparkwatch-http-auth")
-            self._verifier.start()
-
-    def _verify_loop(self) -> None:
-        while True:
-            with self._verify_cond:
-                while not self._verifying and not self._verifier_stop:
-                    self._verify_cond.wait()
-                if self._verifier_stop:
-                    return
-                c, header, client = self._verifying.popleft()
-            try:
-                ok = self.gate.verify(header)
-            except Exception:
-                log.debug("credential check failed", exc_info=True)
-                ok = False
-            with self._verify_cond:
-                n = self._verifying_from.pop(client, 1) - 1  # (cleared when stopped)
-                if n:
-                    self._verifying_from[client] = n
-                stopped = self._verifier_stop
-            if stopped:
-                c.sock.close()
-            elif ok:
-                self._start(c)
-            else:
-                self._answer_and_close(c.sock, self._response_unauthorized)
-
-    def _stop_verifier(self) -> None:
-        with self._verify_cond:
-            self._verifier_stop = True
-            waiting = list(self._verifying)
-            self._verifying.clear()
-            self._verifying_from.clear()
-            self._verify_cond.notify_all()
-        for c, _, _ in waiting:
-            c.sock.close()
-        if self._verifier is not None:
-            self._verifier.join(30)
-        self._verifier, self._verifier_stop = None, False
-
-    # -------------------------------------------------- the workers
-
-    def _start(self, c: _Pending) -> None:
-        if not self._slots.acquire(blocking=False):
-            self._note_busy(c)
-            self._answer_and_close(c.sock, _RESPONSE_BUSY)
-            return
-        try:
-            c.sock.setblocking(True)
-            c.sock.settimeout(self.io_timeout)
-            threading.Thread(target=self._work, args=(c.sock, c.addr, c.buf), daemon=True,
-                             name="sparkwatch-http").start()
-        except Exception:  # RuntimeError: can't start new thread; OSError: socket gone
-            self._slots.release()
-            self._note_busy(c)
-            self._answer_and_close(c.sock, _RESPONSE_BUSY)
-
-    def _work(self, sock, addr, head: bytes) -> None:
-        try:
-            self.RequestHandlerClass(sock, addr, self, head)
-        except Exception:
-            log.debug("request from %s failed", addr, exc_info=True)
-        finally:
-            try:
-                sock.shutdown(socket.SHUT_WR)
-            except (OSError, ValueError):
-                pass
-            sock.close()
-            self._slots.release()
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
 def parse_listen_address(addr: str) -> Tuple[str, int]:
     """``host:port``, ``:port`` or ``[v6]:port`` -> (host, port)."""
     host, sep, port = addr.rpartition(":")
@@ -697,13 +168,12 @@ def parse_listen_address(addr: str) -> Tuple[str, int]:
 
 def serve(app, listen: str, ready: Optional[threading.Event] = None, *, web_config=None,
           max_connections: int = DEFAULT_MAX_CONNECTIONS, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
-          io_timeout: float = DEFAULT_IO_TIMEOUT, max_pending: Optional[int] = None) -> _Server:
+          io_timeout: float = DEFAULT_IO_TIMEOUT, max_pending: Optional[int] = None) -> Server:
     """Bind ``listen`` and return the server (call ``serve_forever`` on it).
 
     ``web_config`` (:class:`exporter.webconfig.WebConfig`) adds TLS, basic
     authentication and response headers."""
     host, port = parse_listen_address(listen)
-    cls = _Server6 if ":" in host else _Server
     ssl_context = peer_check = gate = None
     if web_config is not None:
         ssl_context = web_config.ssl_context()
@@ -711,9 +181,9 @@ def serve(app, listen: str, ready: Optional[threading.Event] = None, *, web_conf
         app = web_config.wrap(app)
         if isinstance(app, Protected) and app.auth is not None:
             gate = app
-    httpd = cls((host, port), _Handler, max_connections=max_connections, header_timeout=header_timeout,
-                io_timeout=io_timeout, max_pending=max_pending, ssl_context=ssl_context, peer_check=peer_check,
-                gate=gate)
+    httpd = Server((host, port), max_connections=max_connections, header_timeout=header_timeout,
+                   io_timeout=io_timeout, max_pending=max_pending, ssl_context=ssl_context, peer_check=peer_check,
+                   gate=gate)
     httpd.set_app(app)
     log.info("listening on %s:%d (%s, at most %d connections at once)", host, httpd.server_port,
              "TLS" if ssl_context is not None else "plain HTTP", max_connections)

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter import cli, web
-from exporter.web import DEFAULT_MAX_CONNECTIONS, serve
+from exporter import cli, httpserver
+from exporter.httpserver import DEFAULT_MAX_CONNECTIONS
+from exporter.web import serve
 from testbed.exporter import wait_until_healthy
 from testbed.procs import free_port, stop_process_group
 
@@ -174,7 +175,7 @@ def test_when_every_slot_is_busy_a_request_is_answered_503_at_once_and_logged(ca
             for _ in range(3):
                 r, took = _timed_get(url + "/fast")
                 assert r.status_code == 503 and took < 1, (r.status_code, took)
-            assert r.headers["Retry-After"] == "1" and r.headers["Server"] == web.SERVER_SOFTWARE
+            assert r.headers["Retry-After"] == "1" and r.headers["Server"] == httpserver.SERVER_SOFTWARE
             refused = [m for m in caplog.messages if "connection slots are busy" in m]
             assert len(refused) == 1, caplog.messages  # rate-limited: once, not per connection
             assert "--web.max-connections" in refused[0]
@@ -189,7 +190,7 @@ def test_when_every_slot_is_busy_a_request_is_answered_503_at_once_and_logged(ca
 
 def test_an_oversized_request_head_is_refused():
     with _server(_Gate()) as (_, url):
-        r = requests.get(url + "/", headers={"X-Big": "x" * (web.MAX_HEAD_BYTES + 10)}, timeout=5)
+        r = requests.get(url + "/", headers={"X-Big": "x" * (httpserver.MAX_HEAD_BYTES + 10)}, timeout=5)
     assert r.status_code == 431 and r.headers["Server"].startswith("sparkwatch/")
 
 
@@ -197,6 +198,22 @@ def test_listen_backlog_and_default_bound():
     with _server(_Gate()) as (httpd, _):
         assert httpd.request_queue_size >= 1024
         assert httpd.max_connections == DEFAULT_MAX_CONNECTIONS == cli.DEFAULT_MAX_CONNECTIONS == 128
+
+
+def test_connection_slots_count_what_is_taken_and_refuse_beyond_their_size():
+    slots = httpserver.Slots(2)
+    assert slots.taken == 0
+    assert slots.take() and slots.take() and slots.taken == 2
+    assert not slots.take() and slots.taken == 2  # full: refused, not waited for
+    slots.release()
+    assert slots.taken == 1 and slots.take() and slots.taken == 2
+    slots.release()
+    slots.release()
+    with pytest.raises(ValueError):  # a release without a take is a bug, as with BoundedSemaphore
+        slots.release()
+    assert slots.taken == 0
+    with pytest.raises(ValueError):
+        httpserver.Slots(0)
 
 
 def test_max_connections_flag_is_validated(capsys):
@@ -256,9 +273,9 @@ def _answer(s: socket.socket) -> bytes:
 
 
 def test_credential_checks_wait_without_a_slot_and_a_full_queue_is_answered_429(monkeypatch):
-    monkeypatch.setattr(web, "AUTH_WAITING", 5)
+    monkeypatch.setattr(httpserver, "AUTH_WAITING", 5)
     gate = _SlowGate()
-    httpd = web._Server(("127.0.0.1", 0), max_connections=2, gate=gate)
+    httpd = httpserver.Server(("127.0.0.1", 0), max_connections=2, gate=gate)
     httpd.set_app(_Gate())
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
@@ -266,9 +283,9 @@ def test_credential_checks_wait_without_a_slot_and_a_full_queue_is_answered_429(
     try:
         waiting = [_send(port, "/metrics", "Basic bad")]
         assert gate.started.wait(10)  # the first is in its check, the next wait behind it
-        waiting += [_send(port, "/metrics", "Basic bad") for _ in range(web.AUTH_WAITING_PER_CLIENT - 1)]
+        waiting += [_send(port, "/metrics", "Basic bad") for _ in range(httpserver.AUTH_WAITING_PER_CLIENT - 1)]
         good = _send(port, "/metrics", "Basic good", source="127.0.0.2")  # another client: room for it
-        assert _wait_for(lambda: sum(httpd._verifying_from.values()) == 5, 10)  # in the check, or queued
+        assert _wait_for(lambda: httpd.credential_checks_waiting() == 5, 10)  # in the check, or queued
         too_many = _answer(_send(port, "/metrics", "Basic bad"))       # a 5th from 127.0.0.1
         queue_full = _answer(_send(port, "/metrics", "Basic good", source="127.0.0.3"))  # 5 wait in all
         assert too_many.startswith(b"HTTP/1.0 429") and b"Retry-After: 1\r\n" in too_many, too_many
