@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # testbed, lab, tests.helpers
 
+from testbed import zookeeper  # noqa: E402
 from testbed.jvm import compile_apps, have_java  # noqa: E402
 
 
@@ -51,3 +52,32 @@ def pki(tmp_path_factory) -> Path:
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
                  "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", *ext, cwd=d)
     return d
+
+
+@pytest.fixture(scope="session")
+def zk(tmp_path_factory) -> Iterator[zookeeper.ZooKeeperServer]:
+    """One real ZooKeeper server for the tests that only read it, holding Livy's state
+    stores: ``livy`` with the war story's 40,000 batches (S2), ``small`` with 10 batches
+    and an empty interactive store, ``tenant-a/livy2`` (5 batches, 3 interactive sessions:
+    a store under a chroot), and ``secure`` (7 batches) that only the digest user ``livy``
+    with password ``right`` may read. Tests that stop, pause or write start their own."""
+    if not zookeeper.available():
+        pytest.skip("Debian zookeeper not installed")
+    from kazoo.client import KazooClient
+    from kazoo.security import make_digest_acl
+
+    with zookeeper.zookeeper_server(tmp_path_factory.mktemp("zk")) as srv:
+        c = KazooClient(hosts=srv.hosts)
+        c.start(30)
+        try:
+            zookeeper.write_livy_store(c, "livy", "batch", 40000)
+            zookeeper.write_livy_store(c, "small", "batch", 10)
+            zookeeper.write_livy_store(c, "small", "interactive", 0)
+            zookeeper.write_livy_store(c, "tenant-a/livy2", "batch", 5)
+            zookeeper.write_livy_store(c, "tenant-a/livy2", "interactive", 3)
+            c.add_auth("digest", "livy:right")
+            zookeeper.write_livy_store(c, "secure", "batch", 7, acl=[make_digest_acl("livy", "right", all=True)])
+        finally:
+            c.stop()
+            c.close()
+        yield srv

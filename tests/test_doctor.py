@@ -32,8 +32,6 @@ from exporter.pack.alerts import BY_NAME
 from testbed.jvm import jcmd, running_jvm
 from testbed.livy_server import livy_server
 from testbed.procs import free_port, stop_process_group
-from testbed.zookeeper import available as zookeeper_available
-from testbed.zookeeper import write_livy_store, zookeeper_server
 from tests.helpers import os_user, requires_java, spark_python
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,25 +199,7 @@ def test_s1_quiet_below_the_threshold(capsys):
 # ------------------------------------------------------------------ S2: ZooKeeper + a JVM under an NPROC limit
 
 NPROC = 200
-
-
-@pytest.fixture(scope="module")
-def zk(tmp_path_factory):
-    if not zookeeper_available():
-        pytest.skip("Debian zookeeper not installed")
-    from kazoo.client import KazooClient
-
-    with zookeeper_server(tmp_path_factory.mktemp("zk")) as srv:
-        c = KazooClient(hosts=srv.hosts)
-        c.start(30)
-        try:
-            write_livy_store(c, "livy", "batch", 40000)  # the war story's 40,000 sessions
-            write_livy_store(c, "small", "batch", 10)
-            write_livy_store(c, "small", "interactive", 0)
-        finally:
-            c.stop()
-            c.close()
-        yield srv
+# zk: the server of conftest.py; its Livy stores: "livy" (the war story's 40,000 batches), "small" (10)
 
 
 @pytest.fixture(scope="module")
@@ -342,13 +322,14 @@ def test_watch_says_when_the_second_reading_comes(tmp_path):
     second comes (stdout, the report, stays clean for --json)."""
     cfg = write_config({"spark": []})
     proc = subprocess.Popen([sys.executable, "-m", "exporter", "doctor", "--config.file", cfg, "--json",
-                             "--watch", "60"], cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--watch", "60"], cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         line = proc.stderr.readline()  # blocks until the line, or the end of the run
         arrived = time.time()
         still_waiting = proc.poll() is None
     finally:
-        proc.kill()
+        stop_process_group(proc)
         proc.communicate()
     m = re.fullmatch(r"sparkwatch doctor: first reading done; second reading at (\d\d):(\d\d):(\d\d) "
                      r"\(in 60 s\)\.\.\.\n", line)

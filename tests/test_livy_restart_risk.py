@@ -15,7 +15,6 @@ from typing import Any, Dict, Optional
 
 import pytest
 import yaml
-from kazoo.client import KazooClient
 
 from exporter.catalog import catalog
 from exporter.pack.alerts import BY_NAME
@@ -23,7 +22,6 @@ from exporter.pack.promql import metrics_used
 from exporter.pack.rules import build_rules
 from exporter.pack.rulesconfig import parse_rules_config
 from testbed.exporter import find, running_exporter, samples, scrape
-from testbed.zookeeper import available, write_livy_store, zookeeper_server
 
 CATALOG = catalog()
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,23 +120,16 @@ def test_alert_fires_when_recovered_sessions_would_exhaust_the_headroom(tmp_path
 
 
 @pytest.mark.zookeeper
-@pytest.mark.skipif(not available(), reason="Debian zookeeper not installed")
-def test_join_on_real_series(tmp_path):
-    """End to end: a real JVM (the ZooKeeper server, standing in for the Livy JVM: it is
-    watched by a jvm target named 'livy') and Livy's store with 40,000 batches in that
-    ZooKeeper; the scraped series, fed to promtool, join on process in the shipped rule."""
-    with zookeeper_server(tmp_path / "zk") as zk:
-        c = KazooClient(hosts=zk.hosts)
-        c.start(30)
-        write_livy_store(c, "livy", "batch", 40000)
-        c.stop()
-        c.close()
-        cfg = {"exporter": {"scrape_timeout": 20},
-               "zookeeper": [{"hosts": zk.hosts, "name": "zk", "mntr": False,
-                              "livy_state_store": {"process": "livy"}}],
-               "jvm": [{"name": "livy", "match": re.escape(str(zk.cfg)), "tcp_connections": False}]}
-        with running_exporter(cfg) as (base, _):
-            ss = samples(scrape(base))
+def test_join_on_real_series(tmp_path, zk):
+    """End to end: a real JVM (the ZooKeeper server of conftest.py, standing in for the Livy
+    JVM: it is watched by a jvm target named 'livy') and Livy's store with 40,000 batches in
+    that ZooKeeper; the scraped series, fed to promtool, join on process in the shipped rule."""
+    cfg = {"exporter": {"scrape_timeout": 20},
+           "zookeeper": [{"hosts": zk.hosts, "name": "zk", "mntr": False,
+                          "livy_state_store": {"process": "livy"}}],
+           "jvm": [{"name": "livy", "match": re.escape(str(zk.cfg)), "tcp_connections": False}]}
+    with running_exporter(cfg) as (base, _):
+        ss = samples(scrape(base))
     headroom = find(ss, "jvm_process_thread_headroom", process="livy")
     rec = find(ss, "livy_recovery_sessions", process="livy")
     assert headroom and rec, "a joined series is missing from the scrape"

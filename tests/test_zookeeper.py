@@ -11,7 +11,6 @@ from typing import Callable, Iterator, Optional, Tuple
 
 import pytest
 from kazoo.client import KazooClient, KazooState
-from kazoo.security import make_digest_acl
 
 from exporter.collector import TargetError
 from exporter.collectors.zookeeper import ZooKeeperCollector, parse_mntr
@@ -25,25 +24,7 @@ from testbed.zookeeper import available, write_livy_store, zookeeper_server
 pytestmark = [pytest.mark.zookeeper, pytest.mark.skipif(not available(), reason="Debian zookeeper not installed")]
 
 
-@pytest.fixture(scope="module")
-def zk(tmp_path_factory):
-    """One server for the read-only tests, holding Livy's state store with 40,000 batches."""
-    with zookeeper_server(tmp_path_factory.mktemp("zk")) as srv:
-        c = KazooClient(hosts=srv.hosts)
-        c.start(30)
-        try:
-            write_livy_store(c, "livy", "batch", 40000)
-            write_livy_store(c, "livy", "interactive", 3)
-            # a second Livy with its own prefix, under a chroot
-            write_livy_store(c, "tenant-a/livy2", "batch", 5)
-            # an ACL'd store: only digest user 'livy' with password 'right' may read it
-            acl = [make_digest_acl("livy", "right", all=True)]
-            c.add_auth("digest", "livy:right")
-            write_livy_store(c, "secure", "batch", 7, acl=acl)
-        finally:
-            c.stop()
-            c.close()
-        yield srv
+# zk: the read-only server of conftest.py (Livy's stores: livy, small, tenant-a/livy2, secure)
 
 
 def _collector(**kw) -> ZooKeeperCollector:
@@ -60,7 +41,7 @@ def test_40000_recovery_records_through_the_exporter(zk):
         ss = samples(scrape(base))
     assert value(ss, "sparkwatch_target_up", kind="zookeeper", target="zk") == 1
     assert value(ss, "livy_recovery_sessions", kind="batch", process="livy-server") == 40000
-    assert value(ss, "livy_recovery_sessions", kind="interactive", process="livy-server") == 3
+    assert value(ss, "livy_recovery_sessions", kind="interactive", process="livy-server") == 0  # no such store
     assert value(ss, "livy_recovery_next_session_id", kind="batch", process="livy-server") == 40000
     assert value(ss, "zookeeper_znode_children", path="/livy/v1/batch") == 40001  # 40,000 + 'state'
     assert value(ss, "zookeeper_znode_exists", path="/livy/v1/batch") == 1
@@ -93,6 +74,7 @@ def test_chroot(zk):
                    paths=["/livy2/v1/batch"], mntr=False)
     out = collect_once(c, 10.0)
     assert collected_value(out, "livy_recovery_sessions", kind="batch", process="") == 5
+    assert collected_value(out, "livy_recovery_sessions", kind="interactive", process="") == 3
     assert collected_value(out, "zookeeper_znode_children", path="/livy2/v1/batch") == 6
     c.close()
 
