@@ -51,6 +51,7 @@ class App:
         self.started = time.time()
 
     def close(self) -> None:
+        """Close every target's collector (their HTTP sessions, ZooKeeper clients, ...)."""
         for t in self.targets + self.probes.targets():
             try:
                 t.collector.close()

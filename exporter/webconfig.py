@@ -92,6 +92,9 @@ BcryptHash = Annotated[str, AfterValidator(_bcrypt_hash)]
 
 
 class TLSServerConfig(Strict):
+    """``tls_server_config``: the server's certificate and key, and whether and how
+    client certificates are verified."""
+
     cert_file: ExistingFile = None
     key_file: ExistingFile = None
     client_auth_type: Literal[CLIENT_AUTH_TYPES] = "NoClientCert"  # type: ignore[valid-type]
@@ -167,6 +170,8 @@ class TLSServerConfig(Strict):
         return ctx
 
     def peer_check(self) -> Optional[Callable[[Optional[dict]], bool]]:
+        """With ``client_allowed_sans``: whether a verified client certificate (as
+        :meth:`ssl.SSLSocket.getpeercert` gives it) carries one of them; else None."""
         if not self.client_allowed_sans:
             return None
         allowed = {_normalize_san(s) for s in self.client_allowed_sans}
@@ -200,6 +205,8 @@ def _ssl_reason(e: Exception) -> str:
 
 
 class HTTPServerConfig(Strict):
+    """``http_server_config``: the response headers added to every answer."""
+
     #: sparkwatch speaks HTTP/1.x only; the setting is accepted for compatibility
     http2: bool = True
     headers: Dict[str, str] = {}
@@ -224,6 +231,9 @@ class HTTPServerConfig(Strict):
 
 
 class WebConfig(Strict):
+    """The whole web configuration file; what serving needs of it
+    (:func:`exporter.web.serve`): :meth:`ssl_context`, :meth:`peer_check`, :meth:`wrap`."""
+
     tls_server_config: Optional[TLSServerConfig] = None
     http_server_config: HTTPServerConfig = HTTPServerConfig()
     #: user name -> bcrypt hash of the password
@@ -247,9 +257,11 @@ class WebConfig(Strict):
     # ------------------------------------------------------------- what serving needs
 
     def ssl_context(self) -> Optional[ssl.SSLContext]:
+        """The server's TLS context, or None for plain HTTP."""
         return self.tls_server_config.ssl_context() if self.tls_server_config is not None else None
 
     def peer_check(self):
+        """The check of client certificates' names (:meth:`TLSServerConfig.peer_check`), or None."""
         return self.tls_server_config.peer_check() if self.tls_server_config is not None else None
 
     def wrap(self, app):
@@ -260,6 +272,7 @@ class WebConfig(Strict):
                          list(self.http_server_config.headers.items()))
 
     def describe(self) -> str:
+        """One line for the log: TLS or not, and how many basic-auth users (never a secret)."""
         parts = []
         tls = self.tls_server_config
         if tls is None:
@@ -272,6 +285,8 @@ class WebConfig(Strict):
 
 
 def parse_web_config(data: Any, source: str = "web config") -> WebConfig:
+    """The web configuration from parsed YAML; ConfigError naming the key (and
+    ``source``) when anything is wrong, certificates and keys that do not load included."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -288,6 +303,7 @@ def parse_web_config(data: Any, source: str = "web config") -> WebConfig:
 
 
 def load_web_config(path) -> WebConfig:
+    """The web configuration file at ``path`` (``--web.config.file``): :func:`parse_web_config` of its YAML."""
     return parse_web_config(read_yaml_file(path), str(path))
 
 
@@ -315,7 +331,7 @@ class BasicAuth:
     highest cost among the configured hashes, so it takes as long as a wrong
     password (exporter-toolkit's fake hash has a fixed cost of 10).
 
-    The server (:mod:`exporter.web`) asks :meth:`known` before a request takes a
+    The server (:mod:`exporter.httpserver`) asks :meth:`known` before a request takes a
     connection slot and runs :meth:`check` for the rest on a thread of its own,
     so that a flood of failed logins never holds the slots that valid requests
     need."""
@@ -361,6 +377,7 @@ class BasicAuth:
         return False
 
     def check(self, header: Optional[str]) -> bool:
+        """Whether ``header`` holds a configured user and password (one bcrypt check unless :meth:`known`)."""
         if self.known(header):
             return True
         creds = self.credentials(header)
@@ -407,19 +424,17 @@ class Protected:
         return None if BasicAuth.credentials(header) is not None else False
 
     def verify(self, header: Optional[str]) -> bool:
+        """The check :meth:`admit` left open: whether ``header`` holds valid credentials (bcrypt)."""
         return self.auth is None or self.auth.check(header)
 
     def __call__(self, environ, start_response):
-        if self.headers:
-            inner = start_response
-
-            def start_response(status, response_headers, exc_info=None):  # noqa: F811
-                return inner(status, list(response_headers) + self.headers, exc_info)
+        def answer(status, response_headers, exc_info=None):  # start_response, with the configured headers
+            return start_response(status, list(response_headers) + self.headers, exc_info)
 
         if (self.auth is None or environ.get("PATH_INFO") in UNPROTECTED_PATHS
                 or self.auth.check(environ.get("HTTP_AUTHORIZATION"))):
-            return self.app(environ, start_response)
+            return self.app(environ, answer)
         body = UNAUTHORIZED_BODY.encode()
-        start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
-                                            ("Content-Length", str(len(body))), ("WWW-Authenticate", "Basic")])
+        answer("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
+                                    ("Content-Length", str(len(body))), ("WWW-Authenticate", "Basic")])
         return [body]
