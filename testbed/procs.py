@@ -30,6 +30,7 @@ def free_ports(n: int) -> List[int]:
 
 def stop_process_group(p: subprocess.Popen, grace: float = 5.0) -> None:
     """SIGTERM ``p``'s process group, wait up to ``grace`` seconds, then SIGKILL the group.
+    ``grace`` 0: SIGKILL at once (a crash: no shutdown hook runs).
 
     The group is killed even when its leader has already exited: pyspark's JVM
     and Python workers can outlive the process that started them. A process
@@ -49,12 +50,14 @@ def stop_process_group(p: subprocess.Popen, grace: float = 5.0) -> None:
         except (ProcessLookupError, PermissionError):
             pass
 
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        send(sig)
+    if grace > 0:
+        send(signal.SIGTERM)
         try:
-            p.wait(timeout=wait)
-            if sig == signal.SIGKILL or wait == 0:
-                break
+            p.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            continue
-    send(signal.SIGKILL)
+            pass
+    send(signal.SIGKILL)  # also what outlived the leader
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass

@@ -44,3 +44,26 @@ def test_a_process_of_the_callers_group_is_stopped_alone():
     """)
     assert r.returncode == 0, (r.returncode, r.stderr)
     assert r.stdout.strip() == "caller alive; child -15"
+
+
+def test_no_grace_is_sigkill_at_once(tmp_path):
+    """grace=0 is a crash: SIGKILL, no SIGTERM first (a JVM would run its shutdown hooks
+    and remove its perf-data file)."""
+    marker = tmp_path / "got-sigterm"
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import signal, sys, time
+        def term(*_):
+            open({str(marker)!r}, "w").close()
+            time.sleep(300)
+        signal.signal(signal.SIGTERM, term)
+        print("ready", flush=True)
+        time.sleep(300)
+    """)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert p.stdout.readline() == "ready\n"
+    finally:
+        stop_process_group(p, grace=0)
+    p.stdout.close()
+    assert p.returncode == -9
+    time.sleep(0.2)  # a SIGTERM handler that had begun would have written by now
+    assert not marker.exists()
