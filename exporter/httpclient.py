@@ -8,7 +8,10 @@ thread watches every request in flight, and exists only while there is one),
 bodies are read in chunks against the deadline and capped in size, redirects
 are followed by hand (each hop under the same deadline, at most
 :data:`MAX_REDIRECTS`, and only to URLs the target allows), and JSON is
-checked for its cost before it is decoded. ``max_concurrency`` bounds the
+checked for its cost before it is decoded: the memory of every answer (its
+body, the JSON being decoded, the decoded answer while it is used) is taken
+from the target's :class:`MemoryBudget` and the process', or the request is a
+``limit`` error. ``max_concurrency`` bounds the
 requests one client (one target) has in flight at once, whatever the number of
 threads that use it; its connection pools are large enough for that many. Every
 failure becomes a
@@ -31,9 +34,12 @@ import heapq
 import http.cookiejar
 import itertools
 import json
+import os
 import socket
+import sys
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urljoin
 
@@ -47,11 +53,26 @@ from . import __version__
 from .collector import Deadline, TargetError
 from .urlpattern import Origin, resolve
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
-#: JSON containers (objects and arrays) one response may hold: decoding costs
-#: memory per container (a body of ``[{},{},...]`` is ~100 bytes of Python per
-#: 3 bytes of JSON), so the count is bounded before anything is decoded
-MAX_JSON_CONTAINERS = 500_000
+MiB = 1024 * 1024
+#: a response body larger than this (decompressed) is refused (``limit``)
+MAX_BODY_BYTES = 16 * MiB
+#: what the answers of one target (bodies being read or held, JSON being decoded, decoded
+#: answers in use) may hold at once: a response that does not fit is that request's ``limit``
+MAX_TARGET_BYTES = 48 * MiB
+#: ... and of every target of the process together, beyond each target's floor
+MAX_HELD_BYTES = 96 * MiB
+#: what each target may hold whatever the others hold: a healthy target's small answers
+#: never fail because hostile neighbours spent the process' budget
+TARGET_FLOOR_BYTES = 1 * MiB
+#: resident memory the interpreter needs besides the answers budgeted above, at most, for a
+#: scrape of a few dozen targets: request threads' stacks, connections and their buffers,
+#: response headers (up to 100 lines of 64 KiB each, http.client's own limits), metrics
+RSS_OVERHEAD_BYTES = 32 * MiB
+#: what decoding JSON costs per value, at most, besides the text of strings and numbers
+#: (a float: 24 bytes and its slot; a small dict: ~200 bytes; a key: its str and entries in
+#: the object and in the decoder's memo); measured with tracemalloc for every shape in
+#: tests/test_core_memory.py
+JSON_VALUE_COST = 96
 MAX_REDIRECTS = 5
 #: connections kept per host (urllib3's default), more with a larger max_concurrency
 DEFAULT_POOL_SIZE = 10
@@ -215,6 +236,142 @@ class _WatchedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
+# --------------------------------------------------------------------------
+# Memory: every answer's bytes are taken from its target's budget and the
+# process', and given back when the answer is dropped. Decoding JSON costs far
+# more than the body (16 MiB of floats is ~130 MiB of Python objects), so its
+# cost is estimated from the body before it is decoded (json_cost).
+
+
+class MemoryBudget:
+    """Bytes that may be held at once: ``limit`` in all; with a ``parent`` (the
+    process' budget), what is held beyond ``floor`` is taken from the parent too."""
+
+    _lock = threading.Lock()  # one for every budget: a take is checked against both levels at once
+
+    def __init__(self, limit: int, floor: int = 0, parent: Optional["MemoryBudget"] = None):
+        self.limit, self.floor, self.parent = limit, floor, parent
+        self.used = 0
+
+    def _beyond_floor(self, used: int) -> int:
+        return max(0, used - self.floor)
+
+    def take(self, n: int) -> Optional[str]:
+        """Take ``n`` bytes; None when granted, else what refused: "target" or "exporter"."""
+        with self._lock:
+            used = self.used + n
+            if used > self.limit:
+                return "target"
+            if self.parent is not None:
+                more = self._beyond_floor(used) - self._beyond_floor(self.used)
+                if self.parent.used + more > self.parent.limit:
+                    return "exporter"
+                self.parent.used += more
+            self.used = used
+            return None
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            used = max(0, self.used - n)
+            if self.parent is not None:
+                self.parent.used -= self._beyond_floor(self.used) - self._beyond_floor(used)
+            self.used = used
+
+
+#: every target's answers together
+PROCESS_BUDGET = MemoryBudget(MAX_HELD_BYTES)
+
+
+class _Hold:
+    """Bytes taken from a budget for one answer; given back by :meth:`release` (or when
+    the object it is tied to with :meth:`tie` is dropped)."""
+
+    __slots__ = ("budget", "n", "__weakref__")
+
+    def __init__(self, budget: MemoryBudget):
+        self.budget, self.n = budget, 0
+
+    def resize(self, n: int, where: str) -> None:
+        if n > self.n:
+            refused = self.budget.take(n - self.n)
+            if refused is not None:
+                raise TargetError("limit", f"{where}: the answer does not fit in the {refused}'s memory "
+                                           f"budget ({_budget_text(self.budget, refused)})")
+        elif n < self.n:
+            self.budget.give(self.n - n)
+        self.n = n
+
+    def release(self) -> None:
+        n, self.n = self.n, 0
+        if n:
+            self.budget.give(n)
+
+    def tie(self, obj) -> None:
+        """Release when ``obj`` is garbage (now, if it cannot be watched)."""
+        try:
+            weakref.finalize(obj, self.release)
+        except TypeError:
+            self.release()
+
+
+def _budget_text(budget: MemoryBudget, refused: str) -> str:
+    b = budget if refused == "target" or budget.parent is None else budget.parent
+    return f"{b.limit // MiB} MiB"
+
+
+class _JsonList(list):
+    __slots__ = ("__weakref__",)
+
+
+class _JsonDict(dict):
+    __slots__ = ("__weakref__",)
+
+
+def json_cost(body: bytes) -> int:
+    """At most what decoding ``body`` takes at its peak, in bytes (besides the body): the
+    text it is decoded from (4 bytes per character when it is not ASCII), the text of its
+    strings and numbers again (twice, 4 bytes per character, when escapes may make them
+    wide: a string with escapes is built, not sliced) and
+    :data:`JSON_VALUE_COST` per value (keys, values, objects and arrays, counted from the
+    commas, colons and brackets: those inside strings only make it larger)."""
+    n = len(body)
+    text = n + 64 if body.isascii() else 4 * n + 80
+    strings = text
+    if b"\\" in body:  # strings with escapes are built, not sliced: twice their size at a moment
+        strings = 2 * (4 * n if b"\\u" in body else text)
+    values = 1 + n - len(body.translate(None, b",:[{"))  # one pass (four counts take twice as long)
+    return 4096 + text + strings + values * JSON_VALUE_COST
+
+
+#: glibc's M_MMAP_THRESHOLD (malloc.h)
+_M_MMAP_THRESHOLD = -3
+#: allocations from this size up get mappings of their own, returned to the system when freed
+MMAP_THRESHOLD = 1 * MiB
+_malloc_tuned = False
+
+
+def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
+    """Keep large allocations (bodies, the arrays and tables of decoded JSON) out of
+    glibc's heap. glibc raises its threshold to the largest block freed (up to 32 MiB):
+    after one 16 MiB body, bodies come from the heap, whose freed memory stays resident
+    and fragmented (two scrapes of a hostile target left the exporter 75 MiB larger, its
+    peak 130 MiB above idle against a budget of 48 MiB). A fixed threshold ends that.
+    ``MALLOC_MMAP_THRESHOLD_`` in the environment wins; on another C library this does
+    nothing. Returns whether it applied. Called once, by the first :class:`HttpClient`."""
+    global _malloc_tuned
+    if _malloc_tuned or os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        return False
+    _malloc_tuned = True
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, size))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 class HttpClient:
     """GETs against one target. ``redirect_allowed(url)`` decides whether a
     redirect may be followed (default: any http(s) URL); credentials (basic
@@ -235,6 +392,9 @@ class HttpClient:
         pool_size = max(DEFAULT_POOL_SIZE, max_concurrency or 0)
         self.base_url = target.url
         self.max_body_bytes = max_body_bytes
+        #: what this target's answers may hold at once (see :class:`MemoryBudget`)
+        self.budget = MemoryBudget(MAX_TARGET_BYTES, TARGET_FLOOR_BYTES, PROCESS_BUDGET)
+        fix_mmap_threshold()
         patterns = getattr(target, "redirects_allowed_to", None)
         if redirect_allowed is None and patterns is not None:
             from .urlpattern import parse_pattern
@@ -286,16 +446,19 @@ class HttpClient:
         """
         url = self.url(path)
         where = path.split("?", 1)[0]
-        if self._slots is None:
-            return self._watched_get(url, where, deadline, params, ok_statuses, headers)
-        # a slot of the target's max_concurrency, waited for at most until the deadline
-        if not self._slots.acquire(timeout=max(0.0, deadline.remaining())):
-            raise TargetError("timeout", f"GET {where}: no free connection slot "
-                                         f"({self.max_concurrency} in use) within the deadline")
         try:
-            return self._watched_get(url, where, deadline, params, ok_statuses, headers)
-        finally:
-            self._slots.release()
+            if self._slots is None:
+                return self._watched_get(url, where, deadline, params, ok_statuses, headers)
+            # a slot of the target's max_concurrency, waited for at most until the deadline
+            if not self._slots.acquire(timeout=max(0.0, deadline.remaining())):
+                raise TargetError("timeout", f"GET {where}: no free connection slot "
+                                             f"({self.max_concurrency} in use) within the deadline")
+            try:
+                return self._watched_get(url, where, deadline, params, ok_statuses, headers)
+            finally:
+                self._slots.release()
+        except TargetError as e:
+            raise _detached(e)
 
     def _watched_get(self, url: str, where: str, deadline: Deadline, params, ok_statuses, headers) -> requests.Response:
         with _Watch(deadline) as watch:
@@ -366,33 +529,59 @@ class HttpClient:
         return resp
 
     def _read_body(self, resp: requests.Response, where: str, deadline: Deadline) -> None:
+        """Read the body into ``resp.content`` (a bytearray: no copy of it is made), its
+        memory taken from the target's budget before it is read (a body that does not fit
+        is a ``limit``) and given back when ``resp`` is dropped."""
+        hold = _Hold(self.budget)
+        body = bytearray()
+        what = f"GET {where}"
         try:
-            body = bytearray()
+            # the headers are in memory already: what they hold counts while the response is kept
+            head = sum(len(k) + len(v) for k, v in resp.headers.items())
+            declared = resp.headers.get("Content-Length", "")
+            declared = int(declared) if declared.isdigit() and not resp.headers.get("Content-Encoding") else 0
+            if declared > self.max_body_bytes:
+                raise TargetError("limit", f"{what}: response larger than {self.max_body_bytes} bytes")
             while True:
+                # what the body will hold: the bytearray's spare capacity (an eighth) and the
+                # next chunk included; taken before it is read
+                hold.resize(head + max(declared, len(body)) * 9 // 8 + CHUNK, what)
                 # each read may block at most for what is left of the deadline
                 _set_read_timeout(resp, deadline.timeout(self.target.timeout))
                 try:
                     chunk = resp.raw.read1(CHUNK, decode_content=True)
                 except Exception as e:  # urllib3 ReadTimeoutError, ProtocolError, ...
                     if "timed out" in str(e).lower():
-                        raise TargetError("timeout", f"GET {where}: response not complete within the deadline") from None
-                    raise TargetError("invalid_response", f"GET {where}: response cut off: {_short(e)}") from None
+                        raise TargetError("timeout", f"{what}: response not complete within the deadline") from None
+                    raise TargetError("invalid_response", f"{what}: response cut off: {_short(e)}") from None
                 if not chunk:
                     break
+                if len(body) + len(chunk) > self.max_body_bytes:
+                    raise TargetError("limit", f"{what}: response larger than {self.max_body_bytes} bytes")
                 body += chunk
-                if len(body) > self.max_body_bytes:
-                    raise TargetError("invalid_response", f"GET {where}: response larger than {self.max_body_bytes} bytes")
-            resp._content = bytes(body)
+            resp._content = body
             resp._content_consumed = True
+            hold.resize(head + len(body) * 9 // 8, what)
+            hold.tie(resp)
+        except BaseException:
+            body.clear()  # not kept alive by a traceback
+            hold.release()
+            raise
         finally:
             resp.close()
 
     def get_json(self, path: str, deadline: Deadline, params: Optional[Dict[str, Any]] = None,
                  expect: type = object, headers: Optional[Dict[str, str]] = None) -> Any:
         """GET and decode JSON; anything else (HTML from a proxy, plain text from a
-        starting driver, a cut-off body) is an ``invalid_response``."""
+        starting driver, a cut-off body) is an ``invalid_response``; JSON whose decoding
+        would not fit the target's memory budget a ``limit``."""
         resp = self.get(path, deadline, params, headers=headers)
-        return decode_json(resp.content, path, resp.headers.get("Content-Type", ""), expect)
+        try:
+            return decode_json(resp.content, path, resp.headers.get("Content-Type", ""), expect, budget=self.budget)
+        except TargetError as e:
+            err = _detached(e)
+        del resp  # the body is not kept alive by the error
+        raise err
 
 
 class WithHeaders:
@@ -433,21 +622,48 @@ def _session(verify, pool_size: int = DEFAULT_POOL_SIZE) -> requests.Session:
 
 
 def decode_json(body: bytes, path: str, content_type: str = "", expect: type = object,
-                max_containers: int = MAX_JSON_CONTAINERS) -> Any:
-    where = path.split("?", 1)[0]
-    if body.count(b"{") + body.count(b"[") > max_containers:
-        raise TargetError("invalid_response", f"GET {where}: JSON with more than {max_containers} objects and arrays")
+                budget: Optional[MemoryBudget] = None) -> Any:
+    """Decode a JSON body: its cost (:func:`json_cost`) is taken from ``budget`` (the
+    process' when none is given) before anything is decoded, and the decoded answer
+    holds what it holds of it until it is dropped. TargetError: ``limit`` when it does
+    not fit, ``invalid_response`` when it is not JSON (of type ``expect``)."""
+    where = f"GET {path.split('?', 1)[0]}"
+    hold = _Hold(budget if budget is not None else PROCESS_BUDGET)
     try:
-        data = json.loads(body)
-    except RecursionError:
-        raise TargetError("invalid_response", f"GET {where}: JSON nested too deeply") from None
-    except (ValueError, UnicodeDecodeError):
-        snippet = body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
-        kind = "HTML" if snippet.lower().startswith(("<!doctype", "<html")) or "html" in content_type else "not JSON"
-        raise TargetError("invalid_response", f"GET {where}: expected JSON, got {kind}: {snippet!r}") from None
-    if expect is not object and not isinstance(data, expect):
-        raise TargetError("invalid_response", f"GET {where}: expected a JSON {expect.__name__}, got {type(data).__name__}")
-    return data
+        hold.resize(len(body), where)  # what json_cost itself takes a moment (and the least it says)
+        cost = json_cost(body)
+        hold.resize(cost, where)
+        try:
+            # as json.loads decodes bytes, with the text's lifetime in hand
+            text = body.decode(json.detect_encoding(body), "surrogatepass")
+            data = json.loads(text)
+        except RecursionError:
+            raise TargetError("invalid_response", f"{where}: JSON nested too deeply") from None
+        except (ValueError, UnicodeDecodeError):
+            snippet = body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
+            kind = "HTML" if snippet.lower().startswith(("<!doctype", "<html")) or "html" in content_type else "not JSON"
+            raise TargetError("invalid_response", f"{where}: expected JSON, got {kind}: {snippet!r}") from None
+        hold.resize(cost - sys.getsizeof(text), where)  # the text is gone
+        del text
+        if expect is not object and not isinstance(data, expect):
+            raise TargetError("invalid_response", f"{where}: expected a JSON {expect.__name__}, got {type(data).__name__}")
+        # the answer holds its share until the caller drops it
+        if isinstance(data, list):
+            data = _JsonList(data)
+        elif isinstance(data, dict):
+            data = _JsonDict(data)
+        hold.tie(data)
+        return data
+    except BaseException:
+        hold.release()
+        raise
+
+
+def _detached(e: TargetError) -> TargetError:
+    """``e`` without its traceback and context: an error kept (by a future, until the
+    scrape ends) must not keep the frames of its request alive, nor the body they read."""
+    e.__context__ = e.__cause__ = None
+    return e.with_traceback(None)
 
 
 def _set_read_timeout(resp: requests.Response, seconds: float) -> None:

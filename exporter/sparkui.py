@@ -500,6 +500,12 @@ def merge(out: MetricSet, part: MetricSet) -> None:
 # Errors that mean the whole target is gone or out of time, not just one application
 _FATAL = ("timeout", "connection", "tls", "auth")
 
+
+def _part_reason(e: TargetError) -> str:
+    """The reason a part of a target (one application, the servlet) that failed is counted
+    under: ``limit`` (an answer too large for the memory budget) stays visible as such."""
+    return "limit" if e.reason == "limit" else "partial"
+
 #: an application that is not completed but whose event log has not been
 #: written for this long is reported as stale (see :data:`APP_STALE`)
 DEFAULT_STALE_AFTER = 86400.0
@@ -664,14 +670,16 @@ class Prefetch:
         self._own = pool is None
         self._pool = RequestPool(workers, thread_name) if pool is None else pool
         self._futures: Dict[tuple, Future] = {}
-        self._submitted: list = []
+        #: what was submitted and not yet answered (an answer read is not kept here: the
+        #: decoded answers of a whole scrape would otherwise live until it ends)
+        self._submitted: set = set()
 
     def _submit(self, key: tuple, fn, *args) -> None:
         if key not in self._futures:
             f = self._pool.submit(fn, *args)
             if f is not None:
                 self._futures[key] = f
-                self._submitted.append(f)
+                self._submitted.add(f)
 
     def submit_get(self, url: str, deadline: Deadline, params=None, ok_statuses=(200,)) -> None:
         self._submit(("get", url, _params_key(params), tuple(ok_statuses)),
@@ -684,6 +692,7 @@ class Prefetch:
     def _answer(self, key: tuple, fn, *args):
         f = self._futures.pop(key, None)
         if f is not None:
+            self._submitted.discard(f)
             try:
                 return f.result()  # each request ends by the deadline
             except CancelledError:  # the pool was closed (an evicted probe target) before it started
@@ -823,7 +832,7 @@ def _scrape_apps(http, base: str, api: str, apps: list, out: MetricSet, deadline
         if e.reason in _FATAL:
             raise
         log.info("%s: metrics servlet unreadable: %s", base, e.message)
-        out.error("partial")
+        out.error(_part_reason(e))
 
     reported = 0
     seen_keys = []
@@ -848,7 +857,7 @@ def _scrape_apps(http, base: str, api: str, apps: list, out: MetricSet, deadline
             if e.reason in _FATAL and not (e.reason == "timeout" and not deadline.expired()):
                 raise
             log.info("%s: application %s skipped: %s", base, app_id if app_id else f"#{i}", e.message)
-            out.error("partial")
+            out.error(_part_reason(e))
             continue
         merge(out, part)
         reported += 1

@@ -1,0 +1,123 @@
+"""Hostile JSON bodies, and an HTTP server on loopback that answers every request
+with one of them: what a target that wants the exporter's memory would send.
+
+Every body is at most ``size`` bytes (by default the exporter's cap,
+``MAX_BODY_BYTES``, so that it is read in full) and built to cost as much as
+possible once decoded: 16 MiB of ``[1e1,1e1,...]`` is 4 million floats (about
+130 MiB of Python objects), of ``[[],[],...]`` 5.6 million lists.
+
+``HostileServer(shape)`` answers the Spark application list with the hostile
+body (``where="list"``), or (``where="apps"``) a list of ``apps`` quiet
+applications whose every per-application endpoint (jobs, stages, executors,
+environment) answers it; ``gzip=True`` sends it gzip-compressed (a few KiB on
+the wire).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Dict
+
+MiB = 1024 * 1024
+
+
+def _array(item: bytes, size: int) -> bytes:
+    """``[item,item,...]`` of at most ``size`` bytes."""
+    n = max(1, (size - 2 + 1) // (len(item) + 1))
+    return b"[" + b",".join([item] * n) + b"]"
+
+
+def _one_string(prefix: bytes, size: int) -> bytes:
+    """``["<prefix>aaaa..."]`` of ``size`` bytes."""
+    return b'["' + prefix + b"a" * (size - 4 - len(prefix)) + b'"]'
+
+
+#: shape -> body of at most ``size`` bytes
+SHAPES: Dict[str, Callable[[int], bytes]] = {
+    "floats": lambda size: _array(b"1e1", size),
+    "strings": lambda size: _array(b'"ab"', size),
+    "nested": lambda size: _array(b"[]", size),
+    "objects": lambda size: _array(b'{"a":0}', size),
+    "keys": lambda size: b"{" + b",".join(b'"%07x":0' % i for i in range((size - 2) // 12)) + b"}",
+    "digits": lambda size: _array(b"9" * 4000 + b"e999999999", size),
+    "exponents": lambda size: _array(b"1e99999999999999999999", size),
+    "astral": lambda size: _one_string("\U0001F600".encode(), size),  # a 4-byte-per-character string
+    "escapes": lambda size: _one_string(b"\\ud83d\\ude00", size),  # the same from an ASCII body
+}
+
+
+def body(shape: str, size: int) -> bytes:
+    b = SHAPES[shape](size)
+    assert len(b) <= size, (shape, len(b), size)
+    return b
+
+
+def quiet_apps(n: int) -> bytes:
+    """A Spark application list of ``n`` running applications."""
+    return json.dumps([{"id": f"app-2026-{i:04d}", "name": f"app {i}",
+                        "attempts": [{"startTime": "2026-11-30T10:00:00.000GMT", "completed": False,
+                                      "lastUpdated": "2026-11-30T10:00:00.000GMT"}]}
+                       for i in range(n)]).encode()
+
+
+class HostileServer:
+    """An HTTP server on 127.0.0.1 answering ``body(shape, size)`` (see the module doc)."""
+
+    def __init__(self, shape: str, size: int, where: str = "list", apps: int = 40, gzip_it: bool = False):
+        payload = body(shape, size)
+        encoding = None
+        if gzip_it:
+            payload, encoding = gzip.compress(payload, 9), "gzip"
+        listing = quiet_apps(apps)
+        self.requests = 0
+        me = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def handle(self):
+                try:
+                    super().handle()
+                except OSError:  # the exporter gave up on a connection: that is the point
+                    pass
+
+            def do_GET(self):  # noqa: N802
+                me.requests += 1
+                path = self.path.split("?", 1)[0].rstrip("/")
+                enc = encoding
+                if path.endswith("/metrics/json"):
+                    out, enc = b"{}", None
+                elif where == "apps" and path.endswith("/api/v1/applications"):
+                    out, enc = listing, None
+                else:
+                    out = payload
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                if enc:
+                    self.send_header("Content-Encoding", enc)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                try:
+                    self.wfile.write(out)
+                except OSError:  # the exporter gave up on it: that is the point
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    def __enter__(self) -> "HostileServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

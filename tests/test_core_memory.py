@@ -1,0 +1,157 @@
+"""Memory: what a scrape holds is bounded, whatever the targets send.
+
+Decoding JSON costs memory per value, not per byte: 16 MiB of ``[1e1,1e1,...]``
+is 4 million floats, about 130 MiB of Python objects, and a target fetches
+several bodies at once. Every answer's memory (the body while it is read, the
+JSON while it is decoded, the decoded answer while it is used) is taken from
+the target's budget and the exporter's (see :class:`exporter.httpclient.MemoryBudget`
+and docs/security.md); an answer that does not fit is that request's ``limit``
+error.
+
+The end-to-end test runs the real exporter as a process of its own against
+real HTTP servers on loopback serving hostile bodies, and reads its peak
+resident size (``VmHWM``) before and after the scrape. An address-space limit
+on the process keeps an exporter that does not bound its memory from taking
+the machine's: it fails here instead.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import resource
+import tracemalloc
+from contextlib import ExitStack, contextmanager
+
+import pytest
+
+from exporter import httpclient
+from exporter.collector import Deadline, TargetError
+from exporter.httpclient import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTES, RSS_OVERHEAD_BYTES,
+                                 TARGET_FLOOR_BYTES, HttpClient, MemoryBudget, decode_json, json_cost)
+from exporter.targetconfig import HttpTarget
+from testbed.exporter import exporter_process, scrape, value
+from testbed.faulty_http import faulty_server
+from testbed.hostile_json import SHAPES, HostileServer, body
+
+MiB = 1024 * 1024
+
+
+def _status(pid: int, key: str) -> int:
+    """A ``kB`` line of /proc/<pid>/status, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+@contextmanager
+def _exporter_with_address_space_limit(config: dict, headroom: int = 3 * 1024 * MiB):
+    with exporter_process(config) as (base, proc):
+        cap = _status(proc.pid, "VmSize") + headroom
+        resource.prlimit(proc.pid, resource.RLIMIT_AS, (cap, cap))
+        yield base, proc
+
+
+def test_hostile_bodies_are_each_a_limit_error_and_the_exporter_peak_memory_stays_within_the_bound():
+    with ExitStack() as stack:
+        servers = {shape: stack.enter_context(HostileServer(shape, MAX_BODY_BYTES)) for shape in SHAPES}
+        # every per-application endpoint of 40 applications answers 16 MiB of floats (fetched
+        # 8 at a time, and ahead of the application being read)
+        servers["apps"] = stack.enter_context(HostileServer("floats", MAX_BODY_BYTES, where="apps"))
+        # 4x the body cap of floats, gzip-compressed to a few hundred KiB on the wire
+        servers["gzip"] = stack.enter_context(HostileServer("floats", 4 * MAX_BODY_BYTES, gzip_it=True))
+        good = stack.enter_context(faulty_server("ok"))
+        targets = [{"name": name, "url": srv.url, "timeout": 60} for name, srv in servers.items()]
+        config = {"exporter": {"scrape_timeout": 60}, "spark": targets + [{"name": "good", "url": good.url}]}
+        with _exporter_with_address_space_limit(config) as (base, proc):
+            idle = _status(proc.pid, "VmHWM")
+            first = scrape(base)
+            second = scrape(base)
+            peak = _status(proc.pid, "VmHWM")
+            alive = proc.poll() is None
+
+    assert alive
+    for text in (first, second):
+        assert value(text, "sparkwatch_target_up", kind="spark", target="good") == 1
+        for name in SHAPES:
+            assert value(text, "sparkwatch_target_up", kind="spark", target=name) == 0, name
+        for name in list(SHAPES) + ["apps", "gzip"]:
+            assert value(text, "sparkwatch_target_scrape_errors_total", kind="spark", target=name,
+                         reason="limit") >= 1, name
+    # the bound docs/security.md states: the process' budget, each target's floor, and what
+    # the interpreter needs besides (threads, connections, headers)
+    bound = MAX_HELD_BYTES + (len(servers) + 1) * TARGET_FLOOR_BYTES + RSS_OVERHEAD_BYTES
+    grew = peak - idle
+    print(f"peak resident size {peak / MiB:.0f} MiB, {grew / MiB:.0f} MiB above idle; bound {bound / MiB:.0f} MiB")
+    assert grew <= bound, f"the exporter grew by {grew / MiB:.0f} MiB, more than the bound of {bound / MiB:.0f} MiB"
+
+
+# ---------------------------------------------------------------- the pieces, in-process
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_cost_of_decoding_is_never_underestimated(shape):
+    """json_cost (what decode_json takes from the budget before it decodes) is at least
+    what decoding really allocates at its peak, for every hostile shape."""
+    raw = body(shape, 1 * MiB)
+    budget = MemoryBudget(1 << 40)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        data = decode_json(raw, "/x", budget=budget)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert json_cost(raw) >= peak, f"{shape}: estimated {json_cost(raw)}, decoding took {peak}"
+    assert budget.used > 0  # the decoded answer holds its share...
+    del data
+    gc.collect()
+    assert budget.used == 0  # ...until it is dropped
+
+
+def test_a_body_that_does_not_fit_the_budget_is_a_limit_error_before_it_is_decoded():
+    raw = body("floats", 4 * MiB)
+    budget = MemoryBudget(json_cost(raw) - 1)
+    with pytest.raises(TargetError) as e:
+        decode_json(raw, "/api/v1/applications", budget=budget)
+    assert e.value.reason == "limit"
+    assert budget.used == 0
+    assert json.loads(raw)  # a valid body, refused for its cost only
+
+
+def test_a_target_floor_is_kept_when_the_process_budget_is_spent():
+    process = MemoryBudget(10 * MiB)
+    hostile = MemoryBudget(8 * MiB, floor=1 * MiB, parent=process)
+    healthy = MemoryBudget(8 * MiB, floor=1 * MiB, parent=process)
+    assert hostile.take(8 * MiB) is None
+    assert healthy.take(2 * MiB) is None  # 1 MiB of it beyond its floor: the process has 8 of 10 taken
+    assert healthy.take(3 * MiB) is not None  # beyond its floor, the process budget is spent
+    assert hostile.take(1) is not None  # its own budget is spent
+    hostile.give(8 * MiB)
+    assert healthy.take(3 * MiB) is None
+    healthy.give(5 * MiB)
+    assert (process.used, hostile.used, healthy.used) == (0, 0, 0)
+
+
+def test_a_client_reading_hostile_bodies_holds_nothing_afterwards():
+    """Every body, decoded or refused, gives its share back: the budget returns to zero."""
+    with HostileServer("floats", 2 * MiB) as srv, faulty_server("ok") as ok:
+        client = HttpClient(HttpTarget(url=srv.url, timeout=30))
+        # 2 MiB of floats are read within 6 MiB, but cost ~70 MiB decoded
+        client.budget = MemoryBudget(6 * MiB, parent=httpclient.PROCESS_BUDGET)
+        try:
+            with pytest.raises(TargetError) as e:
+                client.get_json("/api/v1/applications", Deadline(30))
+            assert e.value.reason == "limit"
+            assert client.get_json(ok.url + "/api/v1/applications", Deadline(30)) == []
+            resp = client.get("/api/v1/applications", Deadline(30))
+            assert client.budget.used >= len(resp.content)  # a body held by its response
+            del resp
+            gc.collect()
+            assert client.budget.used == 0
+        finally:
+            client.close()
