@@ -48,6 +48,8 @@ def _positive_int(text: str) -> int:
 
 
 def serve_parser() -> argparse.ArgumentParser:
+    """The options of ``sparkwatch`` itself (the exporter); the flags are named as
+    other Prometheus exporters name them (``--web.listen-address``, ``--web.config.file``)."""
     p = argparse.ArgumentParser(
         prog="sparkwatch",
         description="Prometheus exporter for long-running Apache Spark services. "
@@ -97,6 +99,10 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 
 
 def cmd_serve(argv: List[str]) -> int:
+    """``sparkwatch [options]``: load the configuration and serve until SIGTERM or
+    Ctrl-C. Exit status 2 for a bad configuration, web configuration or listen
+    address (the error, naming the key, on standard error); 1 when the address
+    cannot be bound; 0 after a clean shutdown."""
     args = serve_parser().parse_args(argv)
     limit_malloc_arenas()
     _setup_logging(args.log_level)
@@ -149,6 +155,9 @@ def cmd_serve(argv: List[str]) -> int:
 
 
 def cmd_check_config(argv: List[str]) -> int:
+    """``sparkwatch check-config``: validate the configuration file and/or the web
+    configuration file as the exporter would load them, without starting it.
+    Exit status 0 when every file given is valid, 2 otherwise."""
     p = argparse.ArgumentParser(prog="sparkwatch check-config",
                                 description="Validate a configuration file and/or a web configuration "
                                 "file and exit (0 when all given are valid).")
@@ -198,6 +207,9 @@ SUBCOMMANDS: Dict[str, Callable[[List[str]], int]] = {
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The ``sparkwatch`` command: a first argument naming a subcommand of
+    :data:`SUBCOMMANDS` runs it with the rest; anything else runs the exporter.
+    Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         return SUBCOMMANDS[argv[0]](argv[1:])

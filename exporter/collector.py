@@ -83,9 +83,11 @@ class Deadline:
         self.at = clock() + seconds
 
     def remaining(self) -> float:
+        """Seconds left until the deadline; zero or negative once it has passed."""
         return self.at - self._clock()
 
     def expired(self) -> bool:
+        """Whether the deadline has passed."""
         return self.remaining() <= 0
 
     def timeout(self, cap: Optional[float] = None) -> float:
@@ -105,6 +107,15 @@ class Deadline:
 
 @dataclass(frozen=True)
 class MetricDef:
+    """One metric of the catalogue, as :func:`gauge`, :func:`counter` or :func:`info`
+    declare it: name, type, help text, label names and source (its prefix).
+
+    Declared once, at module level, and never built directly: the declaring
+    functions check the naming rules (``_total``, no ``_info``). It is hashable
+    and compared by value; ``MetricSet.add`` checks each sample's labels against
+    ``labels`` (``target`` is not among them: the engine adds it).
+    """
+
     name: str
     type: str  # "gauge" | "counter" | "info"
     help: str
@@ -150,10 +161,14 @@ def declared_metrics(*namespaces: Mapping[str, Any]) -> Tuple[MetricDef, ...]:
 
 
 def gauge(name: str, help: str, labels: Iterable[str] = (), source: str = "") -> MetricDef:
+    """A gauge: a value that goes up and down. ``help`` becomes its meaning in the
+    metrics reference; ``source`` defaults to the name's prefix (``jvm_…`` → ``jvm``)."""
     return _define("gauge", name, help, labels, source or name.split("_", 1)[0])
 
 
 def counter(name: str, help: str, labels: Iterable[str] = (), source: str = "") -> MetricDef:
+    """A counter: a total that only grows while its source lives; its name must end
+    in ``_total``. Otherwise as :func:`gauge`."""
     return _define("counter", name, help, labels, source or name.split("_", 1)[0])
 
 
@@ -180,6 +195,10 @@ class MetricSet:
         self.errors: List[str] = []
 
     def add(self, metric: MetricDef, value, **labels) -> None:
+        """One sample of ``metric``, with exactly its declared labels (a ValueError
+        otherwise: a bug). A value that is None, NaN, infinite, or that float() refuses, is
+        dropped; a bool counts as 1 or 0; label values are made safe text and cut
+        to MAX_LABEL_VALUE. A second sample with the same labels replaces the first."""
         if value is None:
             return
         if isinstance(value, bool):
@@ -290,6 +309,7 @@ class Collector:
 
     @property
     def name(self) -> str:
+        """The target's name: its ``target`` label and its name on the landing page."""
         return self.config.display_name()
 
     def bind(self, peers: Sequence["Collector"]) -> None:
@@ -297,6 +317,15 @@ class Collector:
         (itself included): for kinds whose targets divide work among themselves."""
 
     def collect(self, out: MetricSet, scrape: ScrapeContext) -> None:  # pragma: no cover
+        """Read the target once and add its samples to ``out``.
+
+        Return when the target is up, even if part of it failed (then call
+        ``out.error(reason)`` once per part); raise :class:`TargetError` when it
+        is down (its samples are then dropped). Every wait (a request, a sleep)
+        must be bounded by ``scrape.deadline``: a collection still running at
+        the deadline is reported down with ``timeout``. Any other exception is a
+        bug: logged with its traceback, the target down with ``internal``.
+        """
         raise NotImplementedError
 
     def close(self) -> None:

@@ -41,6 +41,14 @@ TargetPattern = Annotated[str, AfterValidator(_target_pattern)]
 
 
 class ProbeSettings(Strict):
+    """``exporter.probe``: what ``/probe?module=<kind>&target=<url>`` may scrape.
+
+    /probe is off until ``allowed_targets`` names something: whoever reaches the
+    exporter chooses the target, and the module's credentials go to it. The
+    patterns are matched on the parsed URL (never as text), and each module is
+    validated against its kind's target model when the file is loaded.
+    """
+
     #: URL patterns (exporter.urlpattern: scheme://host[:port][/path], '*' within one host label or as
     #: the whole port; host:port for zookeeper) a /probe target must match; empty = /probe disabled
     allowed_targets: List[TargetPattern] = []
@@ -61,6 +69,9 @@ class ProbeSettings(Strict):
 
 
 class ExporterSettings(Strict):
+    """``exporter``: the exporter's own section (the scrape deadline, /probe); the
+    other top-level keys are the lists of targets, one per kind."""
+
     #: the scrape deadline when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds,
     #: and the upper bound when it does
     scrape_timeout: Seconds = 10.0
@@ -156,6 +167,10 @@ def format_validation_error(err: ValidationError, source: str, key_names: Option
 
 
 def parse_config(data: Any, source: str = "config"):
+    """The configuration from the YAML document ``data`` (None: all defaults), as a
+    :class:`SparkwatchConfig`; ``source`` names it in errors. Raises
+    :class:`ConfigError` with one line per problem, each naming its key and never
+    echoing a secret (the command line prints it and exits 2)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):

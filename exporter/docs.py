@@ -30,12 +30,17 @@ SECTIONS = [(k.name, k.title) for k in metric_sources()]
 
 
 def catalog():
+    """The metric catalogue (imported late: it imports every collector)."""
     from .catalog import catalog as full_catalog
 
     return full_catalog()
 
 
 def render() -> str:
+    """The generated section of docs/metrics.md, markers included: one table per
+    section of :data:`SECTIONS` (the exporter's own metrics, then one per kind),
+    a row per metric sorted by exposed name, ``target`` among the labels of
+    every metric of a target."""
     cat = catalog()
     lines = [BEGIN, ""]
     known = {s for s, _ in SECTIONS}
@@ -76,6 +81,8 @@ def update(path: Path, check: bool) -> bool:
 
 
 def main(argv=None) -> int:
+    """``python -m exporter.docs [--check] [--file PATH]``: exit status 0, or 1 with
+    ``--check`` when the file is out of date."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the file is out of date with the catalogue")

@@ -19,6 +19,10 @@ from typing import NamedTuple, Tuple
 
 
 class Kind(NamedTuple):
+    """One row of the table: a kind of target (or, :data:`EXPORTER`, the exporter
+    itself). ``name`` is used verbatim as the config section, metric prefix,
+    ``kind`` label and collector module, so it is never renamed."""
+
     name: str  #: config section, metric prefix (``name_``), ``kind`` label, collector module
     title: str  #: its section of the metrics reference
     down_severity: str = ""  #: of its target-down alert, ``<Name>TargetDown``: ``critical`` pages

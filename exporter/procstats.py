@@ -44,6 +44,12 @@ class ProcessGone(Exception):
 
 @dataclass
 class ProcInfo:
+    """One process as ``/proc/<pid>/status`` showed it during a host snapshot: its
+    pid (in our namespace), real and effective uid, effective gid, threads, its
+    pid in every nested pid namespace and its mount namespace (``""`` when it
+    cannot be read). A snapshot of a moment: the pid may be reused by the time
+    it is read again."""
+
     pid: int
     ruid: int
     euid: int
@@ -55,6 +61,10 @@ class ProcInfo:
 
 @dataclass
 class HostSnapshot:
+    """One pass over ``/proc`` (:func:`host_snapshot`): every process, threads per
+    real user (what RLIMIT_NPROC counts) and in all, and our own mount namespace.
+    Taken once per scrape and shared by every jvm target (and the doctor)."""
+
     procs: Dict[int, ProcInfo] = field(default_factory=dict)
     threads_by_uid: Dict[int, int] = field(default_factory=dict)
     total_threads: int = 0
@@ -391,6 +401,11 @@ def tcp_states(pid: int, proc: str = PROC, cache: Optional[Dict[str, Dict[str, s
 
 @dataclass
 class ProcessStats:
+    """The statistics of one process (:func:`process_stats`): threads, fds, memory,
+    its thread limits and what each is compared with, TCP sockets by state.
+    A value that could not be read, or a limit that is unlimited, is None (the
+    metric is then absent, never zero)."""
+
     threads: Optional[int] = None
     open_fds: Optional[int] = None
     max_fds: Optional[int] = None

@@ -86,6 +86,7 @@ class Target:
         return run, False
 
     def last_complete(self, max_age: float) -> Optional["_Run"]:
+        """The last collection that finished, if it finished at most ``max_age`` seconds ago."""
         with self._lock:
             last = self._last
         if last is not None and time.monotonic() - last.finished_at <= max_age:
@@ -170,6 +171,10 @@ class Scraper:
         self.offset = offset
 
     def deadline_seconds(self, prometheus_timeout: Optional[str]) -> float:
+        """The deadline of a scrape, in seconds: Prometheus' scrape timeout (the
+        ``X-Prometheus-Scrape-Timeout-Seconds`` header, as sent) less the offset,
+        at most the configured maximum, which is also what a missing, unparsable or
+        too small header gives."""
         seconds = self.max_timeout
         if prometheus_timeout:
             try:
@@ -181,6 +186,15 @@ class Scraper:
         return seconds
 
     def scrape(self, deadline_seconds: float) -> List:
+        """Scrape every target once, concurrently, and return the metric families of
+        the exposition: ``sparkwatch_target_up`` and the other self-metrics, then
+        the samples of the targets that are up.
+
+        Returns by the deadline whatever the targets do: a target whose
+        collection has not finished by then is down (``timeout``), or, when
+        another scrape started that collection, reported with its last complete
+        result if that is fresh (see the module's docstring).
+        """
         deadline = Deadline(deadline_seconds)
         context = ScrapeContext(deadline)
         start = time.monotonic()
@@ -230,6 +244,7 @@ class Families:
         self._families = families
 
     def collect(self):
+        """The families, as a prometheus_client registry asks a collector for them."""
         return iter(self._families)
 
 
@@ -243,6 +258,8 @@ class ProbeCache:
         self._lock = threading.Lock()
 
     def get(self, key: tuple, factory) -> Target:
+        """The target cached for ``key``, else ``factory()`` cached for it (evicting
+        and closing the least recently used beyond ``max_size``)."""
         with self._lock:
             t = self._items.get(key)
             if t is not None:
@@ -259,5 +276,6 @@ class ProbeCache:
             return t
 
     def targets(self) -> List[Target]:
+        """The probed targets cached now (for the landing page)."""
         with self._lock:
             return list(self._items.values())

@@ -113,6 +113,11 @@ CLOSE_GRACE = 0.2
 
 
 class LivyStateStore(Strict):
+    """``zookeeper[].livy_state_store``: Livy's recovery state in this ensemble (on by
+    default, key prefix ``livy``), counted as the sessions a Livy restart would
+    recover (S2). ``process`` puts the Livy JVM's name on those series so that
+    the alerts can set them against that JVM's thread headroom."""
+
     #: count Livy's recovery state store in this ZooKeeper
     enabled: bool = True
     #: livy.server.recovery.zk-state-store.key-prefix
@@ -133,6 +138,10 @@ _HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?$")
 
 
 class ZooKeeperTarget(TargetBase):
+    """One entry of the ``zookeeper:`` list: an ensemble (``hosts``, optional
+    ``chroot``, ``digest_auth``), the znodes to count, Livy's state store, mntr.
+    Its name defaults to the connect string; /probe fills in ``hosts``."""
+
     #: the ensemble: a list of host:port, or one comma-separated string
     hosts: List[str]
     #: a chroot path all other paths are relative to (like the '/path' suffix of a connect string)
@@ -227,6 +236,12 @@ def _to_target_error(e: BaseException, what: str) -> TargetError:
 
 
 class ZooKeeperCollector(Collector):
+    """One ensemble, through one KazooClient kept across scrapes (see the module's
+    docstring). ``collect`` and ``close`` hold ``_lock``, so a shutdown never
+    closes the client under a scrape; every ZooKeeper call is waited for at most
+    until the scrape deadline, and reconnecting happens in the background, never
+    on a scrape's time."""
+
     kind = "zookeeper"
     config_model = ZooKeeperTarget
     metrics = declared_metrics(globals())

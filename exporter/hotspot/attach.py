@@ -259,6 +259,10 @@ _STOPPED = re.compile(r"stopped_count=(\d+),\s*restarted_count=(\d+)")
 
 @dataclass
 class CodeCache:
+    """What ``Compiler.codecache`` reported (:func:`parse_codecache`): each code heap's
+    size, use and peak in bytes, whether the JIT still compiles, how often the
+    code cache was full. A line the JVM did not print leaves its field None."""
+
     #: heap name ("non-nmethods", "profiled nmethods", "non-profiled nmethods", or
     #: "CodeCache" when not segmented) -> {"size", "used", "max_used", "free"} in bytes
     heaps: Dict[str, Dict[str, int]] = field(default_factory=dict)

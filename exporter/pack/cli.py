@@ -11,6 +11,9 @@ from ..config import ConfigError
 
 
 def cmd_rules(argv: List[str]) -> int:
+    """``sparkwatch rules``: the alerting rules, customised by a rules configuration,
+    on standard output or into ``--out``. Exit status 2 for an invalid rules
+    configuration."""
     p = argparse.ArgumentParser(
         prog="sparkwatch rules",
         description="Print the Prometheus alerting rules, customised by a rules config "
@@ -54,6 +57,9 @@ def _write_files(out: Path, files) -> int:
 
 
 def cmd_dashboards(argv: List[str]) -> int:
+    """``sparkwatch dashboards --out DIR``: the Grafana dashboards, with the rules
+    configuration's selectors applied. Exit status 2 for an invalid rules
+    configuration."""
     p = argparse.ArgumentParser(prog="sparkwatch dashboards",
                                 description="Write the Grafana dashboards (JSON) into a directory.")
     p.add_argument("--out", metavar="DIR", required=True, help="directory to write the dashboards to")
@@ -67,6 +73,9 @@ def cmd_dashboards(argv: List[str]) -> int:
 
 
 def cmd_deploy(argv: List[str]) -> int:
+    """``sparkwatch deploy --out DIR``: the Kubernetes manifests (what
+    ``deploy/kubernetes/`` holds with the defaults). Exit status 2 for an invalid
+    rules configuration."""
     p = argparse.ArgumentParser(
         prog="sparkwatch deploy",
         description="Write the Kubernetes manifests (kustomization.yaml, the node DaemonSet, the cluster "

@@ -26,6 +26,16 @@ RATE_INTERVAL = "$__rate_interval"
 
 @dataclass
 class Panel:
+    """One panel: its queries as (PromQL, legend), its Grafana unit and its
+    description (the panel's tooltip).
+
+    Queries name the exporter's metrics without ``job``/``instance`` (the
+    generator injects the dashboard's variables and the rules configuration's
+    selectors into every selector) and use ``$__rate_interval`` in every rate;
+    ``tests/test_dashboards.py`` checks both, and that every metric is exported.
+    ``width`` is in Grafana's 24 columns; a row wraps when it is full.
+    """
+
     title: str
     targets: List[Tuple[str, str]]  # (expr, legend)
     unit: str
@@ -37,12 +47,18 @@ class Panel:
 
 @dataclass
 class Row:
+    """A titled row of panels in a dashboard, laid out left to right."""
+
     title: str
     panels: List[Panel]
 
 
 @dataclass
 class Dashboard:
+    """One generated dashboard: ``uid`` is its Grafana uid and its file name
+    (``dashboards/<uid>.json``), so it must never change once shipped (links and
+    bookmarks use it)."""
+
     uid: str
     title: str
     description: str
@@ -50,6 +66,7 @@ class Dashboard:
 
     @property
     def filename(self) -> str:
+        """The file the dashboard is written to, below ``dashboards/``."""
         return f"{self.uid}.json"
 
 
@@ -269,6 +286,7 @@ def _livy_zk() -> Dashboard:
 
 
 def dashboards() -> List[Dashboard]:
+    """Every dashboard of the pack, the overview first (built afresh at each call)."""
     return [_overview(), _spark(), _jvm(), _livy_zk()]
 
 
@@ -345,6 +363,8 @@ def _panel_json(p: Panel, pid: int, x: int, y: int, cfg: Optional[RulesConfig]) 
 
 
 def dashboard_json(d: Dashboard, cfg: Optional[RulesConfig] = None) -> Dict[str, Any]:
+    """The Grafana JSON model of ``d``, with the selectors of ``cfg`` (None: the
+    defaults) injected into every query."""
     panels: List[Dict[str, Any]] = []
     pid, y = 1, 0
     for row in d.rows:
@@ -378,4 +398,6 @@ def dashboard_json(d: Dashboard, cfg: Optional[RulesConfig] = None) -> Dict[str,
 
 
 def dashboard_files(cfg: Optional[RulesConfig] = None) -> Dict[str, str]:
+    """File name -> JSON text of every dashboard: what ``sparkwatch dashboards`` and
+    the pack generator write."""
     return {d.filename: json.dumps(dashboard_json(d, cfg), indent=2, sort_keys=False) + "\n" for d in dashboards()}

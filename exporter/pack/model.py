@@ -21,6 +21,12 @@ MATCHERS = "matchers"  # label matchers, the inside of a selector's braces
 
 @dataclass(frozen=True)
 class Param:
+    """A setting of an alert, written ``$name`` in its expression (and description):
+    a threshold, a window, a label matcher. A rules configuration may override it
+    (``alerts.<AlertName>.params.<name>``), checked according to ``kind``; ``help``
+    is its line in the runbook. The replays run with ``default``.
+    """
+
     default: Union[str, float]
     kind: str  # DURATION | NUMBER | REGEX | LABELS | MATCHERS
     help: str

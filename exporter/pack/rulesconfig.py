@@ -39,6 +39,9 @@ DEFAULT_RUNBOOK_BASE_URL = "https://github.com/sparkwatch/sparkwatch/blob/main/a
 
 
 class Strict(BaseModel):
+    """The base of every model of the rules configuration: an unknown key is an error
+    naming it, values cannot be changed after loading."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
@@ -133,6 +136,10 @@ Selectors = create_model("Selectors", __base__=_SelectorsBase, **{p: (str, "") f
 
 
 class RulesConfig(Strict):
+    """The whole rules configuration file (the top level; the example is in this
+    module's docstring). ``RulesConfig()`` is the shipped defaults, from which the
+    committed ``alerts/`` and ``dashboards/`` are generated."""
+
     time_scale: float = Field(default=1.0, gt=0)
     interval: Optional[str] = None
     selector: str = ""
@@ -161,11 +168,14 @@ class RulesConfig(Strict):
         return v
 
     def alert(self, name: str):
+        """The settings of alert ``name`` (``alerts.<name>``), its defaults when not given."""
         got = getattr(self.alerts, name)
         return got if got is not None else ALERT_MODELS[name]()
 
 
 def parse_rules_config(data: Any, source: str = "rules config") -> RulesConfig:
+    """The rules configuration from a YAML document (None: the defaults); ``source``
+    names it in errors. Raises :class:`~exporter.config.ConfigError` naming each key."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -177,6 +187,7 @@ def parse_rules_config(data: Any, source: str = "rules config") -> RulesConfig:
 
 
 def load_rules_config(path: Optional[Union[str, Path]]) -> RulesConfig:
+    """The rules configuration of the YAML file ``path``; None: the shipped defaults."""
     if path is None:
         return RulesConfig()
     return parse_rules_config(read_yaml_file(path), str(path))

@@ -12,6 +12,11 @@ from typing import Dict
 
 @dataclass(frozen=True)
 class Signature:
+    """One failure signature: ``id`` (``S1``…) and ``title`` name it everywhere
+    (alerts, doctor findings, docs); ``slug`` is in its rule group's name, so it
+    must not change once shipped; ``seed`` is where the war story comes from;
+    ``story``, ``signal`` and ``fix`` end every runbook of its alerts."""
+
     id: str
     title: str
     slug: str
