@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional
 
+import psutil
 import requests
 
 from .procs import free_ports, stop_process_group
@@ -138,16 +139,10 @@ def lab_udf_jar(dest: Path, python: Optional[Path] = None) -> Path:
 def executor_pids(app_id: str) -> List[int]:
     """The executor JVMs (CoarseGrainedExecutorBackend) of application ``app_id`` on this host."""
     out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                args = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
+    for p in psutil.process_iter(["cmdline"]):
+        args = p.info["cmdline"] or []
         if "org.apache.spark.executor.CoarseGrainedExecutorBackend" in args and "--app-id" in args:
             i = args.index("--app-id")
             if i + 1 < len(args) and args[i + 1] == app_id:
-                out.append(int(d))
+                out.append(p.pid)
     return sorted(out)

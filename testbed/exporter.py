@@ -47,7 +47,7 @@ def exporter_process(config: dict, *, tree: Optional[str] = None, env: Optional[
     free port of 127.0.0.1. ``tree``: the source tree whose exporter runs (default:
     this one); ``env``: variables added to the environment. Yields (base_url, process)
     once ``/-/healthy`` answers; stops the process at the end."""
-    from .procs import free_port
+    from .procs import free_port, stop_process_group
 
     root = tree or str(Path(__file__).resolve().parent.parent)
     with tempfile.TemporaryDirectory(prefix="sparkwatch-exporter-") as d:
@@ -56,18 +56,13 @@ def exporter_process(config: dict, *, tree: Optional[str] = None, env: Optional[
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "exporter", "--config.file", str(cfg),
                                  "--web.listen-address", f"127.0.0.1:{port}", "--log.level", log_level],
-                                cwd=root, env=dict(os.environ, **(env or {})))
+                                cwd=root, env=dict(os.environ, **(env or {})), start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(base, proc, ready_timeout)
             yield base, proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process_group(proc, grace=10)
 
 
 def wait_until_healthy(base: str, proc: subprocess.Popen, timeout: float = 60.0,

@@ -29,10 +29,11 @@ import os
 import pwd
 import random
 import shutil
-import signal
 import subprocess
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Sequence
+
+from .procs import stop_process_group
 
 #: kind -> the reason the collector must give for skipping it
 EXPECTED = {
@@ -93,16 +94,12 @@ def sleepers(user: str, n: int, argv0: str = "java") -> Iterator[List[subprocess
         for _ in range(n):
             procs.append(subprocess.Popen([argv0, "3600"], executable=sleep, user=pw.pw_uid, group=pw.pw_gid,
                                           extra_groups=[], cwd="/", stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
         yield procs
     finally:
         for p in procs:
-            try:
-                p.send_signal(signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for p in procs:
-            p.wait()
+            stop_process_group(p, grace=0)
 
 
 @contextmanager
@@ -161,7 +158,7 @@ def file_holder(data: bytes, token: str, maps: bool) -> Iterator[subprocess.Pope
 
     d = tempfile.mkdtemp(prefix="hsperfdata_swholder", dir="/tmp")
     p = subprocess.Popen([sys.executable, "-c", _HOLDER, d, "maps" if maps else "lies", token],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         with open(f"{d}/{p.pid}", "wb") as f:
             f.write(data)
@@ -170,14 +167,10 @@ def file_holder(data: bytes, token: str, maps: bool) -> Iterator[subprocess.Pope
         assert p.stdout.readline().strip() == "ready"
         yield p
     finally:
-        p.kill()
-        p.wait()
+        stop_process_group(p, grace=0)
+        p.stdin.close()
+        p.stdout.close()
         shutil.rmtree(d, ignore_errors=True)
-
-
-def threads(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
 
 
 @contextmanager

@@ -12,13 +12,16 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
+
+import psutil
+
+from .procs import stop_process_group
 
 #: the Java sources: Workload (driven through stdin) and Payload (classes it defines)
 APPS = Path(__file__).resolve().parent / "jvmapps"
@@ -72,18 +75,9 @@ class Jvm:
         return self.expect("done", timeout)
 
     def kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.kill()
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+        """Kill the JVM at once with its process group (a crash: no shutdown hook runs, its
+        perf-data file stays)."""
+        stop_process_group(self.proc, grace=0)
 
 
 @contextmanager
@@ -111,10 +105,6 @@ def running_jvm(classes: Path, main: str, args: List[str] = (), jvm_opts: List[s
         yield jvm
     finally:
         jvm.kill()
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 @contextmanager
@@ -129,29 +119,16 @@ def os_user(prefix: str = "swjvm") -> Iterator[str]:
         yield name
     finally:
         uid = pwd.getpwnam(name).pw_uid
-        for pid in _pids_of_uid(uid):
+        # every process of the user, whoever started it (no one process group holds them all)
+        procs = [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid]
+        for p in procs:
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+                p.kill()
+            except psutil.NoSuchProcess:
                 pass
-        for _ in range(50):
-            if not _pids_of_uid(uid):
-                break
-            time.sleep(0.1)
+        psutil.wait_procs(procs, timeout=5)
         subprocess.run(["userdel", name], capture_output=True, timeout=30)
         shutil.rmtree(f"/tmp/hsperfdata_{name}", ignore_errors=True)
-
-
-def _pids_of_uid(uid: int) -> List[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if os.stat(f"/proc/{d}").st_uid == uid:
-                    out.append(int(d))
-            except OSError:
-                pass
-    return out
 
 
 def jcmd(pid: int, *command: str, timeout: float = 60) -> str:
@@ -173,24 +150,15 @@ def perf_counters(pid: int) -> Dict[str, str]:
     return out
 
 
-def proc_status(pid: int) -> Dict[str, str]:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
+def proc_threads(pid: int) -> int:
+    """The threads of process ``pid`` (psutil: /proc/<pid>/status)."""
+    return psutil.Process(pid).num_threads()
 
 
 def threads_of_uid(uid: int) -> int:
+    """The threads of every process whose real uid is ``uid`` (what RLIMIT_NPROC counts)."""
     total = 0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            st = proc_status(int(d))
-        except OSError:
-            continue
-        if int(st["Uid"].split()[0]) == uid:
-            total += int(st["Threads"])
+    for p in psutil.process_iter(["uids", "num_threads"]):
+        if p.info["uids"] and p.info["uids"].real == uid and p.info["num_threads"]:
+            total += p.info["num_threads"]
     return total

@@ -22,7 +22,7 @@ from typing import Iterator, List, Optional
 
 import psutil
 
-from .procs import free_port
+from .procs import free_port, stop_process_group
 
 CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/zookeeper/*"
 MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
@@ -95,13 +95,8 @@ class ZooKeeperServer:
 
     def stop(self) -> None:
         p, self.proc = self.proc, None
-        if p is None:
-            return
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.wait(timeout=30)
+        if p is not None:
+            stop_process_group(p, grace=0)  # no grace: a stop is a crash (what the recovery tests replay)
 
     def pause(self, timeout: float = 30) -> None:
         """SIGSTOP: the server keeps its sockets open but answers nothing (a hung ZooKeeper).
@@ -109,7 +104,7 @@ class ZooKeeperServer:
         Returns once every thread of the JVM is stopped: the signal only starts
         a group stop, and on a loaded machine a thread that is running, or in
         the kernel, may still answer a request or two before it stops."""
-        os.killpg(self.proc.pid, signal.SIGSTOP)
+        os.killpg(self.proc.pid, signal.SIGSTOP)  # a raw signal: freezing the server is the point
         end = time.monotonic() + timeout
         while not _all_threads_stopped(self.proc.pid):
             if time.monotonic() > end:

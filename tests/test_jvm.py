@@ -14,13 +14,15 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import psutil
 import pytest
 
 from exporter import procstats
 from exporter.config import ConfigError, load_config, parse_config
 from exporter.hotspot import attach as hs_attach
 from testbed.exporter import find, running_exporter, samples, scrape, value
-from testbed.jvm import jcmd, perf_counters, proc_status, running_jvm, threads_of_uid
+from testbed.jvm import jcmd, perf_counters, proc_threads, running_jvm, threads_of_uid
+from testbed.procs import stop_process_group
 from tests.helpers import os_user, requires_java
 
 
@@ -109,12 +111,13 @@ def test_threads_against_nproc_limit(jvm_classes):  # noqa: F811
             assert "failed=false" in answer
 
             def probe():
-                return int(proc_status(jvm.pid)["Threads"]), threads_of_uid(uid)
+                return proc_threads(jvm.pid), threads_of_uid(uid)
 
             ss, (threads, user_threads) = settled(url, probe)
             assert threads >= limit - 8
             assert one(ss, "jvm_process_threads", process="threads") == threads
             assert one(ss, "jvm_process_user_threads", process="threads") == user_threads
+            # the file, not psutil's rlimit(): prlimit() on another user's process needs CAP_SYS_RESOURCE
             with open(f"/proc/{jvm.pid}/limits") as f:
                 nproc = int(re.search(r"^Max processes\s+(\d+)", f.read(), re.M).group(1))
             assert nproc == limit
@@ -150,7 +153,7 @@ def test_cgroup_v1_pids_limit(jvm_classes):  # noqa: F811
             with open(os.path.join(cg, "cgroup.procs"), "w") as f:
                 f.write(str(jvm.pid))
             ss, (current, threads) = settled(url, lambda: (int(open(os.path.join(cg, "pids.current")).read()),
-                                                           int(proc_status(jvm.pid)["Threads"])))
+                                                           proc_threads(jvm.pid)))
             assert one(ss, "jvm_process_cgroup_pids", process="cg") == current == threads
             assert one(ss, "jvm_process_cgroup_pids_max", process="cg") == 500
             assert one(ss, "jvm_process_thread_limit", process="cg") == 500  # root: RLIMIT_NPROC does not apply
@@ -275,7 +278,7 @@ def test_jvm_killed_during_scrape(jvm_classes, monkeypatch):  # noqa: F811
 
         def kill_first(pid, *a, **kw):
             if pid == victim.pid:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)  # a raw SIGKILL mid-scrape: the point of the test
                 victim.proc.wait(10)
             return real(pid, *a, **kw)
 
@@ -312,7 +315,6 @@ def test_jvm_in_another_mount_and_pid_namespace(jvm_classes, tmp_path):  # noqa:
     Its perf file is only reachable through /proc/<pid>/root; attach too."""
     import shutil
     import tempfile
-    import time
 
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("needs root and unshare")
@@ -329,29 +331,15 @@ def test_jvm_in_another_mount_and_pid_namespace(jvm_classes, tmp_path):  # noqa:
     try:
         line = proc.stdout.readline()
         assert line.startswith("ready pid=1"), line
-        host_pid = None
-        for _ in range(50):
-            for d in os.listdir("/proc"):
-                if d.isdigit():
-                    try:
-                        st = proc_status(int(d))
-                        with open(f"/proc/{d}/cmdline", "rb") as f:
-                            cmd = f.read()
-                    except OSError:
-                        continue
-                    if b"namespace-test" in cmd and st.get("NSpid", "").split()[-1:] == ["1"] \
-                            and b"Workload" in cmd and not cmd.startswith(b"unshare"):
-                        host_pid = int(d)
-            if host_pid:
-                break
-            time.sleep(0.1)
-        assert host_pid, "JVM not found"
+        [jvm] = psutil.Process(proc.pid).children()  # unshare's child: pid 1 in there, exec'd into java
+        assert jvm.cmdline()[-2:] == ["Workload", "namespace-test"], jvm.cmdline()
+        host_pid = jvm.pid
         assert not os.path.exists(f"/tmp/hsperfdata_root/{host_pid}")
         assert os.path.exists(f"/proc/{host_pid}/root/tmp/hsperfdata_root/1")
         cfg = {"jvm": [{"name": "ns", "match": r"Workload namespace-test", "attach": True}]}
         with running_exporter(cfg) as (url, _):
             scrape(url)  # the first attach starts a thread in the JVM
-            ss, threads = settled(url, lambda: int(proc_status(host_pid)["Threads"]))
+            ss, threads = settled(url, lambda: proc_threads(host_pid))
         assert one(ss, "jvm_processes", target="ns") == 1
         assert not find(ss, "sparkwatch_target_scrape_errors_total", target="ns")
         assert one(ss, "jvm_process_threads", process="ns") == threads
@@ -359,11 +347,7 @@ def test_jvm_in_another_mount_and_pid_namespace(jvm_classes, tmp_path):  # noqa:
         assert one(ss, "jvm_jit_compilation_enabled", process="ns") == 1
         assert len(find(ss, "jvm_codecache_used_bytes", process="ns")) == 3
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(10)
+        stop_process_group(proc, grace=0)
         shutil.rmtree(classes, ignore_errors=True)
 
 
@@ -526,11 +510,7 @@ def test_jvm_in_a_user_namespace_rootless_container(jvm_classes):  # noqa: F811
             assert len(find(ss, "jvm_codecache_used_bytes", process="userns")) == 3
             assert os.geteuid() == 0 and os.getegid() == 0
         finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(10)
+            stop_process_group(proc, grace=0)
             shutil.rmtree(classes, ignore_errors=True)
 
 

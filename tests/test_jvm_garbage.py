@@ -17,7 +17,8 @@ import pytest
 
 from testbed import hsperf_garbage as garbage
 from testbed.exporter import find, running_exporter, samples, scrape, value
-from testbed.jvm import running_jvm
+from testbed.jvm import proc_threads, running_jvm
+from testbed.procs import stop_process_group
 from tests.helpers import os_user, requires_java
 
 #: garbage files (and as many processes of the attacking user): every kind, many times
@@ -91,7 +92,7 @@ def test_real_jvm_whose_file_is_overwritten_is_that_jvms_partial_error(jvm_class
 
 def test_garbage_file_of_a_process_that_is_not_a_jvm_is_skipped_not_an_error():
     """One garbage file for a live ``sleep``: not a JVM, not the target's error."""
-    sleeper = subprocess.Popen(["sleep", "300"])
+    sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
     d = f"/tmp/hsperfdata_swjvmcorrupt{os.getpid()}"
     os.makedirs(d, exist_ok=True)
     try:
@@ -105,8 +106,7 @@ def test_garbage_file_of_a_process_that_is_not_a_jvm_is_skipped_not_an_error():
         assert value(ss, "jvm_processes", target="corrupt") == 0
         assert value(ss, "jvm_perfdata_files_skipped_total", target="corrupt", reason="not_hotspot") == 1
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        stop_process_group(sleeper, grace=0)
         import shutil
 
         shutil.rmtree(d, ignore_errors=True)
@@ -124,7 +124,7 @@ def test_a_process_is_read_only_when_it_maps_its_file():
     with garbage.file_holder(data, token, maps=True) as holder, garbage.file_holder(data, token, maps=False), \
             running_exporter(cfg) as (url, _):
         ss = samples(scrape(url))
-        threads = garbage.threads(holder.pid)
+        threads = proc_threads(holder.pid)
     assert value(ss, "sparkwatch_target_up", kind="jvm", target="mapped") == 1
     assert not find(ss, "sparkwatch_target_scrape_errors_total", target="mapped")
     assert value(ss, "jvm_processes", target="mapped") == 1

@@ -15,6 +15,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import psutil
+
 from testbed.livy_server import livy_server
 from testbed.spark import loopback_env
 
@@ -97,9 +99,9 @@ def _executor(drv: SparkDriver, timeout: float = 180) -> int:
 
 def _executor_logs(cl, app_id: str, pid: int) -> List[Path]:
     try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        args = psutil.Process(pid).cmdline()
         eid = args[args.index("--executor-id") + 1]
-    except (OSError, ValueError, IndexError):
+    except (psutil.Error, ValueError, IndexError):
         return []
     d = Path(cl.work_dir) / app_id / eid
     return [d / "stderr", d / "stdout"]
@@ -129,7 +131,7 @@ def _wait_executor_failure(res: Result, cl, drv: SparkDriver, pid: int, pattern:
             res.failure_at = time.time()
             res.notes.append(f"executor {pid}: {line}")
             break
-        if not os.path.exists(f"/proc/{pid}"):
+        if not psutil.pid_exists(pid):
             res.failure_at = time.time()
             line = _grep(logs, pattern)
             res.notes.append(f"executor {pid} exited" + (f": {line}" if line else " (no OutOfMemoryError in its log)"))
@@ -183,7 +185,7 @@ def _c3_threads(wd: Path, cl, jar: Path, claims: _Claims, watch: AlertWatch) -> 
         cg = PIDS_CGROUP / f"sparkwatch-lab-{pid}"
         cg.mkdir()
         stack.callback(_remove_cgroup, cg)
-        threads = len(os.listdir(f"/proc/{pid}/task"))
+        threads = psutil.Process(pid).num_threads()
         (cg / "pids.max").write_text(str(threads + THREAD_HEADROOM))
         (cg / "cgroup.procs").write_text(str(pid))
         res.notes.append(f"executor {pid}: {threads} threads, pids.max {threads + THREAD_HEADROOM}")
@@ -256,7 +258,7 @@ def _c5_codecache(wd: Path, cl, claims: _Claims, watch: AlertWatch) -> List[Resu
         end = time.monotonic() + 720
         n = 0
         while time.monotonic() < end and res.failure_at is None:
-            if drv.proc.poll() is not None or not os.path.exists(f"/proc/{pid}"):
+            if drv.proc.poll() is not None or not psutil.pid_exists(pid):
                 raise LabError("the S5 driver or its executor exited" + tail(drv.log))
             line = _grep(logs, r"CodeCache is full|[Cc]ompiler has been disabled")
             if line is None and n % 10 == 0 and "compilation: disabled" in jcmd(pid, "Compiler.codecache"):

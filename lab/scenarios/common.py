@@ -16,6 +16,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import psutil
+
 from testbed.spark import loopback_env
 
 from ..core import LAB, SPARK_PYTHON, AlertWatch, Exporter, LabError, Prometheus, free_port, kill, start, tail
@@ -101,16 +103,10 @@ class SparkDriver:
 
     def jvm_pid(self) -> Optional[int]:
         """The driver JVM (SparkSubmit) started by this driver's Python."""
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    args = f.read().decode(errors="replace").split("\0")
-            except OSError:
-                continue
+        for p in psutil.process_iter(["cmdline"]):
+            args = p.info["cmdline"] or []
             if "org.apache.spark.deploy.SparkSubmit" in args and f"spark.app.name={self.app_name}" in args:
-                return int(d)
+                return p.pid
         return None
 
     def stop(self) -> None:
