@@ -72,7 +72,7 @@ def test_config_shape_and_validation():
 
 
 @requires_java
-def test_classes_defined_in_a_loop_agree_with_jcmd(jvm_classes):  # noqa: F811
+def test_classes_defined_in_a_loop_agree_with_jcmd(jvm_classes):
     cfg = {"jvm": [{"name": "workload", "match": r"\bWorkload classes-test$"}]}
     with running_jvm(jvm_classes, "Workload", args=["classes-test"]) as jvm, running_exporter(cfg) as (url, _):
         before = one(samples(scrape(url)), "jvm_classes_currently_loaded", process="workload")
@@ -100,7 +100,7 @@ def test_classes_defined_in_a_loop_agree_with_jcmd(jvm_classes):  # noqa: F811
 
 
 @requires_java
-def test_threads_against_nproc_limit(jvm_classes):  # noqa: F811
+def test_threads_against_nproc_limit(jvm_classes):
     limit = 120
     with os_user() as user:
         uid = pwd.getpwnam(user).pw_uid
@@ -139,7 +139,7 @@ def test_threads_against_nproc_limit(jvm_classes):  # noqa: F811
 
 
 @requires_java
-def test_cgroup_v1_pids_limit(jvm_classes):  # noqa: F811
+def test_cgroup_v1_pids_limit(jvm_classes):
     base, v1 = procstats._cgroup_mounts()
     if v1 is None or not os.access(v1, os.W_OK):
         pytest.skip("no writable cgroup v1 pids hierarchy")
@@ -197,7 +197,7 @@ def _stable_scrape_and_jcmd(url, pid):
 @requires_java
 @pytest.mark.slow
 @pytest.mark.parametrize("segmented", [False, True], ids=["single", "segmented"])
-def test_code_cache_full_disables_jit(jvm_classes, segmented):  # noqa: F811
+def test_code_cache_full_disables_jit(jvm_classes, segmented):
     if segmented:
         opts = ["-XX:ReservedCodeCacheSize=8m", "-XX:+SegmentedCodeCache", "-XX:NonNMethodCodeHeapSize=3m",
                 "-XX:ProfiledCodeHeapSize=2560k", "-XX:NonProfiledCodeHeapSize=2560k"]
@@ -234,7 +234,7 @@ def test_code_cache_full_disables_jit(jvm_classes, segmented):  # noqa: F811
 
 
 @requires_java
-def test_jvm_of_another_user_is_discovered_and_read(jvm_classes):  # noqa: F811
+def test_jvm_of_another_user_is_discovered_and_read(jvm_classes):
     with os_user() as user:
         with running_jvm(jvm_classes, "Workload", args=["other-user-test"], user=user) as jvm:
             jvm.command("classes 10")
@@ -264,7 +264,7 @@ def test_jvm_of_another_user_is_discovered_and_read(jvm_classes):  # noqa: F811
 
 
 @requires_java
-def test_jvm_killed_during_scrape(jvm_classes, monkeypatch):  # noqa: F811
+def test_jvm_killed_during_scrape(jvm_classes, monkeypatch):
     cfg = {"jvm": [{"name": "victim", "match": r"\bWorkload\b.*(victim|survivor)-test", "attach": True}]}
     with running_jvm(jvm_classes, "Workload", args=["victim-test"]) as victim, \
             running_jvm(jvm_classes, "Workload", args=["survivor-test"]) as survivor, \
@@ -310,7 +310,7 @@ def test_match_without_jvm_reports_zero():
 
 
 @requires_java
-def test_jvm_in_another_mount_and_pid_namespace(jvm_classes, tmp_path):  # noqa: F811
+def test_jvm_in_another_mount_and_pid_namespace(jvm_classes, tmp_path):
     """A "container": private /tmp, own pid namespace (the JVM is pid 1 there).
     Its perf file is only reachable through /proc/<pid>/root; attach too."""
     import shutil
@@ -352,7 +352,7 @@ def test_jvm_in_another_mount_and_pid_namespace(jvm_classes, tmp_path):  # noqa:
 
 
 @requires_java
-def test_spark_executor_labels_from_the_command_line(jvm_classes):  # noqa: F811
+def test_spark_executor_labels_from_the_command_line(jvm_classes):
     args = ["--driver-url", "spark://x", "--executor-id", "7", "--app-id", "app-20250101000000-0001"]
     with running_jvm(jvm_classes, "Workload", args=args):
         with running_exporter({"jvm": [{"discover": True}]}) as (url, _):
@@ -364,7 +364,7 @@ def test_spark_executor_labels_from_the_command_line(jvm_classes):  # noqa: F811
 
 @requires_java
 @pytest.mark.parametrize("where", ["command-line", "flags-file", "flags-file-stale-socket"])
-def test_attach_that_never_answers_is_that_jvms_error(jvm_classes, tmp_path, where):  # noqa: F811
+def test_attach_that_never_answers_is_that_jvms_error(jvm_classes, tmp_path, where):
     """No listener ever comes up (DisableAttachMechanism: SIGQUIT only prints a
     thread dump): the JVM's perf-data metrics stay, the code cache is absent, a
     partial error is counted, the scrape finishes within its deadline. When the
@@ -416,7 +416,7 @@ def stale_attach_socket(pid: int) -> Iterator[str]:
 
 
 @requires_java
-def test_attach_gets_past_a_stale_socket_at_the_first_scrape(jvm_classes):  # noqa: F811
+def test_attach_gets_past_a_stale_socket_at_the_first_scrape(jvm_classes):
     """A stale /tmp/.java_pid<pid> refuses the connection; the signalled JVM
     replaces it with its own listener's socket, and the first scrape uses that."""
     cfg = {"jvm": [{"name": "stale", "match": r"\bWorkload\b.*stale-socket-test", "attach": True}]}
@@ -429,7 +429,7 @@ def test_attach_gets_past_a_stale_socket_at_the_first_scrape(jvm_classes):  # no
 
 
 @requires_java
-def test_attach_to_jvm_with_reduced_signals(jvm_classes):  # noqa: F811
+def test_attach_to_jvm_with_reduced_signals(jvm_classes):
     """-Xrs: HotSpot opens the attach socket at start-up (it will not take
     SIGQUIT); we connect without signalling, and the JVM survives."""
     cfg = {"jvm": [{"name": "xrs", "match": r"\bWorkload\b.*xrs-test", "attach": True}]}
@@ -468,7 +468,7 @@ def test_perf_file_older_than_its_process_is_stale(age, seen):
 
 
 @requires_java
-def test_jvm_in_a_user_namespace_rootless_container(jvm_classes):  # noqa: F811
+def test_jvm_in_a_user_namespace_rootless_container(jvm_classes):
     """A JVM in its own user namespace (root inside = a plain user outside), with a
     private /tmp: host root is nobody there, so the JVM refuses an attach from the
     exporter process itself; the attach goes through a child process that enters

@@ -299,7 +299,7 @@ def test_mutations_never_raise_anything_else(data):
 
 
 @requires_java
-def test_real_file_matches_jcmd(jvm_classes):  # noqa: F811
+def test_real_file_matches_jcmd(jvm_classes):
     with running_jvm(jvm_classes, "Workload") as jvm:
         jvm.command("classes 50")  # then the JVM is idle
         path = f"/tmp/hsperfdata_root/{jvm.pid}"
@@ -332,7 +332,7 @@ def test_real_file_matches_jcmd(jvm_classes):  # noqa: F811
 
 
 @pytest.fixture(scope="session")
-def real_perf_file(jvm_classes):  # noqa: F811
+def real_perf_file(jvm_classes):
     with running_jvm(jvm_classes, "Workload", args=["perf-fuzz"]) as jvm:
         with open(f"/tmp/hsperfdata_root/{jvm.pid}", "rb") as f:
             return f.read()
