@@ -11,10 +11,15 @@ Standalone master (Spark 3.5 and 4.x, ``org.apache.spark.deploy.master``):
 application's ``appUiUrl``, which the master shows only in HTML. Its home page
 (``MasterPage.appRow``) links each running application's name to it, right
 after the link to ``app?appId=<id>``; with ``spark.ui.reverseProxy`` the link
-is the master's own ``/proxy/<id>`` path. An application the home page does
-not link (a page cut short) is looked up on its own page, ``app/?appId=<id>``,
-whose "Application Detail UI" link is the same URL. An application started
-with ``spark.ui.enabled=false`` has no UI to scrape.
+is the master's own ``/proxy/<id>`` path; an application started with
+``spark.ui.enabled=false`` has no UI, and its link is empty. An application
+the home page does not list (a page cut short, or one registered between the
+two requests) is looked up on its own page, ``app/?appId=<id>``, whose
+"Application Detail UI" link is the same URL: at most as many as
+``max_applications`` leaves room for, within half of what is left of the
+deadline. The home page is read up to :data:`MAX_MASTER_PAGE_BYTES` and parsed
+a chunk at a time, keeping one table row at a time, until every application is
+found or the deadline passes.
 
 YARN ResourceManager (the Hadoop RM REST API):
 ``GET /ws/v1/cluster/apps?states=RUNNING&applicationTypes=SPARK`` answers
@@ -30,15 +35,43 @@ target's credentials when the driver is another origin).
 
 from __future__ import annotations
 
+import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 from .collector import Deadline, TargetError
 
 #: standalone application states in which a driver (and its UI) is alive
 STANDALONE_ALIVE = ("RUNNING", "WAITING")
+#: an application id as Spark (``app-20261129230451-0000``) and YARN
+#: (``application_1764400000000_0001``) make them; an id that is not one is never put
+#: into a URL, a header or a path check
+APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+
+#: a standalone master's home page is read up to this many bytes (a real one is about
+#: 1 KB per running application: some 8,000 of them); the applications beyond are
+#: looked up on their own pages like any the page does not link
+MAX_MASTER_PAGE_BYTES = 8 * 1024 * 1024
+#: an application's page is read up to this many bytes (its "Application Detail UI" link
+#: comes before its executors)
+MAX_APP_PAGE_BYTES = 1024 * 1024
+#: HTML is parsed this many characters at a time, the deadline checked in between
+PARSE_CHUNK = 64 * 1024
+#: a page's parse stops after this many tags and pieces of text (a real master's home page
+#: has about 60 per running application: the byte cap's worth), each costing a microsecond
+#: or so of Python whatever its size (16 MiB of '<' are 16 million pieces of text)
+MAX_HTML_EVENTS = 600_000
+#: ... or when one construct (a tag, a comment, a script) stays open for this many
+#: characters: the parser would scan it again at every chunk
+MAX_PENDING = 64 * 1024
+#: links kept per table row (a master's application row has three), characters of a link's
+#: text kept, characters of an href beyond which it is no URL
+MAX_ROW_LINKS = 16
+MAX_LINK_TEXT = 64
+MAX_HREF = 4096
 
 
 @dataclass(frozen=True)
@@ -56,37 +89,90 @@ def _invalid(where: str, what: str) -> TargetError:
 
 
 # --------------------------------------------------------------------------
-# Standalone
+# HTML, within bounds
 
 
 class _Links(HTMLParser):
-    """Per table row, the hrefs of its links in order; and every link's text."""
+    """Streams over a page and keeps nothing of it: each table row's hrefs (at most
+    :data:`MAX_ROW_LINKS`) go to ``on_row`` when the row ends, each link's
+    ``(href, text)`` (the text cut at :data:`MAX_LINK_TEXT`) to ``on_link``. Either may
+    set ``done`` to stop the parse; it stops by itself after :data:`MAX_HTML_EVENTS`."""
 
-    def __init__(self):
+    def __init__(self, on_row: Optional[Callable[[List[str]], None]] = None,
+                 on_link: Optional[Callable[[str, str], None]] = None):
         super().__init__(convert_charrefs=True)
-        self.rows: List[List[str]] = []
-        self.links: List[Tuple[str, str]] = []  # (href, text)
+        self.on_row, self.on_link = on_row, on_link
+        self.done = False
+        self._row: Optional[List[str]] = None
         self._href: Optional[str] = None
         self._text: List[str] = []
+        self._text_len = 0
+        self._events = 0
+
+    def _event(self) -> None:
+        self._events += 1
+        if self._events > MAX_HTML_EVENTS:
+            self.done = True
+
+    def handle_comment(self, data):
+        self._event()
+
+    handle_decl = handle_pi = unknown_decl = handle_comment
+
+    def end_row(self) -> None:
+        if self._row is not None and self.on_row is not None:
+            self.on_row(self._row)
+        self._row = None
 
     def handle_starttag(self, tag, attrs):
+        self._event()
         if tag == "tr":
-            self.rows.append([])
+            self.end_row()
+            self._row = []
         elif tag == "a":
-            href = dict(attrs).get("href")
+            href = next((v for k, v in attrs if k == "href"), None)
             if href is not None:
-                if self.rows:
-                    self.rows[-1].append(href)
-                self._href, self._text = href, []
+                if len(href) > MAX_HREF:
+                    href = "about:too-long"  # no URL: refused like any other
+                if self._row is not None and len(self._row) < MAX_ROW_LINKS:
+                    self._row.append(href)
+                self._href, self._text, self._text_len = href, [], 0
 
     def handle_data(self, data):
-        if self._href is not None:
-            self._text.append(data)
+        self._event()
+        if self._href is not None and self._text_len < MAX_LINK_TEXT:
+            self._text.append(data[: MAX_LINK_TEXT - self._text_len])
+            self._text_len += len(self._text[-1])
 
     def handle_endtag(self, tag):
+        self._event()
         if tag == "a" and self._href is not None:
-            self.links.append((self._href, " ".join("".join(self._text).split())))
+            if self.on_link is not None:
+                self.on_link(self._href, " ".join("".join(self._text).split()))
             self._href = None
+        elif tag in ("tr", "tbody", "table"):
+            self.end_row()
+
+
+
+def _parse(parser: _Links, html: str, deadline: Optional[Deadline], where: str) -> None:
+    """Feed ``html`` to ``parser`` a chunk at a time, until it is done or the page is
+    beyond what a real one holds (what was found so far stands, as for a page cut
+    short); a deadline that passes stops it (``timeout``): a hostile page costs CPU
+    only within the scrape, and little of it."""
+    for i in range(0, len(html), PARSE_CHUNK):
+        if deadline is not None and deadline.expired():
+            raise TargetError("timeout", f"{where}: the page was not parsed within the deadline")
+        parser.feed(html[i:i + PARSE_CHUNK])
+        if parser.done or len(parser.rawdata) > MAX_PENDING:
+            break
+    # no close(): what is left is one construct that never ends (a real page ends with
+    # </html>), and closing on it costs time quadratic in its length
+    parser.end_row()
+
+
+# --------------------------------------------------------------------------
+# Standalone
 
 
 def _app_id_of(href: str) -> Optional[str]:
@@ -98,37 +184,59 @@ def _app_id_of(href: str) -> Optional[str]:
     return ids[0] if ids else None
 
 
-def ui_links_of_master_page(html: str, page_url: str) -> Dict[str, str]:
-    """Application id -> driver UI URL, from a standalone master's home page."""
-    p = _Links()
-    p.feed(html)
-    out: Dict[str, str] = {}
-    for hrefs in p.rows:
+def ui_links_of_master_page(html: str, page_url: str, wanted: Optional[Set[str]] = None,
+                            deadline: Optional[Deadline] = None) -> Dict[str, Optional[str]]:
+    """Application id -> driver UI URL, from a standalone master's home page; None for an
+    application the page lists with an empty link (``spark.ui.enabled=false``: no UI).
+    Only the ids in ``wanted`` (when given) are kept, and the parse ends once all are
+    found; a ``deadline`` that passes stops it (TargetError ``timeout``)."""
+    out: Dict[str, Optional[str]] = {}
+    parser = _Links()
+
+    def on_row(hrefs: List[str]) -> None:
         for i, href in enumerate(hrefs):
             app_id = _app_id_of(href)
-            if app_id is not None:
-                # the next real link of the row (the "(kill)" link, href="#", may come between)
-                ui = next((h for h in hrefs[i + 1:] if h and not h.startswith(("#", "javascript:"))), None)
-                if ui is not None and _app_id_of(ui) is None:
-                    out.setdefault(app_id, urljoin(page_url, ui).rstrip("/"))
-                break
+            if app_id is None:
+                continue
+            if (wanted is None or app_id in wanted) and app_id not in out:
+                # the next link of the row (the "(kill)" link, href="#", may come between)
+                ui = next((h for h in hrefs[i + 1:] if not h.startswith("#")), None)
+                if ui == "":
+                    out[app_id] = None
+                elif ui is not None and _app_id_of(ui) is None:
+                    out[app_id] = urljoin(page_url, ui).rstrip("/")
+            break
+        if wanted is not None and len(out) >= len(wanted):
+            parser.done = True
+
+    parser.on_row = on_row
+    _parse(parser, html, deadline, "GET /")
     return out
 
 
-def ui_link_of_app_page(html: str, page_url: str) -> Optional[str]:
+def ui_link_of_app_page(html: str, page_url: str, deadline: Optional[Deadline] = None) -> Optional[str]:
     """The "Application Detail UI" link of a standalone master's application page."""
-    p = _Links()
-    p.feed(html)
-    for href, text in p.links:
-        if text == "Application Detail UI":
-            return urljoin(page_url, href).rstrip("/")
-    return None
+    found: List[str] = []
+    parser = _Links()
+
+    def on_link(href: str, text: str) -> None:
+        if text == "Application Detail UI" and not found:
+            found.append(urljoin(page_url, href).rstrip("/") if href else "")
+            parser.done = True
+
+    parser.on_link = on_link
+    _parse(parser, html, deadline, "GET /app/")
+    return (found[0] or None) if found else None
 
 
-def standalone_apps(http, master_url: str, deadline: Deadline) -> List[ClusterApp]:
+def standalone_apps(http, master_url: str, deadline: Deadline, max_lookups: int = 500,
+                    concurrency: int = 1) -> List[ClusterApp]:
     """The applications a standalone master runs, with their driver UIs.
 
-    Raises TargetError when the master cannot be read."""
+    Applications the home page does not list are looked up on their own pages: at
+    most ``max_lookups`` of them (less the UIs the home page gave), ``concurrency`` at
+    a time, within half of what is left of the deadline; the others are returned
+    without a UI. Raises TargetError when the master cannot be read."""
     base = master_url.rstrip("/")
     state = http.get_json(base + "/json/", deadline, expect=dict)
     active = state.get("activeapps")
@@ -143,22 +251,39 @@ def standalone_apps(http, master_url: str, deadline: Deadline) -> List[ClusterAp
             apps.append((a["id"], name if isinstance(name, str) else ""))
     if not apps:
         return []
+    wanted = {app_id for app_id, _ in apps if APP_ID.fullmatch(app_id)}
     resp = http.get(base + "/", deadline)
-    links = ui_links_of_master_page(resp.content.decode("utf-8", "replace"), base + "/")
-    out = []
-    for app_id, name in apps:
-        ui = links.get(app_id)
-        if ui is None:
-            page = base + "/app/?appId=" + app_id
-            try:
-                r = http.get(page, deadline)
-                ui = ui_link_of_app_page(r.content.decode("utf-8", "replace"), page)
-            except TargetError as e:
-                if e.reason in ("timeout", "connection", "tls", "auth"):
-                    raise
-                ui = None
-        out.append(ClusterApp(app_id, name, ui))
-    return out
+    page = resp.content[:MAX_MASTER_PAGE_BYTES].decode("utf-8", "replace")
+    del resp
+    links = ui_links_of_master_page(page, base + "/", wanted, deadline)
+    del page
+
+    missing = [app_id for app_id, _ in apps if app_id in wanted and app_id not in links]
+    budget = max(0, max_lookups - sum(1 for u in links.values() if u))
+    if missing and budget:
+        links.update(_look_up(http, base, missing[:budget], deadline, concurrency))
+    return [ClusterApp(app_id, name, links.get(app_id)) for app_id, name in apps]
+
+
+def _look_up(http, base: str, app_ids: List[str], deadline: Deadline, concurrency: int) -> Dict[str, Optional[str]]:
+    """Application id -> the UI its own page links (None: none, or the page could not be read)."""
+    left = deadline.remaining()
+    lookups = Deadline(max(0.0, left / 2))
+
+    def one(app_id: str) -> Tuple[str, Optional[str]]:
+        if lookups.expired():
+            return app_id, None
+        page = base + "/app/?appId=" + app_id  # a checked id (APP_ID): nothing to quote
+        try:
+            r = http.get(page, lookups)
+            return app_id, ui_link_of_app_page(r.content[:MAX_APP_PAGE_BYTES].decode("utf-8", "replace"),
+                                               page, lookups)
+        except TargetError:
+            return app_id, None  # this application's UI is unknown this scrape (partial)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(app_ids))),
+                            thread_name_prefix="scrape-spark-lookup") as pool:
+        return dict(pool.map(one, app_ids))
 
 
 # --------------------------------------------------------------------------

@@ -80,8 +80,12 @@ class SparkCollector(Collector):
                                     env_cache=self.env_cache, stale_after=cfg.stale_after,
                                     max_concurrency=cfg.max_concurrency, pool=self.pool)
             return
-        find = clusters.standalone_apps if cfg.discover == "standalone" else clusters.yarn_apps
-        apps = find(self.http, cfg.url, scrape.deadline)  # the cluster manager unreadable: target down
+        # the cluster manager unreadable: target down
+        if cfg.discover == "standalone":
+            apps = clusters.standalone_apps(self.http, cfg.url, scrape.deadline, max_lookups=cfg.max_applications,
+                                            concurrency=cfg.max_concurrency)
+        else:
+            apps = clusters.yarn_apps(self.http, cfg.url, scrape.deadline)
         self._scrape_cluster_apps(out, scrape.deadline, apps)
 
     def _scrape_cluster_apps(self, out: MetricSet, deadline: Deadline, apps: List[clusters.ClusterApp]) -> None:
