@@ -62,6 +62,7 @@ import hashlib
 import hmac
 import html
 import http.client
+import ipaddress
 import json
 import random
 import re
@@ -78,6 +79,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import quote_plus, unquote_plus, urljoin, urlsplit
 
+from .kerberos import KerberosRealm, SpnegoFront, kerberos_realm
+
 #: YarnApplicationState, in its declaration order (the order of the 400's message)
 YARN_STATES = ("NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED", "RUNNING", "FINISHED", "FAILED", "KILLED")
 #: the states in which AppInfo hides the tracking URL (trackingUI UNASSIGNED)
@@ -90,7 +93,8 @@ STATIC_USER = "dr.who"
 #: MimeType.HTML (WebAppProxyServlet, ProxyUtils) and RMWebServices' JSON
 HTML = "text/html; charset=UTF-8"
 JSON = "application/json; charset=utf-8"
-#: the request headers WebAppProxyServlet passes on to the AM (PASS_THROUGH_HEADERS), matched case-sensitively
+#: the request headers WebAppProxyServlet passes on to the AM (PASS_THROUGH_HEADERS; Jetty gives known
+#: header names in this case, whatever case the client wrote them in)
 PASS_THROUGH_HEADERS = frozenset((
     "User-Agent", "Accept", "Accept-Encoding", "Accept-Language", "Accept-Charset", "Content-Type", "Origin",
     "Access-Control-Request-Method", "Access-Control-Request-Headers"))
@@ -204,12 +208,11 @@ def remote_exception(exception: str, message: str, java_package: str = "org.apac
                                 "javaClassName": f"{java_package}.{exception}"}}
 
 
-def bad_request_message(message: str, hadoop_major: int) -> str:
-    """What ``GenericExceptionHandler`` says of ``new BadRequestException(message)``. Up to
-    Hadoop 3.4 (Jersey 1) it sends ``e.getMessage()`` of a WebApplicationException whose cause is
-    ``new Exception(message)``: ``java.lang.Exception: <message>``. (Hadoop trunk, on Jersey 2,
+def bad_request_message(message: str) -> str:
+    """What ``GenericExceptionHandler`` says of ``new BadRequestException(message)`` in Hadoop 2 and 3
+    (Jersey 1): ``e.getMessage()`` of a WebApplicationException whose cause is ``new
+    Exception(message)``, that is ``java.lang.Exception: <message>``. (Hadoop trunk, on Jersey 2,
     sends the cause's own message; not modelled.)"""
-    del hadoop_major  # the same prefix in 2.x and 3.x
     return f"java.lang.Exception: {message}"
 
 
@@ -394,9 +397,10 @@ class LoopbackServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = 60
+
             def version_string(self):
                 return "Jetty(9.4.51.v20230217)"
-            timeout = 60
 
             def setup(self):
                 super().setup()
@@ -484,16 +488,29 @@ class Request:
         return next((v for n, v in self.cookies if n == name), None)
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def fetch(url: str, headers: List[Tuple[str, str]], timeout: float, source_address: Optional[str] = None,
           follow: bool = True) -> Tuple[int, List[Tuple[str, str]], bytes]:
     """GET ``url`` as Apache HttpClient does for the proxy (``WebAppProxyServlet.proxyLink``): from
     ``source_address``, following up to 50 redirects (circular ones allowed) with the original
     request's headers on each (``RedirectExec``), a gzip answer decompressed with its
-    ``Content-Encoding`` and ``Content-Length`` dropped (``ResponseContentEncoding``)."""
+    ``Content-Encoding`` and ``Content-Length`` dropped (``ResponseContentEncoding``). Only loopback
+    addresses are contacted (``localhost`` or a literal 127.0.0.0/8 or ::1; no name is resolved):
+    anything else is an OSError, as an unreachable host would be."""
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise OSError(f"unsupported URL {url!r}")
+        if not _is_loopback(parts.hostname):
+            raise OSError(f"{parts.hostname}: not a loopback address, not contacted by the testbed")
         conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout,
                                           source_address=(source_address, 0) if source_address else None)
         try:
@@ -703,7 +720,7 @@ class ResourceManager:
 
     def start(self) -> None:
         self.server.start()
-        realm = self.cluster.kerberos
+        realm = self.cluster.realm
         if realm is not None:
             workdir = Path(tempfile.mkdtemp(prefix=f"sw-{self.rm_id}-", dir=self.cluster.workdir))
             self.front = RmSpnegoFront(realm, self.server.url, workdir, port=self._front_port).start()
@@ -729,11 +746,11 @@ class ResourceManager:
     def _authenticate(self, req: Request, set_cookies: List[Tuple[str, str]]) -> Optional[Reply]:
         """Sets ``req.remote_user``; a reply when the request is refused."""
         c = self.cluster
-        if c.kerberos is not None:
+        if c.realm is not None:
             principal = req.header("X-Remote-User")
             if not principal:
                 return _html(403, jetty_error_page(403, "not through the SPNEGO front"))
-            req.remote_user = short_name(principal, c.kerberos.realm)
+            req.remote_user = short_name(principal, c.realm.realm)
             return None
         if c.http_auth == "static":
             req.remote_user = STATIC_USER  # StaticUserWebFilter
@@ -851,7 +868,7 @@ class ResourceManager:
             states = parse_queries(states, True)
             types = set() if c.ignore_application_types else parse_queries(req.params_named("applicationTypes"), False)
         except BadRequest as e:
-            return self._json(400, remote_exception("BadRequestException", bad_request_message(str(e), c.hadoop_major)))
+            return self._json(400, remote_exception("BadRequestException", bad_request_message(str(e))))
         users = {u for u in [req.param("user")] if u}
         queues = {q for q in [req.param("queue")] if q}
         rm_url = self.url
@@ -962,32 +979,22 @@ class ResourceManager:
 
 # --- Kerberos: the SPNEGO front ------------------------------------------------------------------------------------
 
-def _spnego_front_class():
-    from .kerberos import SpnegoFront  # imported here: the module needs nothing of Kerberos otherwise
+class RmSpnegoFront(SpnegoFront):
+    """:class:`testbed.kerberos.SpnegoFront` (Apache, mod_auth_gssapi) in front of an RM, passing the
+    principal it authenticated on to the RM (``RequestHeader set X-Remote-User``, which replaces any
+    header of that name the client sent), on a chosen port (the one it had, when an RM restarts)."""
 
-    class _Front(SpnegoFront):
-        """testbed.kerberos's Apache front, passing the principal it authenticated on to the backend
-        (``RequestHeader set X-Remote-User``, replacing any the client sent), on a chosen port (the
-        one it had, when an RM restarts)."""
-
-        def __init__(self, realm, backend: str, workdir: Path, port: Optional[int] = None):
-            super().__init__(realm, backend, workdir)
-            conf = self.conf.read_text()
-            marker = "    Header always set X-Authenticated-As"
-            if marker not in conf or f"Listen 127.0.0.1:{self.port}\n" not in conf:
-                raise RuntimeError(f"testbed.kerberos.SpnegoFront's configuration changed: {self.conf}")
-            conf = conf.replace(marker, '    RequestHeader set X-Remote-User "expr=%{REMOTE_USER}"\n' + marker)
-            if port is not None:
-                conf = conf.replace(f"Listen 127.0.0.1:{self.port}\n", f"Listen 127.0.0.1:{port}\n")
-                self.port, self.url = port, f"http://{realm.service_host}:{port}"
-            self.conf.write_text(conf)
-
-    return _Front
-
-
-def RmSpnegoFront(realm, backend: str, workdir: Path, port: Optional[int] = None):  # noqa: N802
-    """:class:`testbed.kerberos.SpnegoFront` in front of an RM (see ``_spnego_front_class``)."""
-    return _spnego_front_class()(realm, backend, workdir, port)
+    def __init__(self, realm: KerberosRealm, backend: str, workdir: Path, port: Optional[int] = None):
+        super().__init__(realm, backend, workdir)
+        conf = self.conf.read_text()
+        marker = "    Header always set X-Authenticated-As"
+        if marker not in conf or f"Listen 127.0.0.1:{self.port}\n" not in conf:
+            raise RuntimeError(f"testbed.kerberos.SpnegoFront's configuration changed: {self.conf}")
+        conf = conf.replace(marker, '    RequestHeader set X-Remote-User "expr=%{REMOTE_USER}"\n' + marker)
+        if port is not None:
+            conf = conf.replace(f"Listen 127.0.0.1:{self.port}\n", f"Listen 127.0.0.1:{port}\n")
+            self.port, self.url = port, f"http://{realm.service_host}:{port}"
+        self.conf.write_text(conf)
 
 
 # --- the cluster ---------------------------------------------------------------------------------------------------
@@ -998,10 +1005,11 @@ class YarnCluster:
 
     - ``security``: Hadoop security on (``UserGroupInformation.isSecurityEnabled``): the proxy warns
       callers who are not an application's owner; AMs accept 401/403 from an RM as alive. Defaults
-      to ``kerberos is not None``.
-    - ``kerberos``: a started :class:`testbed.kerberos.KerberosRealm`: every RM sits behind its own
-      SPNEGO front (Apache, mod_auth_gssapi) at :attr:`ResourceManager.url`; the caller is its
-      principal's short name.
+      to ``kerberos``.
+    - ``kerberos``: True (a realm of its own, :attr:`realm`, made and stopped with the cluster) or a
+      started :class:`testbed.kerberos.KerberosRealm`: every RM sits behind its own SPNEGO front
+      (Apache, mod_auth_gssapi) at :attr:`ResourceManager.url`, and the caller is its principal's
+      short name. Clients need the realm's :attr:`~testbed.kerberos.KerberosRealm.env`.
     - ``http_auth`` without Kerberos: ``"static"`` (no authentication filter: everyone is
       ``dr.who``) or ``"simple"`` (``AuthenticationFilter`` with ``PseudoAuthenticationHandler``:
       ``?user.name=``, the ``hadoop.auth`` cookie; ``anonymous_allowed`` is
@@ -1017,14 +1025,15 @@ class YarnCluster:
     ``failover``, ``stop_rm`` and ``start_rm`` change the HA picture while it runs.
     """
 
-    def __init__(self, *, ha: bool = False, security: Optional[bool] = None, kerberos=None,
+    def __init__(self, *, ha: bool = False, security: Optional[bool] = None, kerberos=False,
                  http_auth: str = "static", anonymous_allowed: bool = True, ignore_application_types: bool = False,
                  hadoop_major: int = 3, zk_state: str = "CONNECTED", proxy_address: str = PROXY_ADDRESS,
                  proxy_timeout: float = 60.0, seed: Optional[int] = None):
         if http_auth not in ("static", "simple"):
             raise ValueError(f"http_auth: 'static' or 'simple', not {http_auth!r}")
-        self.ha, self.kerberos = ha, kerberos
-        self.security = (kerberos is not None) if security is None else security
+        self.ha, self.kerberos = ha, bool(kerberos)
+        self.realm: Optional[KerberosRealm] = kerberos if isinstance(kerberos, KerberosRealm) else None
+        self.security = self.kerberos if security is None else security
         self.http_auth, self.anonymous_allowed = http_auth, anonymous_allowed
         self.ignore_application_types, self.hadoop_major = ignore_application_types, hadoop_major
         self.zk_state, self.proxy_address, self.proxy_timeout = zk_state, proxy_address, proxy_timeout
@@ -1042,9 +1051,11 @@ class YarnCluster:
     # --- lifecycle
     def __enter__(self) -> "YarnCluster":
         try:
-            if self.kerberos is not None:
+            if self.kerberos:
                 self.workdir = tempfile.mkdtemp(prefix="sw-yarn-")
                 self._stack.callback(shutil.rmtree, self.workdir, True)
+                if self.realm is None:
+                    self.realm = self._stack.enter_context(kerberos_realm(Path(self.workdir) / "realm"))
             self._stack.callback(self._stop_all)
             for rm in self.rms:
                 rm.start()

@@ -292,11 +292,15 @@ def test_unknown_and_malformed_applications():
 
 
 def test_an_unreachable_am_is_a_500():
-    """proxyLink's IOException (connection refused) reaches the container: 500."""
+    """proxyLink's IOException (connection refused) reaches the container: 500. The stand-in never
+    contacts an address off the loopback: such a tracking URL fails the same way."""
     with YarnCluster() as y:
         app = y.add_app("gone", driver=f"http://127.0.0.1:{free_port()}", am_filter=False)
         r = get(f"{y.url}/proxy/{app.app_id}/api/v1/applications")
-    assert r.status_code == 500 and "java.net.ConnectException" in r.text
+        assert r.status_code == 500 and "java.net.ConnectException" in r.text
+        app = y.add_app("elsewhere", tracking_url="nm1.example:33000")
+        r = get(f"{y.url}/proxy/{app.app_id}/api/v1/applications")
+        assert r.status_code == 500 and "nm1.example: not a loopback address" in r.text
 
 
 # --- the AM side: AmIpFilter ---------------------------------------------------------------------------------------
