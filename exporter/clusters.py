@@ -29,8 +29,12 @@ path to the driver UI (``http://rm:8088/proxy/<id>/``). The proxy shows an
 HTML warning page instead of the UI to a user it has not warned yet; the
 cookie ``checked_<id>=true`` (what it sets once a user has clicked through)
 tells it this client was warned, so it is sent with every request through the
-proxy. Redirects from the proxy to the driver are followed (without the
-target's credentials when the driver is another origin).
+proxy.
+
+Where a driver UI may be read is :class:`UiPolicy`'s decision (the Livy
+collector's discovered UIs follow it too): the URLs come from whoever submits
+an application. Credentials go to the cluster manager's own origin only (the
+HTTP client's rule), never to a driver elsewhere.
 """
 
 from __future__ import annotations
@@ -39,10 +43,13 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Callable, Dict, List, Optional, Set, Tuple
-from urllib.parse import parse_qs, urljoin, urlsplit
+from typing import Annotated, Callable, Dict, Iterable, List, Optional, Set, Tuple
+from urllib.parse import parse_qs, urljoin, urlsplit, urlunsplit
+
+from pydantic import AfterValidator
 
 from .collector import Deadline, TargetError
+from .urlpattern import Origin, ResolvedUrl, parse_pattern, resolve
 
 #: standalone application states in which a driver (and its UI) is alive
 STANDALONE_ALIVE = ("RUNNING", "WAITING")
@@ -86,6 +93,102 @@ class ClusterApp:
 
 def _invalid(where: str, what: str) -> TargetError:
     return TargetError("invalid_response", f"{where}: {what}")
+
+
+# --------------------------------------------------------------------------
+# Which discovered UIs may be read
+
+#: a proxy path to one application's UI: YARN's web proxy, a standalone master's reverse proxy
+_PROXY_PATH = re.compile(r"/proxy/([A-Za-z0-9][A-Za-z0-9_.-]*)/?")
+
+
+def _check_patterns(v: List[str]) -> List[str]:
+    for p in v:
+        parse_pattern(p)  # ValueError names the pattern
+    return v
+
+
+#: a configuration key holding URL patterns (``discovered_ui_allowed``), checked when loaded
+UiPatterns = Annotated[List[str], AfterValidator(_check_patterns)]
+
+
+def _resolved(url: str) -> Optional[ResolvedUrl]:
+    try:
+        return resolve(url)
+    except ValueError:
+        return None
+
+
+class UiPolicy:
+    """Where the discovered Spark UIs of one target may be read.
+
+    A discovered UI's URL is data from the target (a Livy session's
+    ``appInfo.sparkUiUrl``, a standalone master's link, a YARN ``trackingUrl``):
+    whoever submits an application chooses it. A UI is read only when its URL is
+    one the HTTP client accepts (:func:`exporter.urlpattern.resolve`: no user
+    info, backslash or control character) with no query or fragment, and
+
+    - matches one of ``allowed`` (URL patterns, :mod:`exporter.urlpattern`), or
+    - is on the target's own host (any port and either scheme with ``host_wide``;
+      else the target's own origin) and is a proxy path ``/proxy/<id>`` (``<id>``
+      the application's own id when it is known) or, with ``roots``, a UI root
+      (a driver on that host).
+
+    Redirects from a UI's requests are followed only to URLs the same rules allow
+    (any path below an allowed pattern; on the target's host any path with
+    ``roots``, else below ``/proxy/``). Credentials are not this policy's
+    business: the HTTP client sends them to the target's own origin only."""
+
+    def __init__(self, home_url: str, allowed: Iterable[str] = (), *, host_wide: bool, roots: bool):
+        self.patterns = [parse_pattern(p) for p in allowed]
+        self.host_wide, self.roots = host_wide, roots
+        home = _resolved(home_url) if home_url else None
+        self._home: Optional[Origin] = home.origin if home else None
+
+    def _on_home(self, origin: Origin) -> bool:
+        if self._home is None:
+            return False
+        if self.host_wide:
+            return origin.host == self._home.host
+        return origin == self._home
+
+    def allows(self, url: str, app_id: Optional[str] = None) -> bool:
+        """Whether the UI at ``url`` (its root) of application ``app_id`` may be read."""
+        r = _resolved(url)
+        if r is None:
+            return False
+        parts = urlsplit(r.url)
+        if parts.query or parts.fragment or "?" in url or "#" in url:
+            return False
+        if any(p.matches(url) for p in self.patterns):
+            return True
+        if not self._on_home(r.origin):
+            return False
+        proxy = _PROXY_PATH.fullmatch(parts.path or "/")
+        if proxy:
+            return app_id is None or proxy.group(1) == app_id
+        return self.roots and (parts.path or "/") == "/"
+
+    def allows_redirect(self, url: str) -> bool:
+        """Whether a redirect from a discovered UI's request may be followed to ``url``."""
+        r = _resolved(url)
+        if r is None:
+            return False
+        parts = urlsplit(r.url)
+        if any(p.matches(urlunsplit(parts._replace(query="", fragment=""))) for p in self.patterns):
+            return True
+        if not self._on_home(r.origin):
+            return False
+        return self.roots or (parts.path or "/").startswith("/proxy/")
+
+
+def ui_policy(discover: str, url: str, allowed: Iterable[str]) -> UiPolicy:
+    """The policy of a spark target with ``discover``: a YARN ResourceManager's UIs are its
+    own web proxy's ``/proxy/<application>`` (on its origin); a standalone master's are its
+    reverse proxy's, or drivers on the master's host (a driver in client mode there)."""
+    if discover == "yarn":
+        return UiPolicy(url, allowed, host_wide=False, roots=False)
+    return UiPolicy(url, allowed, host_wide=True, roots=True)
 
 
 # --------------------------------------------------------------------------
@@ -315,11 +418,12 @@ def yarn_apps(http, rm_url: str, deadline: Deadline) -> List[ClusterApp]:
         if a.get("state") not in (None, "RUNNING"):
             continue
         name = a.get("name") if isinstance(a.get("name"), str) else ""
+        if not APP_ID.fullmatch(a["id"]):  # no such id goes into a cookie
+            out.append(ClusterApp(a["id"], name, None))
+            continue
         tracking = a.get("trackingUrl")
         ui = None
         if isinstance(tracking, str) and tracking.strip().startswith(("http://", "https://", "/")):
             ui = urljoin(base + "/", tracking.strip()).rstrip("/")
-            if urlsplit(ui).scheme not in ("http", "https"):
-                ui = None
         out.append(ClusterApp(a["id"], name, ui, (("Cookie", f"checked_{a['id']}=true"),)))
     return out

@@ -139,7 +139,7 @@ def test_a_cluster_target_never_has_more_than_max_concurrency_requests_at_once()
     def answer(path: str):
         if path == "/ws/v1/cluster/apps":
             apps = [{"id": f"application_1_{i:04d}", "name": f"a{i}", "state": "RUNNING",
-                     "trackingUrl": f"{srv.url}/proxy/{i}/"} for i in range(n)]
+                     "trackingUrl": f"{srv.url}/proxy/application_1_{i:04d}/"} for i in range(n)]
             return 200, json.dumps({"apps": {"app": apps}}).encode(), JSON
         if path.startswith("/proxy/"):
             _, _, rest = path[len("/proxy/"):].partition("/")

@@ -25,9 +25,15 @@ import pytest
 
 from exporter.clusters import ui_links_of_master_page
 from exporter.collector import Deadline
+from exporter.config import ConfigError, parse_config
 from testbed.exporter import find, no_scrape_threads_within, running_exporter, samples, scrape, value
+from testbed.faulty_http import faulty_server
 from testbed.spark import ReplayServer, recording_dirs, routes_from_recording
 from testbed.standalone_master import MasterApp, StandaloneMaster
+from testbed.yarn import YarnApp, YarnResourceManager
+
+AUTH = {"username": "manager", "password": "s3cret-of-the-manager"}
+
 
 def _recorded():
     out = []
@@ -36,9 +42,161 @@ def _recorded():
     return out
 
 
+def _other_host(url: str) -> str:
+    """The same server under another host name (the manager is at 127.0.0.1)."""
+    return url.replace("127.0.0.1", "localhost")
+
+
 def _target_errors(ss, target, reason):
     found = find(ss, "sparkwatch_target_scrape_errors_total", kind="spark", target=target, reason=reason)
     return found[0][2] if found else 0
+
+
+class _Rm(YarnResourceManager):
+    """A ResourceManager whose listing gives some applications another trackingUrl
+    (an RM without a web proxy, or one that lies)."""
+
+    def __init__(self, tracking=None):
+        super().__init__()
+        self.tracking = dict(tracking or {})
+
+    def listing(self, query):
+        data = super().listing(query)
+        for a in (data["apps"] or {}).get("app", []):
+            a["trackingUrl"] = self.tracking.get(a["id"], a["trackingUrl"])
+        return data
+
+
+# ---------------------------------------------------------------- item: where discovered UIs may be
+
+
+def test_yarn_tracking_urls_off_the_rm_proxy_are_refused_and_counted():
+    (spark_id, routes), *_ = _recorded()
+    with ReplayServer(routes) as driver, faulty_server("ok") as elsewhere, _Rm() as rm:
+        rm.apps.append(YarnApp("application_1_0001", "through-the-proxy", routes=routes))
+        hostile = {
+            "application_1_0002": _other_host(elsewhere.url) + "/",  # another host
+            "application_1_0003": f"http://127.0.0.1:{elsewhere.server_address[1]}/",  # the RM's host, another port
+            "application_1_0004": f"{rm.url}/proxy/application_1_0001/",  # the RM proxy, another application
+            "application_1_0005": f"http://127.0.0.1:{rm.httpd.server_port}@localhost:"
+                                  f"{elsewhere.server_address[1]}/",  # userinfo
+            "application_1_0006": f"http://localhost:{elsewhere.server_address[1]}\\@127.0.0.1/",
+            "application_1_0007": "javascript:alert(1)",
+        }
+        for app_id, url in hostile.items():
+            rm.apps.append(YarnApp(app_id, "hostile", routes=routes))
+            rm.tracking[app_id] = url
+        cfg = {"exporter": {"scrape_timeout": 10},
+               "spark": [{"name": "yarn", "url": rm.url, "discover": "yarn", "basic_auth": AUTH}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+        assert elsewhere.requests == [] and driver.requests == []
+    assert value(ss, "sparkwatch_target_up", kind="spark", target="yarn") == 1
+    assert value(ss, "spark_cluster_applications", target="yarn") == 1 + len(hostile)
+    assert value(ss, "spark_cluster_rejected_uis", target="yarn") == len(hostile) - 1  # javascript: is no UI
+    assert value(ss, "spark_cluster_applications_scraped", target="yarn") == 1
+    assert [lab["app_id"] for n, lab, _ in ss if n == "spark_app_info"] == [spark_id]
+    assert _target_errors(ss, "yarn", "partial") >= 1
+    # the RM's own proxy got the RM's credentials (it is the RM)
+    assert rm.requests and all("Authorization" in h for _, h in rm.requests)
+
+
+def test_yarn_ui_elsewhere_is_read_when_allowed_and_never_with_the_managers_credentials():
+    (spark_id, routes), *_ = _recorded()
+    with faulty_server("body") as driver, _Rm() as rm:
+        driver.body = routes["/api/v1/applications"][1]  # a quiet application: no jobs, stages, executors
+        rm.apps.append(YarnApp("application_1_0001", "a"))
+        rm.tracking["application_1_0001"] = _other_host(driver.url) + "/"
+        port = driver.server_address[1]
+        cfg = {"exporter": {"scrape_timeout": 10},
+               "spark": [{"name": "yarn", "url": rm.url, "discover": "yarn", "basic_auth": AUTH,
+                          "discovered_ui_allowed": [f"http://localhost:{port}"]}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+        assert driver.requests, "the allowed UI was not read"
+        assert all("Authorization" not in h for _, h in driver.requests), driver.requests
+    assert value(ss, "spark_cluster_rejected_uis", target="yarn") == 0
+    assert value(ss, "spark_cluster_applications_scraped", target="yarn") == 1
+    assert find(ss, "spark_app_info", target="yarn", app_id=spark_id)
+
+
+def test_yarn_proxy_redirects_only_where_discovered_uis_may_be_and_without_credentials():
+    (spark_id, routes), *_ = _recorded()
+    with ReplayServer(routes) as driver, YarnResourceManager() as rm:
+        rm.apps.append(YarnApp("application_1_0001", "a", redirect_to=_other_host(driver.url)))
+        cfg = {"exporter": {"scrape_timeout": 10},
+               "spark": [{"name": "yarn", "url": rm.url, "discover": "yarn", "basic_auth": AUTH}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+        # the proxy's UI is allowed, but not the driver it redirects to
+        assert driver.requests == []
+        assert value(ss, "spark_cluster_applications_scraped", target="yarn") == 0
+        assert _target_errors(ss, "yarn", "partial") >= 1
+        cfg["spark"][0]["discovered_ui_allowed"] = [_other_host(driver.url)]
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+        assert find(ss, "spark_app_info", target="yarn", app_id=spark_id)
+    assert all("Authorization" in h for _, h in rm.requests)
+
+
+def test_standalone_links_off_the_masters_host_are_refused_unless_allowed_and_get_no_credentials():
+    rec = _recorded()
+    with ReplayServer(rec[0][1]) as on_host, faulty_server("ok") as elsewhere, StandaloneMaster() as m:
+        m.apps = [
+            # a driver in client mode on the master's host, another port: allowed by default
+            MasterApp("app-20261201000000-0000", "on-host", ui=on_host.url),
+            # a driver on another host: refused unless discovered_ui_allowed says so
+            MasterApp("app-20261201000000-0001", "elsewhere", ui=_other_host(elsewhere.url)),
+            # not a UI at all
+            MasterApp("app-20261201000000-0002", "odd", ui=f"{on_host.url}/metrics?x=1"),
+        ]
+        cfg = {"exporter": {"scrape_timeout": 10},
+               "spark": [{"name": "m", "url": m.url, "discover": "standalone", "basic_auth": AUTH}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+        assert elsewhere.requests == []
+        assert value(ss, "sparkwatch_target_up", kind="spark", target="m") == 1
+        assert value(ss, "spark_cluster_rejected_uis", target="m") == 2
+        assert value(ss, "spark_cluster_applications_scraped", target="m") == 1
+        assert find(ss, "spark_app_info", target="m", app_id=rec[0][0])
+        assert _target_errors(ss, "m", "partial") >= 1
+
+        cfg["spark"][0]["discovered_ui_allowed"] = ["http://localhost:*"]
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+        assert value(ss, "spark_cluster_rejected_uis", target="m") == 1
+        assert value(ss, "spark_cluster_applications_scraped", target="m") == 2
+        assert elsewhere.requests
+        # the master got its credentials; no driver UI did (another origin, even on the same host)
+        assert all("Authorization" not in h for _, h in elsewhere.requests)
+    assert m.requests and all("Authorization" in h for _, h in m.requests)
+
+
+def test_standalone_reverse_proxy_paths_are_the_masters_and_get_its_credentials():
+    with StandaloneMaster() as m:
+        m.apps = [MasterApp("app-20261201000000-0000", "proxied", ui="/proxy/app-20261201000000-0000"),
+                  MasterApp("app-20261201000000-0001", "other", ui="/proxy/app-20261201000000-0000")]
+        cfg = {"exporter": {"scrape_timeout": 10},
+               "spark": [{"name": "m", "url": m.url, "discover": "standalone", "basic_auth": AUTH}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+    # the first is read through the master's proxy (404 from this stand-in: partial), the
+    # second names another application's proxy path and is refused
+    proxied = [p for p, _ in m.requests if p.startswith("/proxy/")]
+    assert proxied and all(p.startswith("/proxy/app-20261201000000-0000/") for p in proxied)
+    assert value(ss, "spark_cluster_rejected_uis", target="m") == 1
+    assert all("Authorization" in h for _, h in m.requests)
+
+
+def test_discovered_ui_allowed_is_validated_and_only_with_discover():
+    with pytest.raises(ConfigError, match=r"spark\[0\]\.discovered_ui_allowed"):
+        parse_config({"spark": [{"url": "http://m:8080", "discover": "standalone",
+                                 "discovered_ui_allowed": ["http://x:80*"]}]})
+    with pytest.raises(ConfigError, match=r"discovered_ui_allowed"):
+        parse_config({"spark": [{"url": "http://m:4040", "discovered_ui_allowed": ["http://x:4040"]}]})
+    cfg = parse_config({"spark": [{"url": "http://m:8088", "discover": "yarn",
+                                   "discovered_ui_allowed": ["http://10.1.2.*:*"]}]})
+    assert cfg.spark[0].discovered_ui_allowed == ["http://10.1.2.*:*"]
 
 
 # ---------------------------------------------------------------- item: the home page's cost

@@ -41,12 +41,12 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from .. import sparkui
+from ..clusters import UiPatterns, UiPolicy
 from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, declared_metrics, gauge, info
 from ..httpclient import HttpClient, decode_json
 from ..livystore import RECOVERY_SESSIONS, SESSION_KINDS, count_fs_state_store
 from ..sparkui import EnvironmentCache, scrape_spark_ui
 from ..targetconfig import HttpTarget, Interval, TLSConfig
-from ..urlpattern import UrlPattern, parse_pattern, resolve
 
 #: Livy's session states (org.apache.livy.sessions.SessionState), all versions.
 STATES = (
@@ -153,19 +153,12 @@ class LivyTarget(HttpTarget):
     max_discovered_uis: int = Field(default=10, ge=1, le=1000)
     #: URL patterns (scheme://host[:port][/path], '*' within a host label) of Spark UIs that may be
     #: scraped besides those on Livy's own host (e.g. http://resourcemanager:8088/proxy)
-    discovered_ui_allowed: List[str] = []
+    discovered_ui_allowed: UiPatterns = []
     #: name of the Livy JVM, as the jvm target names it (label 'process' of jvm_process_*)
     process: Optional[str] = Field(default=None, min_length=1)
     #: Livy's filesystem state store (livy.server.recovery.state-store.url), when it is a local
     #: directory: a path or a file:// URL. Needs read access (Livy creates it with mode 700).
     filesystem_state_store: Optional[str] = None
-
-    @field_validator("discovered_ui_allowed")
-    @classmethod
-    def _patterns(cls, v: List[str]) -> List[str]:
-        for p in v:
-            parse_pattern(p)  # ValueError names the pattern
-        return v
 
     @field_validator("filesystem_state_store")
     @classmethod
@@ -235,9 +228,6 @@ def count_threads(body: bytes) -> Tuple[int, int]:
 # --------------------------------------------------------------------------
 # The collector
 
-#: the path of a Spark UI root, or of a YARN ResourceManager proxy to one
-_UI_PATH = re.compile(r"/?|/proxy/[A-Za-z0-9_.-]+/?")
-
 #: ids repeated between consecutive pages (deletions up to this many between
 #: two page requests are absorbed without a re-read)
 PAGE_OVERLAP = 10
@@ -257,7 +247,9 @@ class LivyCollector(Collector):
         #: kind -> session id -> (monotonic time first seen in a terminal state, appId)
         self._first_seen: Dict[str, Dict[int, Tuple[float, Optional[str]]]] = {k: {} for k, _ in SESSION_ENDPOINTS}
         self._spark = None  # (HttpClient, EnvironmentCache) for discovered Spark UIs, created lazily
-        self._ui_patterns: List[UrlPattern] = [parse_pattern(p) for p in config.discovered_ui_allowed]
+        #: a session's sparkUiUrl is read only when it is a Spark UI root or a proxy path on
+        #: Livy's host (any port), or matches discovered_ui_allowed
+        self.ui_policy = UiPolicy(config.url, config.discovered_ui_allowed, host_wide=True, roots=True)
 
     # ---------------------------------------------------------------- collect
 
@@ -416,37 +408,11 @@ class LivyCollector(Collector):
             if u not in urls:
                 urls.append(u)
         out.add(ACTIVE_UIS, len(urls))
-        allowed = [u for u in urls if self.ui_allowed(u)]
+        allowed = [u for u in urls if self.ui_policy.allows(u)]
         out.add(REJECTED_UIS, len(urls) - len(allowed))
         chosen = allowed[: self.config.max_discovered_uis]
         scraped = self._scrape_spark_uis(out, deadline, chosen)
         out.add(DISCOVERED_UIS, scraped)
-
-    def ui_allowed(self, url: str) -> bool:
-        """A discovered Spark UI is scraped only when it is an http(s) Spark UI root or YARN
-        proxy path on Livy's own host, or matches discovered_ui_allowed: a session cannot
-        point the exporter at any host, port or path it likes."""
-        try:
-            resolve(url)  # a URL the HTTP client would refuse is not a UI to scrape
-        except ValueError:
-            return False
-        if any(p.matches(url) for p in self._ui_patterns):
-            return True
-        parts = urlsplit(url)
-        try:
-            parts.port
-        except ValueError:
-            return False
-        return (parts.scheme in ("http", "https") and parts.hostname is not None
-                and parts.hostname.lower() == (urlsplit(self.config.url).hostname or "").lower()
-                and not (parts.username or parts.password or parts.query or parts.fragment)
-                and _UI_PATH.fullmatch(parts.path or "/") is not None)
-
-    def _redirect_allowed(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return self.ui_allowed(url) or (
-            parts.hostname is not None and parts.hostname.lower() == (urlsplit(self.config.url).hostname or "").lower()
-            and parts.scheme in ("http", "https"))
 
     def _scrape_spark_uis(self, out: MetricSet, deadline: Deadline, urls: List[str]) -> int:
         """Scrape each Spark UI with :func:`exporter.sparkui.scrape_spark_ui`; a dead or slow UI
@@ -460,7 +426,7 @@ class LivyCollector(Collector):
             tls = self.config.tls_config
             ui_tls = TLSConfig(ca_file=tls.ca_file, insecure_skip_verify=tls.insecure_skip_verify)
             ui_target = HttpTarget(url=urls[0], timeout=self.config.timeout, tls_config=ui_tls)
-            self._spark = (HttpClient(ui_target, redirect_allowed=self._redirect_allowed), EnvironmentCache())
+            self._spark = (HttpClient(ui_target, redirect_allowed=self.ui_policy.allows_redirect), EnvironmentCache())
         http, env_cache = self._spark
         scraped = 0
         for i, url in enumerate(urls):

@@ -13,14 +13,16 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Literal, Tuple
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .. import clusters, sparkui
 from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, declared_metrics, gauge
 from ..httpclient import HttpClient, WithHeaders
+from ..logsafe import RateLimitedLog
 from ..targetconfig import HttpTarget, Interval
 
 log = logging.getLogger("sparkwatch.spark")
+_refused_log = RateLimitedLog(log, interval=600)
 
 CLUSTER_APPS = gauge(
     "spark_cluster_applications",
@@ -28,7 +30,13 @@ CLUSTER_APPS = gauge(
 CLUSTER_APPS_SCRAPED = gauge(
     "spark_cluster_applications_scraped",
     "Of spark_cluster_applications, those whose driver UI was read in this scrape; the rest had no UI "
-    "(spark.ui.enabled=false), did not answer in time, or were beyond max_applications.")
+    "(spark.ui.enabled=false), did not answer in time, were beyond max_applications, or were refused "
+    "(spark_cluster_rejected_uis).")
+CLUSTER_REJECTED_UIS = gauge(
+    "spark_cluster_rejected_uis",
+    "Of spark_cluster_applications, those whose driver UI was not read because its URL is not allowed: "
+    "not the manager's own proxy path for the application, nor (standalone) a UI on the master's host, "
+    "nor matching discovered_ui_allowed.")
 
 
 #: applications read per scrape: a history server, master or ResourceManager listing 200
@@ -50,11 +58,20 @@ class SparkTarget(HttpTarget):
     max_applications: int = Field(default=DEFAULT_MAX_APPLICATIONS, ge=1)
     #: requests to this target (with discover: to its driver UIs) in flight at once, at most
     max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=64)
+    #: with discover: URL patterns (scheme://host[:port][/path], '*' within a host label or as the
+    #: port) of driver UIs that may be read besides the manager's own (see docs/spark.md)
+    discovered_ui_allowed: clusters.UiPatterns = []
     #: seconds an application's /environment answer is reused (0 = read it on every scrape)
     environment_refresh: Interval = 300.0
     #: seconds after the last update of its event log that an application which has not
     #: completed is reported as stale (spark_app_stale; history server; 0 = never)
     stale_after: Interval = sparkui.DEFAULT_STALE_AFTER
+
+    @model_validator(mode="after")
+    def _discovered_ui_allowed_needs_discover(self):
+        if self.discovered_ui_allowed and self.discover == "ui":
+            raise ValueError("discovered_ui_allowed is only for discover: standalone or yarn")
+        return self
 
 
 class SparkCollector(Collector):
@@ -65,8 +82,17 @@ class SparkCollector(Collector):
 
     def __init__(self, config: SparkTarget):
         super().__init__(config)
+        redirect_allowed = None
+        if config.discover != "ui":
+            # the driver UIs a cluster manager names are read only where the policy allows;
+            # a redirect (from the manager or a UI) only to the manager's own origin, where
+            # redirects_allowed_to says, or where a discovered UI may be. Credentials go to
+            # the manager's origin only (the HttpClient's rule).
+            self.ui_policy = clusters.ui_policy(config.discover, config.url, config.discovered_ui_allowed)
+            own = clusters.UiPolicy(config.url, config.redirects_allowed_to or (), host_wide=False, roots=True)
+            redirect_allowed = lambda url: own.allows_redirect(url) or self.ui_policy.allows_redirect(url)  # noqa: E731
         # every request of this target, whatever thread makes it, takes one of max_concurrency slots
-        self.http = HttpClient(config, max_concurrency=config.max_concurrency)
+        self.http = HttpClient(config, max_concurrency=config.max_concurrency, redirect_allowed=redirect_allowed)
         self.env_cache = sparkui.EnvironmentCache(config.environment_refresh)
         # the threads that make this target's requests ahead of time, kept between scrapes
         self.pool = sparkui.RequestPool(config.max_concurrency, f"sparkwatch-spark-{self.name}-io")
@@ -92,8 +118,18 @@ class SparkCollector(Collector):
         cfg = self.config
         out.add(CLUSTER_APPS, len(apps))
         with_ui = [a for a in apps if a.ui]
-        if len(with_ui) < len(apps):
-            out.error("partial")  # an application without a UI cannot be watched
+        allowed: List[clusters.ClusterApp] = []
+        refused: List[clusters.ClusterApp] = []
+        for a in with_ui:
+            (allowed if self.ui_policy.allows(a.ui, a.app_id) else refused).append(a)
+        out.add(CLUSTER_REJECTED_UIS, len(refused))
+        if refused:
+            _refused_log.warning("spark target %s: %d driver UIs not read, their URL is not allowed (e.g. "
+                                 "application %s: %r); see discovered_ui_allowed", self.name, len(refused),
+                                 refused[0].app_id, refused[0].ui[:200], key=("refused", self.name))
+        if len(allowed) < len(apps):
+            out.error("partial")  # an application without a UI that may be read cannot be watched
+        with_ui = allowed
         if len(with_ui) > cfg.max_applications:
             with_ui = with_ui[: cfg.max_applications]
             out.error("limit")
