@@ -19,6 +19,7 @@ import gzip
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 from typing import Callable, Dict
 
 MiB = 1024 * 1024
@@ -121,3 +122,23 @@ class HostileServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def hostile_fleet(stack: ExitStack, size: int, apps: int = 40) -> Dict[str, "HostileServer"]:
+    """Started on ``stack``: a server per shape (its application list is the hostile
+    body), ``apps`` (a list of ``apps`` applications whose every endpoint answers
+    ``size`` bytes of floats) and ``gzip`` (4 x ``size`` of floats, gzip-compressed)."""
+    servers = {shape: stack.enter_context(HostileServer(shape, size)) for shape in SHAPES}
+    servers["apps"] = stack.enter_context(HostileServer("floats", size, where="apps", apps=apps))
+    servers["gzip"] = stack.enter_context(HostileServer("floats", 4 * size, gzip_it=True))
+    return servers
+
+
+def status_bytes(pid: int, key: str) -> int:
+    """A ``kB`` line of ``/proc/<pid>/status`` (``VmHWM``: the peak resident size,
+    ``VmRSS``, ``VmSize``), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)

@@ -9,8 +9,10 @@ import pytest
 
 from exporter.collector import Collector, MetricSet, ScrapeContext, TargetError, gauge
 from exporter.scrape import Scraper, Target
+from exporter.httpclient import MAX_BODY_BYTES
 from testbed.exporter import running_exporter, scrape, value
 from testbed.faulty_http import faulty_server
+from testbed.hostile_json import SHAPES, HostileServer
 
 FAULTS = {
     "http500": "http_status",
@@ -22,13 +24,20 @@ FAULTS = {
     "reset": "connection",
     "unauthorized": "auth",
 }
+#: bodies of testbed.hostile_json, each as large as a body may be: decoded, they would not
+#: fit the target's memory budget
+HOSTILE_BODIES = {shape: "limit" for shape in SHAPES}
+
+
+def _bad_server(mode: str):
+    return faulty_server(mode) if mode in FAULTS else HostileServer(mode, MAX_BODY_BYTES)
 
 PROMETHEUS_TIMEOUT = 3.0  # what Prometheus would send; the deadline is this less the 0.5 s offset
 
 
-@pytest.mark.parametrize("mode,reason", sorted(FAULTS.items()))
+@pytest.mark.parametrize("mode,reason", sorted(FAULTS.items()) + sorted(HOSTILE_BODIES.items()))
 def test_fault_marks_only_that_target_down(mode, reason):
-    with faulty_server(mode) as bad, faulty_server("ok") as good:
+    with _bad_server(mode) as bad, faulty_server("ok") as good:
         config = {"spark": [{"name": "bad", "url": bad.url}, {"name": "good", "url": good.url}],
                   "exporter": {"scrape_timeout": 30}}
         with running_exporter(config) as (url, _):

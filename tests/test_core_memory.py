@@ -32,44 +32,33 @@ from exporter.httpclient import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTE
 from exporter.targetconfig import HttpTarget
 from testbed.exporter import exporter_process, scrape, value
 from testbed.faulty_http import faulty_server
-from testbed.hostile_json import SHAPES, HostileServer, body
+from testbed.hostile_json import SHAPES, HostileServer, body, hostile_fleet, status_bytes
 
 MiB = 1024 * 1024
-
-
-def _status(pid: int, key: str) -> int:
-    """A ``kB`` line of /proc/<pid>/status, in bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
 
 
 @contextmanager
 def _exporter_with_address_space_limit(config: dict, headroom: int = 3 * 1024 * MiB):
     with exporter_process(config) as (base, proc):
-        cap = _status(proc.pid, "VmSize") + headroom
+        cap = status_bytes(proc.pid, "VmSize") + headroom
         resource.prlimit(proc.pid, resource.RLIMIT_AS, (cap, cap))
         yield base, proc
 
 
 def test_hostile_bodies_are_each_a_limit_error_and_the_exporter_peak_memory_stays_within_the_bound():
     with ExitStack() as stack:
-        servers = {shape: stack.enter_context(HostileServer(shape, MAX_BODY_BYTES)) for shape in SHAPES}
-        # every per-application endpoint of 40 applications answers 16 MiB of floats (fetched
-        # 8 at a time, and ahead of the application being read)
-        servers["apps"] = stack.enter_context(HostileServer("floats", MAX_BODY_BYTES, where="apps"))
-        # 4x the body cap of floats, gzip-compressed to a few hundred KiB on the wire
-        servers["gzip"] = stack.enter_context(HostileServer("floats", 4 * MAX_BODY_BYTES, gzip_it=True))
+        # every shape; "apps": 40 applications whose every endpoint answers 16 MiB of floats
+        # (fetched 8 at a time, ahead of the application being read); "gzip": 64 MiB of floats
+        # gzip-compressed to a few hundred KiB on the wire
+        servers = hostile_fleet(stack, MAX_BODY_BYTES)
         good = stack.enter_context(faulty_server("ok"))
         targets = [{"name": name, "url": srv.url, "timeout": 60} for name, srv in servers.items()]
         config = {"exporter": {"scrape_timeout": 60}, "spark": targets + [{"name": "good", "url": good.url}]}
         with _exporter_with_address_space_limit(config) as (base, proc):
-            idle = _status(proc.pid, "VmHWM")
+            idle = status_bytes(proc.pid, "VmHWM")
             first = scrape(base)
             second = scrape(base)
-            peak = _status(proc.pid, "VmHWM")
+            peak = status_bytes(proc.pid, "VmHWM")
             alive = proc.poll() is None
 
     assert alive
