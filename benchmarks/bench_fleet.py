@@ -14,6 +14,11 @@ applications read, series, the most
 requests the server had in flight at once and the most connections it had
 open at once (the target's ``max_concurrency`` bounds both).
 
+A scrape that fails as a whole (the target down, e.g. its listing not read
+within the deadline under load) is reported as the exporter reports it, its
+reason in the errors column (``down:timeout``), and counted per target kind;
+it fails the goals, it does not end the run.
+
 A second table checks that the series count is linear in the applications
 and independent of their jobs, stages and tasks: the same scrape with a
 quarter, half and all of the applications, and with every application
@@ -41,7 +46,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter.collector import MetricSet, ScrapeContext  # noqa: E402
+from exporter.collector import MetricSet, ScrapeContext, TargetError  # noqa: E402
 from exporter.collectors.spark import SparkCollector, SparkTarget  # noqa: E402
 from testbed.counting_http import COUNTS_PATH, CountingServer  # noqa: E402
 
@@ -57,6 +62,9 @@ class Fleet:
         self.rec_id = json.loads((RECORDING / "index.json").read_text())["app_id"]
         self.mode = mode
         self.ids = [f"app-20261123045805-{i:04d}" for i in range(n)]
+        self.yarn_ids = [f"application_1764400000000_{i:04d}" for i in range(n)]
+        # /proxy/<id>: YARN's web proxy names the YARN application, a standalone master the Spark one
+        self.proxied = {app_id: i for ids in (self.ids, self.yarn_ids) for i, app_id in enumerate(ids)}
         app = json.loads(rec["applications.json"])[0]
         if jobs > 1:  # many running jobs, each with an active stage of 100 tasks
             job = json.loads(rec["jobs.json"])[0]
@@ -76,9 +84,9 @@ class Fleet:
             return self._ui(path, self.ids, history=True)
         if self.mode == "yarn":
             if path.rstrip("/") == "/ws/v1/cluster/apps":
-                items = [{"id": f"application_1764400000000_{i:04d}", "name": f"service-{i}", "state": "RUNNING",
-                          "applicationType": "SPARK", "trackingUrl": f"{base}/proxy/{i}/"}
-                         for i in range(len(self.ids))]
+                items = [{"id": yarn_id, "name": f"service-{i}", "state": "RUNNING",
+                          "applicationType": "SPARK", "trackingUrl": f"{base}/proxy/{yarn_id}/"}
+                         for i, yarn_id in enumerate(self.yarn_ids)]
                 return 200, json.dumps({"apps": {"app": items}}).encode(), "application/json"
         if self.mode == "standalone":
             if path == "/json/":
@@ -86,13 +94,13 @@ class Fleet:
                 return 200, json.dumps({"activeapps": active}).encode(), "application/json"
             if path == "/":
                 rows = "".join(f'<tr><td><a href="app?appId={app_id}">{app_id}</a></td>'
-                               f'<td><a href="{base}/proxy/{i}">service-{i}</a></td></tr>'
+                               f'<td><a href="{base}/proxy/{app_id}">service-{i}</a></td></tr>'
                                for i, app_id in enumerate(self.ids))
                 return 200, f"<html><table>{rows}</table></html>".encode(), "text/html"
         if path.startswith("/proxy/"):
-            i, _, rest = path[len("/proxy/"):].partition("/")
-            if i.isdigit() and int(i) < len(self.ids):
-                return self._ui("/" + rest, [self.ids[int(i)]], history=False)
+            proxied, _, rest = path[len("/proxy/"):].partition("/")
+            if proxied in self.proxied:
+                return self._ui("/" + rest, [self.ids[self.proxied[proxied]]], history=False)
         return 404, b"not found", "text/plain"
 
     def _ui(self, path: str, ids, history: bool):
@@ -146,7 +154,9 @@ def series(out: MetricSet) -> int:
 
 def run(mode: str, apps: int, delay: float, deadline: float, scrapes: int, max_concurrency, jobs: int = 1,
         verbose: bool = True):
-    """[(wall, cpu, apps read, series, requests, max in flight, max connections, errors)] per scrape."""
+    """[(wall, cpu, apps read, series, requests, max in flight, max connections, errors)] per scrape;
+    errors: the reasons of the scrape's partial errors, or ``down:<reason>`` when the target
+    failed as a whole (what the exporter reports as sparkwatch_target_up 0)."""
     fleet = Fleet(apps, mode, jobs)
     rows = []
     with fleet_server(fleet, delay) as (url, stats):
@@ -162,15 +172,32 @@ def run(mode: str, apps: int, delay: float, deadline: float, scrapes: int, max_c
                 stats(reset=True)
                 out = MetricSet({"target": "fleet"})
                 c0, t0 = time.process_time(), time.perf_counter()
-                c.collect(out, ScrapeContext.within(deadline))
+                try:
+                    c.collect(out, ScrapeContext.within(deadline))
+                    errors = sorted(set(out.errors))
+                except TargetError as e:  # the target down: the engine keeps none of its samples
+                    out, errors = MetricSet({"target": "fleet"}), [f"down:{e.reason}"]
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 read = len({k[0] for md, ss in out.samples.items() if md.name == "spark_app" for k in ss})
                 st = stats()
                 rows.append((wall, cpu, read, series(out), st["requests"], st["max_in_flight"],
-                             st["max_connections"], sorted(set(out.errors))))
+                             st["max_connections"], errors))
         finally:
             c.close()
     return target, rows
+
+
+def failures(rows) -> str:
+    """How many of ``rows``' scrapes failed and why, e.g. "2 of 6 scrapes: down:timeout 2";
+    empty when none did."""
+    counts = {}
+    for row in rows:
+        for e in row[7]:
+            counts[e] = counts.get(e, 0) + 1
+    bad = sum(1 for row in rows if row[7])
+    if not bad:
+        return ""
+    return f"{bad} of {len(rows)} scrapes: " + ", ".join(f"{e} {n}" for e, n in sorted(counts.items()))
 
 
 def main() -> int:
@@ -186,7 +213,7 @@ def main() -> int:
     modes = ["history", "yarn", "standalone"] if a.mode == "all" else [a.mode]
     ok = True
 
-    print(f"{a.apps} running applications, every answer after {a.delay * 1000:.0f} ms, deadline {a.deadline:.0f} s")
+    print(f"{a.apps} running applications, every answer after {a.delay * 1000:.0f} ms, deadline {a.deadline:g} s")
     print(f"{'target':11} {'scrape':>6} {'wall':>7} {'CPU':>7} {'apps read':>9} {'series':>7} {'requests':>8} "
           f"{'in flight':>9} {'conns':>5}  errors")
     for mode in modes:
@@ -200,6 +227,9 @@ def main() -> int:
         if later:
             print(f"{mode:11} {'median':>6} {statistics.median(later):6.2f}s  (max_concurrency {target.max_concurrency}, "
                   f"max_applications {target.max_applications})")
+        failed = failures(rows)
+        if failed:
+            print(f"{mode:11} {'failed':>6} {failed}")
 
     print()
     print("series against applications and their jobs (history server, second scrape):")
@@ -208,10 +238,14 @@ def main() -> int:
     for n in sorted({max(1, a.apps // 4), max(1, a.apps // 2), a.apps}):
         for jobs in (1, a.jobs):
             _, rows = run("history", n, 0.0, a.deadline, 1, a.max_concurrency, jobs=jobs)
-            s = rows[-1][3]
+            s, errs = rows[-1][3], rows[-1][7]
+            if errs:  # a partial or failed scrape says nothing about the series of a whole one
+                ok = False
+                print(f"{n:5d} {jobs:8d} {'-':>7} {'-':>10}  {','.join(errs)}")
+                continue
             per_app.add(s / n)
             print(f"{n:5d} {jobs:8d} {s:7d} {s / n:10.1f}")
-    linear = len(per_app) == 1
+    linear = len(per_app) == 1  # none (every scrape failed) is no evidence either
     print(f"series per application: {'constant' if linear else 'NOT constant'} ({', '.join(f'{x:.1f}' for x in sorted(per_app))})")
     ok &= linear
     print("all goals met" if ok else "GOAL NOT MET")
