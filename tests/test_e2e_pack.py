@@ -7,9 +7,7 @@ NO_DATA_EXPECTED with the condition their signal needs."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -29,7 +27,7 @@ from exporter.pack.rules import rules_yaml
 from exporter.pack.rulesconfig import parse_rules_config
 from testbed.exporter import running_exporter
 from testbed.livy_server import livy_server
-from testbed.procs import free_port
+from testbed.procs import free_port, stop_process_group
 from testbed.spark import spark_app
 from testbed.zookeeper import available as zookeeper_available
 from testbed.zookeeper import write_livy_store, zookeeper_server
@@ -88,15 +86,7 @@ def prometheus(config: dict, rule_files: List[Path], workdir: Path) -> Iterator[
             time.sleep(0.3)
         yield url
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=10)
+        stop_process_group(proc, grace=20)
         log.close()
 
 

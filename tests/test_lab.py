@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from testbed.procs import stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,12 +65,7 @@ def lab(tmp_path_factory):
         text, _ = proc.communicate(timeout=35 * 60)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # the lab stops its scenarios and their processes
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+            stop_process_group(proc, grace=60)  # on SIGTERM the lab stops its scenarios and their processes
     print(text)  # shown on failure: every scenario's report and the docs/lab.md table
     assert out.exists(), f"the lab wrote no results (rc={proc.returncode}):\n{text[-5000:]}"
     results = {r["scenario"]: r for r in json.loads(out.read_text())}

@@ -247,13 +247,11 @@ ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertman
 @pytest.mark.skipif(ALERTMANAGER is None, reason="alertmanager not installed")
 def test_real_alertmanager_applies_the_inhibitions(tmp_path):
     """Post alerts to a real Alertmanager running the example config and read back which are inhibited."""
-    import os
-    import signal
     import time
 
     import requests
 
-    from testbed.procs import free_port
+    from testbed.procs import free_port, stop_process_group
 
     port = free_port()
     proc = subprocess.Popen([ALERTMANAGER, f"--config.file={ROOT / ALERTMANAGER_FILE}",
@@ -312,9 +310,4 @@ def test_real_alertmanager_applies_the_inhibitions(tmp_path):
         assert not inhibited("JvmCodeCachePredictedFull", process="LivyServer")
         assert not inhibited("JvmCodeCacheNearlyFull")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process_group(proc, grace=10)

@@ -58,13 +58,12 @@ def test_the_images_wheels_install_into_a_fresh_venv_and_start_as_the_entrypoint
     path; the HEALTHCHECK command must pass against it."""
     import os
     import shutil
-    import signal
     import tempfile
 
     import requests
 
     from testbed.exporter import wait_until_healthy
-    from testbed.procs import free_port
+    from testbed.procs import free_port, stop_process_group
 
     text = (ROOT / "Dockerfile").read_text()
     assert "pip wheel --no-cache-dir --wheel-dir /wheels ." in text
@@ -132,7 +131,6 @@ def test_the_images_wheels_install_into_a_fresh_venv_and_start_as_the_entrypoint
             r = subprocess.run(user + check, env=env, cwd="/", capture_output=True, text=True, timeout=30)
             assert r.returncode == 0, r.stdout + r.stderr
         finally:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(10)
+            stop_process_group(p, grace=10)
     finally:
         shutil.rmtree(work, ignore_errors=True)

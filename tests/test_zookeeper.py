@@ -335,7 +335,7 @@ def test_shutdown_with_a_silent_server_ends_within_the_deadline(kind, tmp_path):
             in_flight.start()
             time.sleep(1)  # a scrape waits on the server
             start = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)  # a raw SIGTERM: how the exporter ends is the point
             rc = proc.wait(60)
             took = time.monotonic() - start
     assert rc == 0
