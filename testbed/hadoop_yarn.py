@@ -35,6 +35,25 @@ it so that the next reader can check it (paths below
   :class:`testbed.kerberos.SpnegoFront` (a real Apache with mod_auth_gssapi in
   front of each RM; it passes the authenticated principal on as ``X-Remote-User``).
 
+The files (in apache/hadoop; ``.../`` is ``src/main/java/org/apache/hadoop/``):
+
+- ``hadoop-yarn-project/hadoop-yarn/hadoop-yarn-server/hadoop-yarn-server-resourcemanager/``
+  ``.../yarn/server/resourcemanager/``: ``webapp/RMWebServices.java``, ``webapp/ApplicationsRequestBuilder.java``,
+  ``webapp/RMWebAppFilter.java``, ``webapp/RMWebApp.java``, ``webapp/dao/AppInfo.java``,
+  ``ClientRMService.java``, ``ResourceManager.java`` (``startWepApp``),
+  ``rmapp/attempt/RMAppAttemptImpl.java``; its test ``webapp/TestRMWebServicesApps.java``;
+- ``.../hadoop-yarn-server-common/.../yarn/server/webapp/WebServices.java`` (``parseQueries``);
+- ``.../hadoop-yarn-common/.../yarn/``: ``webapp/GenericExceptionHandler.java``,
+  ``webapp/BadRequestException.java``, ``webapp/util/WebAppUtils.java``, ``util/Apps.java``,
+  ``util/StringHelper.java``;
+- ``.../hadoop-yarn-server-web-proxy/.../yarn/server/webproxy/``: ``WebAppProxyServlet.java``,
+  ``ProxyUtils.java``, ``ProxyUriUtils.java``, ``amfilter/AmIpFilter.java``;
+- ``hadoop-common-project/hadoop-common/.../http/``: ``IsActiveServlet.java``,
+  ``HtmlQuoting.java``, ``lib/StaticUserWebFilter.java``;
+- ``hadoop-common-project/hadoop-auth/.../security/authentication/``:
+  ``server/AuthenticationFilter.java``, ``server/PseudoAuthenticationHandler.java``,
+  ``util/AuthToken.java``, ``util/Signer.java``.
+
 What differs from a real cluster, on purpose:
 
 - One loopback host plays every host. The web proxy fetches the AMs from its own
@@ -50,8 +69,22 @@ What differs from a real cluster, on purpose:
 - Only ``GET`` is served. The proxy's standby RM asks the active RM for its reports
   (``AppReportFetcher`` with RM failover); with no active RM it answers ``500`` at
   once (Hadoop's client would retry for minutes first).
+- Taken from the servlet container rather than from Hadoop, so not exact: the
+  format of a Set-Cookie and of an error page (Jetty 9.4's), the content type of the
+  standby's message (Hadoop sets none), the case of header names.
 
-Everything listens on 127.0.0.1 on ephemeral ports and stops when the context ends.
+Use::
+
+    with YarnCluster(ha=True, security=True, http_auth="simple") as yarn:
+        etl = yarn.add_app("etl", user="alice", routes=routes_from_recording(d))  # an AmIpFilter'd AM
+        yarn.add_app("wordcount", application_type="MAPREDUCE", state="FINISHED",
+                     final_tracking_url=f"{history}/jobhistory/job/job_1_1")
+        yarn.url, yarn.rms[1].url, etl.am.url       # the active RM, the standby, the AM itself
+        etl.am.requests, yarn.rms[0].requests       # what reached the AM, the RM (and as whom)
+        yarn.failover("rm2"); yarn.stop_rm("rm1"); etl.state = "FINISHED"
+
+Everything listens on 127.0.0.1 on ephemeral ports and stops when the context ends;
+nothing off the loopback is ever contacted.
 """
 
 from __future__ import annotations
@@ -568,7 +601,10 @@ class AmWebServer:
         if (routes is None) == (driver is None):
             raise ValueError("an AM serves routes or relays a driver's UI: give one of them")
         self.app_id = app_id
-        self.proxy_hosts = frozenset(socket.gethostbyname(h) for h in proxy_hosts)
+        for h in proxy_hosts:
+            if not _is_loopback(h):
+                raise ValueError(f"proxy host {h!r}: the testbed's hosts are loopback addresses")
+        self.proxy_hosts = frozenset("127.0.0.1" if h == "localhost" else h for h in proxy_hosts)
         self.bases = {f"{urlsplit(b).hostname}:{urlsplit(b).port}": b for b in proxy_uri_bases}
         self.rm_ha_urls = rm_ha_urls
         self.routes = routes
