@@ -9,6 +9,7 @@ import pytest
 
 from exporter import procstats
 from exporter.hotspot import attach as hs_attach
+from testbed.procs import stop_process_group
 
 LIMITS = """Limit                     Soft Limit           Hard Limit           Units     
 Max cpu time              unlimited            unlimited            seconds   
@@ -99,15 +100,14 @@ def test_tcp_states_of_a_process():
 
 def test_attach_never_signals_a_process_that_does_not_catch_sigquit():
     """SIGQUIT's default action is to dump core and die: we must not send it."""
-    p = subprocess.Popen(["sleep", "300"])
+    p = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         with pytest.raises(hs_attach.AttachError, match="SIGQUIT"):
             hs_attach.jcmd(p.pid, "Compiler.codecache", timeout=2)
         assert p.poll() is None
         assert not os.path.exists(f"/proc/{p.pid}/cwd/.attach_pid{p.pid}")
     finally:
-        p.kill()
-        p.wait()
+        stop_process_group(p, grace=0)
 
 
 def test_attach_to_a_gone_process():
