@@ -194,3 +194,32 @@ def test_reverse_proxy_links_resolve_against_the_master():
     assert ui_links_of_master_page(html, "http://master:8080/") == {"app-1": "http://master:8080/proxy/app-1"}
     assert ui_links_of_master_page('<tr><td><a href="app?appId=app-2">x</a></td><td>done</td></tr>',
                                    "http://m/") == {}
+
+
+def test_the_examples_of_docs_spark_md_are_valid_and_allow_what_they_say():
+    import re
+
+    import yaml
+
+    from exporter.clusters import ui_policy
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "spark.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    configs = [parse_config(yaml.safe_load(b), "docs/spark.md") for b in blocks]
+    (prod,) = [t for c in configs for t in c.spark if t.name == "prod" and t.discovered_ui_allowed]
+    p = ui_policy(prod.discover, prod.url, prod.discovered_ui_allowed)
+    assert p.allows("http://spark-worker-7.prod.internal:40123")
+    assert p.allows("http://10.20.30.57:4040")
+    assert p.allows("http://spark-master:4041")  # a client-mode driver on the master's host
+    assert p.allows("http://spark-master:8080/proxy/app-1", "app-1")  # the reverse proxy
+    assert not p.allows("http://10.20.30.57.attacker.example:4040")
+    assert not p.allows("http://10.20.30.57:4041")
+    assert not p.allows("http://spark-worker-7.prod.internal.attacker.example:4040")
+    (yarn,) = [t for c in configs for t in c.spark if t.discover == "yarn" and t.discovered_ui_allowed]
+    p = ui_policy(yarn.discover, yarn.url, yarn.discovered_ui_allowed)
+    assert p.allows("http://rm1.internal:8088/proxy/application_1_0001", "application_1_0001")
+    assert p.allows("http://rm2.internal:8088/proxy/application_1_0001", "application_1_0001")
+    assert not p.allows("http://rm1.internal:8088/proxy/application_1_0002", "application_1_0001")
+    assert not p.allows("http://rm1.internal:8089/proxy/application_1_0001", "application_1_0001")
+    assert not p.allows("http://rm1.internal:8088/", "application_1_0001")
+    assert not p.allows("http://rm2.internal:8088/cluster", "application_1_0001")
