@@ -137,9 +137,9 @@ def test_a_process_is_read_only_when_it_maps_its_file():
 def test_files_are_read_in_an_order_garbage_cannot_starve():
     """Known JVMs first; then one file of each owner per round, an owner's java
     launchers first: 1,000 files of one user delay that user's files only."""
-    from exporter.collectors.jvm import JvmCollector, JvmRef, JvmTarget
+    from exporter.hotspot.discovery import JvmRef, PerfFiles
 
-    c = JvmCollector(JvmTarget(discover=True))
+    c = PerfFiles()
     attacker = [(JvmRef(10_000 + i, 10_000 + i, f"/tmp/hsperfdata_x/{10_000 + i}", 1001, (1, i)), ["java", "x"])
                 for i in range(1000)]
     spark = [(JvmRef(500, 500, "/tmp/hsperfdata_spark/500", 185, (1, 5000)), ["/opt/java/bin/java", "Executor"]),
@@ -148,7 +148,7 @@ def test_files_are_read_in_an_order_garbage_cannot_starve():
             (JvmRef(8, 8, "/tmp/hsperfdata_root/8", 0, (1, 8)), ["java", "LivyServer"])]
     known = (JvmRef(9, 9, "/tmp/hsperfdata_x/9", 1001, (1, 9)), ["java", "x"])
     c._verdicts[(9, (1, 9))] = (123.0, True)
-    order = [r.pid for r, _ in c._order(attacker + spark + root + [known])]
+    order = [r.pid for r, _ in c.order(attacker + spark + root + [known])]
     assert order[0] == 9  # known from an earlier scrape
     assert order[1:4] == [8, 500, 10_000]  # one per owner (by uid), each owner's java launcher first
     assert order[4:7] == [7, 501, 10_001]
@@ -196,10 +196,10 @@ def test_without_the_mappings_the_content_decides(monkeypatch):
     CAP_SYS_PTRACE: a container's default capabilities) cannot tell a copy from
     a JVM's own file: a valid file is read as its process' (as before), garbage
     is skipped as not_hotspot, never a JVM's partial error."""
-    from exporter.collectors import jvm
+    from exporter.hotspot import discovery
     from tests.test_perfdata import build
 
-    monkeypatch.setattr(jvm, "_maps_file", lambda pid, dirname, n: None)
+    monkeypatch.setattr(discovery, "_maps_file", lambda pid, dirname, n: None)
     token = f"swnomaps{uuid.uuid4().hex[:8]}"
     good = build([("sun.rt.javaCommand", "org.example.Copy", "string", 1), ("java.threads.live", 4, "none", 3)])
     cfg = {"jvm": [{"name": "nomaps", "match": token}]}

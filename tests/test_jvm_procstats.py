@@ -157,7 +157,7 @@ def test_netlink_and_proc_tcp_tables_agree():
 
 
 def test_process_label_from_main_class():
-    from exporter.collectors.jvm import _flag, main_class, short_name
+    from exporter.collectors.jvm import flag, main_class, short_name
 
     assert short_name(main_class("org.apache.livy.server.LivyServer")) == "LivyServer"
     assert short_name(main_class("org.apache.spark.deploy.SparkSubmit --master yarn --class X app.jar")) == \
@@ -168,5 +168,5 @@ def test_process_label_from_main_class():
     assert short_name("jdk.compiler/com.sun.tools.javac.Main") == "Main"
     assert short_name("") == "unknown"
     args = ["--driver-url", "x", "--executor-id", "12", "--app-id=app-1"]
-    assert _flag(args, "--executor-id") == "12" and _flag(args, "--app-id") == "app-1"
-    assert _flag(args, "--hostname") == ""
+    assert flag(args, "--executor-id") == "12" and flag(args, "--app-id") == "app-1"
+    assert flag(args, "--hostname") == ""

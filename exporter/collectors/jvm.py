@@ -27,10 +27,8 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-import psutil
 from pydantic import field_validator, model_validator
 
 from .. import procstats
@@ -38,6 +36,7 @@ from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetErr
 from ..targetconfig import Interval, Seconds, TargetBase
 from ..hotspot import attach as hs_attach
 from ..hotspot import perfdata
+from ..hotspot.discovery import SKIP_REASONS, JvmRef, PerfFiles, Skipped, scan_host
 from ..logsafe import RateLimitedLog
 
 log = logging.getLogger("sparkwatch.jvm")
@@ -116,8 +115,6 @@ H_THREADS = gauge("jvm_host_threads", "Threads on the host (what kernel.threads-
                   "every jvm target.")
 H_THREADS_MAX = gauge("jvm_host_threads_max", "kernel.threads-max.")
 PROCESSES = gauge("jvm_processes", "JVMs this target watches now (0 when a match entry matches nothing).")
-#: why a perf-data file of a live process was not read as a JVM's (see docs/jvm.md#files-that-are-not-a-jvms)
-SKIP_REASONS = ("not_hotspot", "not_mapped", "not_ready", "unread")
 FILES_SKIPPED = counter("jvm_perfdata_files_skipped_total",
                         "Perf-data files of live processes this target would have read and did not, by reason: "
                         "not_hotspot (not a file HotSpot writes, or one that cannot be opened), not_mapped (a "
@@ -126,11 +123,6 @@ FILES_SKIPPED = counter("jvm_perfdata_files_skipped_total",
 
 #: values at or above this are "unlimited" (HotSpot reports e.g. MaxMetaspaceSize as max_uintx)
 UNLIMITED = 1 << 60
-#: reads of a file that is not ready yet (a JVM initialising it), RETRY_DELAY apart, one sleep per round for all
-READ_ATTEMPTS = 3
-RETRY_DELAY = 0.01
-#: the share of the time left in the deadline that reading perf-data files may take; the rest is for the JVMs
-FILES_SHARE = 0.5
 #: a JVM's process statistics are not started with less than this left in the deadline
 MARGIN = 0.2
 #: seconds between two summaries of skipped files (per target)
@@ -177,111 +169,7 @@ class JvmTarget(TargetBase):
 
 
 # --------------------------------------------------------------------------
-# Finding the JVMs
-
-
-@dataclass
-class JvmRef:
-    pid: int  # in our pid namespace
-    nspid: int  # in the JVM's own pid namespace (the perf file's name)
-    path: str  # the perf-data file, as we can open it
-    owner: int = 0  # the file's owner (uid)
-    file_id: Tuple[int, int] = (0, 0)  # the file's (st_dev, st_ino)
-
-
-def find_jvms(snap: procstats.HostSnapshot) -> List[JvmRef]:
-    """Every live process with a perf-data file, in our mount namespace or another one.
-
-    Processes are grouped by mount namespace; each namespace's
-    ``/tmp/hsperfdata_*/`` is listed once (through ``/proc/<member>/root`` for
-    other namespaces). A file belongs to the process of that namespace whose
-    innermost pid is the file's name and whose user (or root) owns the file; a
-    file without such a process is stale (its JVM was killed) and ignored.
-    Directories and files are taken as they are, never through a symbolic link
-    (HotSpot makes neither one). Whether the process is a JVM, and the file
-    its own, is for the collector to find out (any user can leave any file
-    named after any of their processes).
-    """
-    groups: Dict[str, List[procstats.ProcInfo]] = {}
-    for pi in snap.procs.values():
-        key = "" if (not pi.mntns or not snap.self_mntns or pi.mntns == snap.self_mntns) else pi.mntns
-        groups.setdefault(key, []).append(pi)
-    out: List[JvmRef] = []
-    for key, procs in groups.items():
-        root = ""
-        if key:
-            for pi in procs:  # any member shows the namespace's /tmp
-                if os.path.isdir(f"/proc/{pi.pid}/root/tmp"):
-                    root = f"/proc/{pi.pid}/root"
-                    break
-            else:
-                continue
-        files = _perf_files(f"{root}/tmp")
-        if not files:
-            continue
-        by_nspid: Dict[int, List[procstats.ProcInfo]] = {}
-        for pi in procs:
-            by_nspid.setdefault(pi.nspid[-1], []).append(pi)
-        for dirname, entry in files:
-            n = int(entry.name)
-            cands = by_nspid.get(n)
-            if not cands:
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            owner = st.st_uid
-            # root: a JVM started as root that then switched users (jsvc) keeps a root-owned file
-            cands = [c for c in cands if owner in (c.euid, c.ruid, 0)]
-            if len(cands) > 1:  # e.g. a JVM that is pid 1 of a pid namespace sharing our /tmp
-                cands = [c for c in cands if _maps_file(c.pid, dirname, n)]
-            if len(cands) != 1:
-                continue
-            jp = cands[0]
-            rel = f"tmp/{dirname}/{n}"
-            out.append(JvmRef(jp.pid, n, f"/proc/{jp.pid}/root/{rel}" if key else f"/{rel}", owner,
-                              (st.st_dev, st.st_ino)))
-    return out
-
-
-def _perf_files(tmp: str) -> List[Tuple[str, os.DirEntry]]:
-    """(directory name, entry) of every ``<tmp>/hsperfdata_*/<digits>``; directories
-    that are symbolic links are not followed."""
-    out = []
-    try:
-        with os.scandir(tmp) as it:
-            dirs = [e for e in it if e.name.startswith("hsperfdata_") and e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return out
-    for d in dirs:
-        try:
-            with os.scandir(d.path) as it:
-                # as HotSpot names them: the pid in ASCII digits, no leading zero
-                out.extend((d.name, e) for e in it if e.name.isascii() and e.name.isdigit() and e.name[0] != "0")
-        except OSError:
-            continue
-    return out
-
-
-def _maps_file(pid: int, dirname: str, n: int) -> Optional[bool]:
-    """Whether process ``pid`` has the perf file ``<dirname>/<n>`` mapped, as a JVM
-    maps its own from its start to its end; None when its mappings cannot be read
-    (no CAP_SYS_PTRACE for a process of another user)."""
-    needle = os.fsencode(f"/{dirname}/{n}")
-    try:
-        with open(f"/proc/{pid}/maps", "rb") as f:
-            return any(line.rstrip(b"\n").endswith(needle) for line in f)
-    except PermissionError:
-        return None
-    except OSError:
-        return False
-
-
-def scan_host() -> Tuple[procstats.HostSnapshot, List[JvmRef]]:
-    """One pass over /proc: the host's processes and its JVMs."""
-    snap = procstats.host_snapshot()
-    return snap, find_jvms(snap)
+# What a JVM is called
 
 
 def main_class(java_command: str) -> str:
@@ -300,12 +188,14 @@ def short_name(main: str) -> str:
     return main.rsplit(".", 1)[-1] or "unknown"
 
 
-def _flag(args: List[str], flag: str) -> str:
+def flag(args: List[str], option: str) -> str:
+    """The value of ``option`` in a command line (``--app-id X`` or ``--app-id=X``; the
+    first one), or ``""``: how a Spark executor's app and executor ids are read."""
     for i, a in enumerate(args):
-        if a == flag and i + 1 < len(args):
+        if a == option and i + 1 < len(args):
             return args[i + 1]
-        if a.startswith(flag + "="):
-            return a[len(flag) + 1:]
+        if a.startswith(option + "="):
+            return a[len(option) + 1:]
     return ""
 
 
@@ -313,6 +203,17 @@ def _flag(args: List[str], flag: str) -> str:
 
 
 class JvmCollector(Collector):
+    """One ``jvm:`` entry: the JVMs of this host it watches (see the module's docstring).
+
+    The host is scanned once per scrape for all jvm targets
+    (``scrape.shared``); each target reads the perf-data files of the processes
+    it wants through its :class:`~exporter.hotspot.discovery.PerfFiles`, which
+    decides which file is a JVM's. A discover entry leaves alone the JVMs a
+    match entry claims (``bind``). One JVM that fails costs that JVM (a partial
+    error), never the target; state kept across scrapes (attach results, log
+    lines, verdicts on files) is dropped when its process is gone.
+    """
+
     kind = "jvm"
     config_model = JvmTarget
     metrics = declared_metrics(globals())
@@ -328,8 +229,8 @@ class JvmCollector(Collector):
         self._logged: Dict[int, str] = {}
         #: JVMs (pid, start time) that got SIGQUIT without starting a listener
         self._no_signal: set = set()
-        #: (pid, file id) -> (process start time, True: its process maps it | the reason it is skipped)
-        self._verdicts: Dict[Tuple[int, Tuple[int, int]], Tuple[float, object]] = {}
+        #: the perf-data files this target reads, and which of them are JVMs'
+        self._files = PerfFiles()
         self._skipped_total: Dict[str, int] = {r: 0 for r in SKIP_REASONS}
         self._summary = RateLimitedLog(log, interval=SUMMARY_INTERVAL)
 
@@ -362,16 +263,19 @@ class JvmCollector(Collector):
             if args is not None and not self._wants(" ".join(args)):
                 continue  # not ours: its file is not even read
             cands.append((ref, args))
-        skipped = _Skipped()
-        # reading the files may take part of the deadline only: the JVMs found need the rest
-        reserve = deadline.remaining() * (1 - FILES_SHARE)
-        found = self._read_files(self._order(cands), deadline, reserve, out, skipped)
+        reading = self._files.read(cands, deadline)
+        skipped = reading.skipped
+        for pid, message in reading.unreadable:  # a JVM whose own file cannot be read
+            self._warn(pid, message)
+            out.error("partial")
         # labels, and pids only where they are needed to tell JVMs apart
         labelled = []
-        for ref, pd, args in found:
+        for ref, pd, args in reading.jvms:
+            if not self._wants(" ".join(args)):
+                continue  # its command line was unreadable, and what the JVM recorded is not ours
             main = main_class(pd.str("sun.rt.javaCommand") or "")
             process = self.config.name if self._re is not None else short_name(main)
-            base = (process, _flag(args, "--app-id"), _flag(args, "--executor-id"))
+            base = (process, flag(args, "--app-id"), flag(args, "--executor-id"))
             labelled.append((base, ref, pd, main))
         counts: Dict[tuple, int] = {}
         for base, *_ in labelled:
@@ -411,148 +315,21 @@ class JvmCollector(Collector):
         alive = {r.pid for r in refs}
         for pid in [p for p in self._logged if p not in alive]:
             del self._logged[pid]
-        listed = {(r.pid, r.file_id) for r in refs}
-        for key in [k for k in self._verdicts if k not in listed]:
-            del self._verdicts[key]
+        self._files.forget(refs)
 
-    def _order(self, cands: List[Tuple[JvmRef, Optional[List[str]]]]) -> List[Tuple[JvmRef, Optional[List[str]]]]:
-        """The order files are read in, which garbage cannot starve: the files of
-        JVMs known from earlier scrapes first; then the files of each owner (user)
-        in turn, one of each owner per round, an owner's java launchers before its
-        other processes. Whoever leaves a thousand files in their own directory
-        delays their own files, not those of the other users."""
-        by_owner: Dict[int, list] = {}
-        for c in cands:
-            by_owner.setdefault(c[0].owner, []).append(c)
-        keyed = []
-        for owner, cs in by_owner.items():
-            cs.sort(key=lambda c: (not _java_launcher(c[1]), c[0].path))
-            for rank, c in enumerate(cs):
-                known = self._verdicts.get((c[0].pid, c[0].file_id), (None, None))[1] is True
-                keyed.append(((not known, rank, owner), c))
-        keyed.sort(key=lambda kc: kc[0])
-        return [c for _, c in keyed]
-
-    def _read_files(self, cands, deadline: Deadline, reserve: float, out: MetricSet, skipped: "_Skipped"):
-        """(ref, perf data, args) of every candidate that is a JVM and its file, in
-        the order of ``cands``; the others counted in ``skipped``. Files that are
-        not ready are read again, all together, RETRY_DELAY later (READ_ATTEMPTS
-        reads at most). Reading stops when no more than ``reserve`` seconds are
-        left in the deadline."""
-        found = []
-        pending = [(ref, args, None) for ref, args in cands]
-        for attempt in range(READ_ATTEMPTS):
-            if attempt:
-                if deadline.remaining() - RETRY_DELAY <= reserve:
-                    break
-                time.sleep(RETRY_DELAY)
-            again = []
-            for i, (ref, args, started) in enumerate(pending):
-                if deadline.remaining() <= reserve:
-                    for r, _, _ in pending[i:]:
-                        skipped.add("unread", r.path)
-                    again = []
-                    break
-                if started is None:
-                    try:
-                        started = psutil.Process(ref.pid).create_time()
-                    except psutil.Error:
-                        continue  # exited
-                got = self._read_one(ref, args, started, out, skipped)
-                if got is _NOT_READY:
-                    again.append((ref, args, started))
-                elif got is not None:
-                    found.append(got)
-            pending = again
-            if not pending:
-                break
-        for ref, _, _ in pending:
-            skipped.add("not_ready", ref.path)
-        return found
-
-    def _read_one(self, ref: JvmRef, args: Optional[List[str]], started: float, out: MetricSet,
-                  skipped: "_Skipped"):
-        """(ref, perf data, args) for a JVM and its file (its process started at
-        ``started``); None for anything else (counted in ``skipped``, or this JVM's
-        partial error); _NOT_READY."""
-        key = (ref.pid, ref.file_id)
-        verdict = self._verdicts.get(key)
-        if verdict is not None and verdict[0] != started:
-            verdict = None  # the pid has been reused
-        mapped = None if verdict is None else verdict[1]
-        if isinstance(mapped, str):  # a file its process does not map: known from an earlier scrape
-            skipped.add(mapped, ref.path)
-            return None
-        try:
-            pd = perfdata.read_file(ref.path, attempts=1)
-        except FileNotFoundError:
-            return None  # exited, its file removed
-        except perfdata.NotReady:
-            return _NOT_READY
-        except (perfdata.NotHotSpot, OSError) as e:
-            if mapped is None:
-                mapped = self._verify(ref, started, "not_hotspot")
-            if mapped is not True:  # not its JVM's file, or no sign that it is (mappings unreadable)
-                skipped.add("not_hotspot", ref.path)
-                return None
-            if not os.path.exists(f"/proc/{ref.pid}"):
-                return None
-            self._warn(ref.pid, f"cannot read {ref.path}: {e}")
-            out.error("partial")
-            return None
-        if mapped is None:
-            mapped = self._verify(ref, started, "not_mapped")
-        if isinstance(mapped, str):  # (None: its mappings cannot be read, the file is taken as its JVM's)
-            skipped.add(mapped, ref.path)
-            return None
-        if args is None:  # /proc/<pid>/cmdline unreadable: what the JVM recorded
-            args = (pd.str("java.rt.vmArgs") or "").split() + (pd.str("sun.rt.javaCommand") or "").split()
-            if not self._wants(" ".join(args)):
-                return None
-        if self._stale(pd, started):
-            return None
-        return ref, pd, args
-
-    def _verify(self, ref: JvmRef, started: float, otherwise: str):
-        """True when the process has its file mapped (a JVM maps its own from its
-        start to its end), else ``otherwise`` (the reason it is skipped); the
-        verdict is kept for the process' life. None when its mappings cannot be
-        read (no CAP_SYS_PTRACE for a process of another user; not kept): the
-        file's content decides."""
-        dirname = os.path.basename(os.path.dirname(ref.path))
-        mapped = _maps_file(ref.pid, dirname, ref.nspid)
-        if mapped is None:
-            return None
-        verdict = True if mapped else otherwise
-        self._verdicts[(ref.pid, ref.file_id)] = (started, verdict)
-        return verdict
-
-    def _summarise(self, skipped: "_Skipped", late: int) -> None:
+    def _summarise(self, skipped: Skipped, late: int) -> None:
         """One line for the skipped files of a scrape (at most one per SUMMARY_INTERVAL
         per target): how many, why, and one of each."""
         total = sum(skipped.count.values())
         if not total and not late:
             return
-        parts = [f"{skipped.count[r]} {_SKIP_TEXT[r]} (e.g. {skipped.example[r]})" for r in SKIP_REASONS
-                 if skipped.count[r]]
+        parts = skipped.describe()
         if late:
             parts.append(f"{late} JVMs found but not reported: the scrape deadline was near")
         quiet = not late and total == skipped.count["not_ready"]  # JVMs starting: no cause for alarm
         self._summary.log(logging.INFO if quiet else logging.WARNING,
                           "jvm target %s: skipped %d perf-data files of live processes: %s",
                           self.name, total, "; ".join(parts), key=quiet)
-
-    @staticmethod
-    def _stale(pd: perfdata.PerfData, created: float) -> bool:
-        """A perf file left behind by a JVM that was killed, its pid now reused by a
-        process of the same user (started at ``created``): that process started
-        after the file's JVM. The margin covers wall-clock steps (both times are
-        wall-clock based); a pid is reused only after the kernel has gone through
-        pid_max others."""
-        begin = pd.int("sun.rt.createVmBeginTime")
-        if not begin:
-            return False
-        return begin / 1000.0 < created - 60
 
     def _one(self, out: MetricSet, deadline: Deadline, ref: JvmRef, pd: perfdata.PerfData, main: str,
              labels: Dict[str, str], snap: procstats.HostSnapshot, tcp_cache: dict) -> None:
@@ -687,31 +464,3 @@ class JvmCollector(Collector):
 def _sum(*vals: Optional[int]) -> Optional[int]:
     known = [v for v in vals if v is not None]
     return sum(known) if known else None
-
-
-_NOT_READY = object()
-
-_SKIP_TEXT = {
-    "not_hotspot": "not HotSpot's",
-    "not_mapped": "not mapped by their process (copies)",
-    "not_ready": "not ready after three reads",
-    "unread": "left unread (no time left)",
-}
-
-
-class _Skipped:
-    """The files of one scrape that were skipped: how many per reason, and the first of each."""
-
-    def __init__(self):
-        self.count: Dict[str, int] = {r: 0 for r in SKIP_REASONS}
-        self.example: Dict[str, str] = {}
-
-    def add(self, reason: str, path: str) -> None:
-        self.count[reason] += 1
-        self.example.setdefault(reason, path)
-
-
-def _java_launcher(args: Optional[List[str]]) -> bool:
-    """Whether a command line starts with a ``java`` binary (only an order of reading: anyone may name a
-    program java)."""
-    return bool(args) and os.path.basename(args[0]) == "java"

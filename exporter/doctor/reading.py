@@ -26,10 +26,11 @@ import psutil
 
 from .. import procstats
 from ..collectors import build_collectors
-from ..collectors.jvm import JvmTarget, _flag, main_class, scan_host, short_name
+from ..collectors.jvm import JvmTarget, flag, main_class, short_name
 from ..collectors.zookeeper import ZooKeeperTarget
 from ..config import iter_targets
 from ..hotspot import perfdata
+from ..hotspot.discovery import scan_host
 from ..livystore import SESSION_KINDS, kind_path
 from ..scrape import Scraper, Target
 
@@ -228,7 +229,7 @@ def scan_jvms(jvm_targets: List[JvmTarget]) -> HostScan:
             main = _main_from_args(args)
         j = HostJvm(pid, pi.ruid, _user(pi.ruid), args, path, readable, main, _age(pid), error)
         cmd = j.cmdline
-        ids = (_flag(args, "--app-id"), _flag(args, "--executor-id"))
+        ids = (flag(args, "--app-id"), flag(args, "--executor-id"))
         claimed = False
         for t, rx in matchers:
             if rx.search(cmd):
