@@ -7,7 +7,9 @@ by its main class). Per JVM it reads:
 
 - the perf-data file (``/tmp/hsperfdata_<user>/<pid>``, for JVMs in other
   mount namespaces through ``/proc/<pid>/root``): classes, threads, GC,
-  memory spaces, JIT code size. No attach, no JDK, no agent.
+  memory spaces, JIT code size. No attach, no JDK, no agent. Which files are
+  JVMs' (any user may leave one), in what order and within what share of the
+  deadline they are read: :mod:`exporter.hotspot.discovery`.
 - with ``attach: true``, ``Compiler.codecache`` through the attach socket:
   code heaps, full count, whether the JIT is still compiling. Attaching
   starts the "Attach Listener" thread in the JVM (once; it stays).
