@@ -70,6 +70,69 @@ def test_error_counter_accumulates_across_scrapes():
     assert value(text, "sparkwatch_target_scrape_errors_total", target="bad", reason="http_status") == 3
 
 
+# ---------------------------------------------------------------- cluster discovery
+
+#: a hostile cluster manager (a stand-in standalone master, or a YARN RM) -> the reasons its
+#: target may count: each costs that target within the deadline, never the others
+CLUSTER_FAULTS = {
+    "master_home_page_of_16_mib_of_lt": {"timeout", "partial"},
+    "master_with_3000_hidden_applications": {"partial"},
+    "master_linking_a_ui_on_another_host": {"partial"},
+    "rm_tracking_url_on_another_host": {"partial"},
+}
+
+
+def _hostile_manager(mode: str, elsewhere: str):
+    from testbed.standalone_master import MasterApp, StandaloneMaster
+    from testbed.yarn import YarnApp, YarnResourceManager
+
+    if mode.startswith("rm_"):
+        class Rm(YarnResourceManager):
+            def listing(self, query):
+                data = super().listing(query)
+                data["apps"]["app"][0]["trackingUrl"] = elsewhere
+                return data
+
+        rm = Rm()
+        rm.apps.append(YarnApp("application_1_0001", "a"))
+        return rm, "yarn"
+    m = StandaloneMaster()
+    if mode == "master_home_page_of_16_mib_of_lt":
+        m.apps = [MasterApp("app-20261201000000-0000")]
+        m.home_body = b"<" * (16 * 1024 * 1024)
+    elif mode == "master_with_3000_hidden_applications":
+        m.apps = [MasterApp(f"app-20261201000000-{i:04d}", on_home_page=False) for i in range(3000)]
+    else:
+        m.apps = [MasterApp("app-20261201000000-0000", ui=elsewhere)]
+    return m, "standalone"
+
+
+@pytest.mark.parametrize("mode", sorted(CLUSTER_FAULTS))
+def test_a_hostile_cluster_manager_costs_its_target_only_within_the_deadline(mode):
+    from testbed.exporter import no_scrape_threads_within, samples
+
+    with faulty_server("ok") as elsewhere, faulty_server("ok") as good:
+        manager, discover = _hostile_manager(mode, elsewhere.url.replace("127.0.0.1", "localhost") + "/")
+        with manager:
+            config = {"spark": [{"name": "bad", "url": manager.url, "discover": discover, "max_applications": 50},
+                                {"name": "good", "url": good.url}],
+                      "exporter": {"scrape_timeout": 30}}
+            with running_exporter(config) as (url, _):
+                t0 = time.monotonic()
+                ss = samples(scrape(url, timeout_header=PROMETHEUS_TIMEOUT))
+                elapsed = time.monotonic() - t0
+                assert no_scrape_threads_within(10), "the hostile target's work outlived the scrape"
+    assert elapsed < PROMETHEUS_TIMEOUT, f"scrape took {elapsed:.2f}s"
+    assert elsewhere.requests == []  # a driver UI on another host is never asked
+    assert value(ss, "sparkwatch_target_up", kind="spark", target="good") == 1
+    assert not [lab for n, lab, v in ss if n == "sparkwatch_target_scrape_errors_total" and lab["target"] == "good"]
+    reasons = {lab["reason"] for n, lab, v in ss
+               if n == "sparkwatch_target_scrape_errors_total" and lab["target"] == "bad" and v}
+    assert reasons and reasons <= CLUSTER_FAULTS[mode], reasons
+    if reasons == {"partial"}:
+        assert value(ss, "sparkwatch_target_up", kind="spark", target="bad") == 1
+
+
 # ---------------------------------------------------------------- the engine itself
 
 PROBE_METRIC = gauge("sparkwatch_test_probe_value", "Test-only metric.", ["step"], source="test")
