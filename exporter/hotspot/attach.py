@@ -18,6 +18,22 @@ Both paths are taken through ``/proc/<pid>/root`` and ``/proc/<pid>/cwd``, so
 a JVM in a container (another mount namespace) is reached without entering
 its namespace; ``nspid`` is the JVM's pid inside its own pid namespace.
 
+Whoever runs the JVM lays out its ``/tmp`` and working directory, and the
+exporter may be root with ``DAC_OVERRIDE``: nothing there may steer where it
+connects or what it creates. So (like the JDK's client, and stricter):
+
+- ``/tmp`` is opened once, as a directory that is not a symbolic link
+  (``O_NOFOLLOW``; followed from outside, an absolute link resolves against
+  the exporter's root, the node's); everything else happens relative to that
+  file descriptor, the connection too (``/proc/self/fd/<fd>/.java_pid<n>``), so
+  a ``/tmp`` swapped meanwhile redirects nothing;
+- the trigger file is created with ``O_CREAT|O_EXCL|O_NOFOLLOW``, only in a
+  directory the JVM's own user may write (its mode says so), and removed only
+  if the name still is the file created;
+- before connecting, the socket must be a socket (not a symbolic link) owned
+  by the JVM's uid; once connected, the peer's pid (``SO_PEERCRED``) must be the
+  JVM's, or the connection is closed before a byte is sent.
+
 Credentials: the JVM accepts a peer only if it is root or has the JVM's
 effective uid *and* gid (``os::Posix::matches_effective_uid_and_gid_or_root``);
 the trigger file must be owned by root or the JVM's user. So an exporter
@@ -41,9 +57,11 @@ import os
 import re
 import signal
 import socket
+import stat
+import struct
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, FrozenSet, Optional, Tuple
 
 PROC = "/proc"
 MAX_RESPONSE = 4 * 1024 * 1024
@@ -80,81 +98,203 @@ def _catches_sigquit(status: Dict[str, str]) -> bool:
         return False
 
 
-def socket_path(pid: int, nspid: int, proc: str = PROC) -> str:
-    return f"{proc}/{pid}/root/tmp/.java_pid{nspid}"
+#: directories are opened as paths only (no read permission needed), never inherited
+_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def _connect(path: str, timeout: float) -> socket.socket:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(max(0.001, timeout))
+class _NoListener(Exception):
+    """Nothing listens on the JVM's socket: there is none yet, or a stale one."""
+
+
+class _Unusable(Exception):
+    """A directory the trigger file cannot go to; the message says why."""
+
+
+def _ids(pid: int, status: Dict[str, str]) -> Tuple[int, FrozenSet[int]]:
+    """The JVM's effective uid, and its effective and supplementary gids."""
     try:
-        s.connect(path)
-    except BaseException:
+        egid = int(status["Gid"].split()[1])
+        return int(status["Uid"].split()[1]), frozenset(int(g) for g in status.get("Groups", "").split()) | {egid}
+    except (KeyError, ValueError, IndexError):
+        raise AttachError("connection", f"JVM {pid}: cannot read its uid and gid") from None
+
+
+def _open_tmp(pid: int, proc: str) -> int:
+    """The JVM's ``/tmp``, opened: ``/proc/<pid>/root`` (the kernel's own link to the JVM's
+    root, whatever its mount namespace), then ``tmp`` in it, which must be a directory and
+    not a symbolic link: followed from here, an absolute link resolves against the
+    exporter's root, the node's, and a relative one may climb out of the JVM's root."""
+    try:
+        root = os.open(f"{proc}/{pid}/root", _DIR)
+    except FileNotFoundError:
+        raise AttachError("connection", f"process {pid} is gone") from None
+    except PermissionError:
+        raise AttachError("auth", f"JVM {pid}: no permission to open its root directory") from None
+    except OSError as e:
+        raise AttachError("connection", f"JVM {pid}: cannot open its root directory: {e.strerror}") from None
+    try:
+        return os.open("tmp", _DIR | os.O_NOFOLLOW, dir_fd=root)
+    except OSError as e:
+        try:
+            link = stat.S_ISLNK(os.stat("tmp", dir_fd=root, follow_symlinks=False).st_mode)
+        except OSError:
+            link = False
+        what = "is a symbolic link (not followed)" if link else f"cannot be opened: {e.strerror}"
+        raise AttachError("connection", f"JVM {pid}: its /tmp {what}") from None
+    finally:
+        os.close(root)
+
+
+def _connect(pid: int, nspid: int, tmp: int, euid: int, end: float) -> socket.socket:
+    """Connect to the JVM's socket in its ``/tmp`` (the directory ``tmp``), only if it is
+    one: a socket, not a symbolic link, owned by the JVM's uid (lstat), and, once
+    connected, listened on by the JVM's own process (``SO_PEERCRED``, a pid the kernel
+    translates into our pid namespace). Anything else is closed before a byte is sent.
+    Raises :class:`_NoListener` when there is no socket or it refuses the connection."""
+    name = f".java_pid{nspid}"
+    try:
+        st = os.stat(name, dir_fd=tmp, follow_symlinks=False)
+    except FileNotFoundError:
+        raise _NoListener() from None
+    except OSError as e:
+        raise AttachError("connection", f"JVM {pid}: cannot look at /tmp/{name}: {e.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise AttachError("auth", f"JVM {pid}: /tmp/{name} is a symbolic link, not the JVM's socket; not connecting")
+    if not stat.S_ISSOCK(st.st_mode):
+        raise AttachError("auth", f"JVM {pid}: /tmp/{name} is not a socket; not connecting")
+    if st.st_uid != euid:
+        raise AttachError("auth", f"JVM {pid}: /tmp/{name} is owned by uid {st.st_uid}, not the JVM's uid {euid}; "
+                                  "not connecting")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(max(0.001, end - time.monotonic()))
+        # through the directory opened above: a /tmp renamed or replaced since cannot redirect us
+        s.connect(f"/proc/self/fd/{tmp}/{name}")
+        peer = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[0]
+    except BaseException as e:
         s.close()
+        if isinstance(e, (FileNotFoundError, ConnectionRefusedError)):
+            raise _NoListener() from None
+        if isinstance(e, socket.timeout):
+            raise AttachError("timeout", f"JVM {pid}: connecting to the attach socket timed out") from None
+        if isinstance(e, PermissionError):
+            raise AttachError("auth", f"JVM {pid}: no permission for the attach socket") from None
+        if isinstance(e, OSError):
+            raise AttachError("connection", f"JVM {pid}: cannot connect to the attach socket: {e.strerror}") from None
         raise
+    if peer != pid:
+        s.close()
+        who = f"pid {peer}" if peer else "a process outside our pid namespace"
+        raise AttachError("auth", f"JVM {pid}: /tmp/{name} is listened on by {who}, not the JVM; closed, nothing sent")
     return s
 
 
-def _start_listener(pid: int, nspid: int, status: Dict[str, str], end: float, proc: str) -> None:
+def _writable_by(st: os.stat_result, euid: int, gids: FrozenSet[int]) -> bool:
+    """Whether the JVM's user may create a file in the directory ``st`` (its mode; ACLs aside)."""
+    if st.st_uid == euid:
+        return bool(st.st_mode & stat.S_IWUSR)
+    if st.st_gid in gids:
+        return bool(st.st_mode & stat.S_IWGRP)
+    return bool(st.st_mode & stat.S_IWOTH)
+
+
+def _place_trigger(d: int, name: str, euid: int, gids: FrozenSet[int]) -> Optional[Tuple[int, int]]:
+    """Create the trigger file ``name`` in the directory ``d``, only where the JVM's own user
+    could (root with DAC_OVERRIDE could anywhere), never through a symbolic link, never
+    over an existing name. Returns its (device, inode); None when a trigger the JVM accepts
+    (a regular file of root or the JVM's user) is there already, left as it is."""
+    if not _writable_by(os.fstat(d), euid, gids):
+        raise _Unusable("not writable by the JVM's user")
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=d)
+    except FileExistsError:
+        try:
+            st = os.stat(name, dir_fd=d, follow_symlinks=False)
+        except OSError as e:
+            raise _Unusable(e.strerror) from None
+        if stat.S_ISREG(st.st_mode) and st.st_uid in (0, euid):
+            return None
+        raise _Unusable(f"{name} is there already, not a file of root or of the JVM's user") from None
+    except OSError as e:
+        raise _Unusable(e.strerror) from None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    made = (st.st_dev, st.st_ino)
+    # the JVM ignores a trigger owned by someone else than root or itself (root squashed on NFS)
+    if st.st_uid not in (0, euid):
+        _remove_trigger(d, name, made)
+        raise _Unusable(f"the file created is owned by uid {st.st_uid}")
+    return made
+
+
+def _remove_trigger(d: int, name: str, made: Tuple[int, int]) -> None:
+    """Remove the trigger we made, if the name still is that file."""
+    try:
+        st = os.stat(name, dir_fd=d, follow_symlinks=False)
+        if (st.st_dev, st.st_ino) == made:
+            os.unlink(name, dir_fd=d)
+    except OSError:
+        pass
+
+
+def _start_listener(pid: int, nspid: int, status: Dict[str, str], ids: Tuple[int, FrozenSet[int]], end: float,
+                    proc: str, tmp: int) -> None:
     if not _catches_sigquit(status):
         raise AttachError("connection", f"JVM {pid} does not handle SIGQUIT (-Xrs?); not attaching")
-    trigger = None
-    for d in (f"{proc}/{pid}/cwd", f"{proc}/{pid}/root/tmp"):
-        path = f"{d}/.attach_pid{nspid}"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o660)
-            os.close(fd)
-        except OSError:
-            continue
-        # the JVM ignores a trigger owned by someone else than root or itself
-        try:
-            st = os.stat(path)
-            euid = int(status["Uid"].split()[1])
-        except (OSError, KeyError, ValueError, IndexError):
-            st, euid = None, -1
-        if st is not None and st.st_uid not in (0, euid):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-            continue
-        trigger = path
-        break
-    if trigger is None:
-        raise AttachError("connection", f"cannot create the attach trigger file for JVM {pid}")
-    sock = socket_path(pid, nspid, proc)
-    # a socket that is there already refused us: a stale one, left by an earlier process with this
-    # pid (pids are reused). HotSpot replaces it when its listener starts: wait for a new one.
-    stale = _identity(sock)
+    name = f".attach_pid{nspid}"
+    refused = []
+    placed = None
+    cwd = None
     try:
-        os.kill(pid, signal.SIGQUIT)
-        delay = 0.02
-        while _identity(sock) in (None, stale):
-            left = end - time.monotonic()
-            if left <= 0:
-                raise AttachError("timeout", f"JVM {pid} did not start its attach listener in time",
-                                  signalled_in_vain=True)
-            time.sleep(min(delay, left))
-            delay = min(delay * 1.5, 0.2)
-            if not os.path.exists(f"{proc}/{pid}"):
-                raise AttachError("connection", f"JVM {pid} exited")
-    except ProcessLookupError:
-        raise AttachError("connection", f"JVM {pid} exited") from None
-    except PermissionError:
-        # another user's JVM without CAP_KILL (a container without it): nothing was signalled
-        raise AttachError("auth", f"JVM {pid}: no permission to signal it (another user's JVM needs "
-                                  "root with CAP_KILL)") from None
+        try:
+            cwd = os.open(f"{proc}/{pid}/cwd", _DIR)
+        except OSError as e:
+            refused.append(f"working directory: {e.strerror}")
+        for where, d in (("working directory", cwd), ("/tmp", tmp)):
+            if d is not None:
+                try:
+                    placed = d, _place_trigger(d, name, *ids)
+                    break
+                except _Unusable as e:
+                    refused.append(f"{where}: {e}")
+        if placed is None:
+            raise AttachError("connection", f"cannot create the attach trigger file for JVM {pid} "
+                                            f"({'; '.join(refused)})")
+        sock = f".java_pid{nspid}"
+        # a socket that is there already refused us: a stale one, left by an earlier process with this
+        # pid (pids are reused). HotSpot replaces it when its listener starts: wait for a new one.
+        stale = _identity(tmp, sock)
+        try:
+            os.kill(pid, signal.SIGQUIT)
+            delay = 0.02
+            while _identity(tmp, sock) in (None, stale):
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise AttachError("timeout", f"JVM {pid} did not start its attach listener in time",
+                                      signalled_in_vain=True)
+                time.sleep(min(delay, left))
+                delay = min(delay * 1.5, 0.2)
+                if not os.path.exists(f"{proc}/{pid}"):
+                    raise AttachError("connection", f"JVM {pid} exited")
+        except ProcessLookupError:
+            raise AttachError("connection", f"JVM {pid} exited") from None
+        except PermissionError:
+            # another user's JVM without CAP_KILL (a container without it): nothing was signalled
+            raise AttachError("auth", f"JVM {pid}: no permission to signal it (another user's JVM needs "
+                                      "root with CAP_KILL)") from None
     finally:
-        try:
-            os.unlink(trigger)
-        except OSError:
-            pass
+        if placed is not None and placed[1] is not None:
+            _remove_trigger(placed[0], name, placed[1])
+        if cwd is not None:
+            os.close(cwd)
 
 
-def _identity(path: str) -> Optional[tuple]:
-    """Which file ``path`` is (device, inode, change time), or None if there is none."""
+def _identity(d: int, name: str) -> Optional[tuple]:
+    """Which file ``name`` in the directory ``d`` is (device, inode, change time), or None if there is none."""
     try:
-        st = os.stat(path)
+        st = os.stat(name, dir_fd=d, follow_symlinks=False)
     except OSError:
         return None
     return st.st_dev, st.st_ino, st.st_ctime_ns
@@ -186,27 +326,22 @@ def _jcmd_here(pid: int, nspid: int, command: str, end: float, may_signal: bool,
             ok = False
         if not ok:
             raise AttachError("auth", f"JVM {pid} runs as another user; attaching needs root or its uid and gid")
-    path = socket_path(pid, nspid, proc)
-    s = None
+    ids = _ids(pid, status)
+    tmp = _open_tmp(pid, proc)
     try:
-        s = _connect(path, end - time.monotonic())
-    except (FileNotFoundError, ConnectionRefusedError):
-        # no listener yet (or a stale socket of a JVM that has exited)
-        if not may_signal:
-            raise AttachError("connection", f"JVM {pid} has no attach listener (not signalling it again)")
-        _start_listener(pid, nspid, status, end, proc)
         try:
-            s = _connect(path, end - time.monotonic())
-        except socket.timeout:
-            raise AttachError("timeout", f"JVM {pid}: connecting to the attach socket timed out") from None
-        except OSError as e:
-            raise AttachError("connection", f"JVM {pid}: cannot connect to the attach socket: {e.strerror}") from None
-    except socket.timeout:
-        raise AttachError("timeout", f"JVM {pid}: connecting to the attach socket timed out") from None
-    except PermissionError:
-        raise AttachError("auth", f"JVM {pid}: no permission for the attach socket") from None
-    except OSError as e:
-        raise AttachError("connection", f"JVM {pid}: cannot connect to the attach socket: {e.strerror}") from None
+            s = _connect(pid, nspid, tmp, ids[0], end)
+        except _NoListener:
+            # no listener yet (or a stale socket of a JVM that has exited)
+            if not may_signal:
+                raise AttachError("connection", f"JVM {pid} has no attach listener (not signalling it again)") from None
+            _start_listener(pid, nspid, status, ids, end, proc, tmp)
+            try:
+                s = _connect(pid, nspid, tmp, ids[0], end)
+            except _NoListener:
+                raise AttachError("connection", f"JVM {pid}: its attach socket refuses the connection") from None
+    finally:
+        os.close(tmp)
     try:
         req = b"1\0jcmd\0" + command.encode("utf-8") + b"\0\0\0"
         s.settimeout(max(0.001, end - time.monotonic()))
@@ -370,7 +505,7 @@ def _child_main(argv) -> int:
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
         # from here on ids are seen from inside the namespace
-        status = dict(status, Uid=f"{uid} {uid} {uid} {uid}", Gid=f"{gid} {gid} {gid} {gid}")
+        status = dict(status, Uid=f"{uid} {uid} {uid} {uid}", Gid=f"{gid} {gid} {gid} {gid}", Groups="")
         out = _jcmd_here(pid, nspid, command, end, may_signal, status, PROC)
     except AttachError as e:
         sys.stdout.write(f"ERR {e.reason} {1 if e.signalled_in_vain else 0}\n{e.message}\n")
