@@ -356,7 +356,7 @@ def standalone_apps(http, master_url: str, deadline: Deadline, max_lookups: int 
         return []
     wanted = {app_id for app_id, _ in apps if APP_ID.fullmatch(app_id)}
     resp = http.get(base + "/", deadline)
-    page = resp.content[:MAX_MASTER_PAGE_BYTES].decode("utf-8", "replace")
+    page = str(memoryview(resp.content)[:MAX_MASTER_PAGE_BYTES], "utf-8", "replace")
     del resp
     links = ui_links_of_master_page(page, base + "/", wanted, deadline)
     del page
@@ -379,8 +379,8 @@ def _look_up(http, base: str, app_ids: List[str], deadline: Deadline, concurrenc
         page = base + "/app/?appId=" + app_id  # a checked id (APP_ID): nothing to quote
         try:
             r = http.get(page, lookups)
-            return app_id, ui_link_of_app_page(r.content[:MAX_APP_PAGE_BYTES].decode("utf-8", "replace"),
-                                               page, lookups)
+            html = str(memoryview(r.content)[:MAX_APP_PAGE_BYTES], "utf-8", "replace")
+            return app_id, ui_link_of_app_page(html, page, lookups)
         except TargetError:
             return app_id, None  # this application's UI is unknown this scrape (partial)
 
