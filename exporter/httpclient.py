@@ -31,6 +31,7 @@ requested.
 from __future__ import annotations
 
 import heapq
+import http.client
 import http.cookiejar
 import itertools
 import json
@@ -56,6 +57,8 @@ from .urlpattern import Origin, resolve
 MiB = 1024 * 1024
 #: a response body larger than this (decompressed) is refused (``limit``)
 MAX_BODY_BYTES = 16 * MiB
+#: a response's status line and headers larger than this are refused (``limit``)
+MAX_HEAD_BYTES = 64 * 1024
 #: what the answers of one target (bodies being read or held, JSON being decoded, decoded
 #: answers in use) may hold at once: a response that does not fit is that request's ``limit``
 MAX_TARGET_BYTES = 48 * MiB
@@ -66,7 +69,7 @@ MAX_HELD_BYTES = 96 * MiB
 TARGET_FLOOR_BYTES = 1 * MiB
 #: resident memory the interpreter needs besides the answers budgeted above, at most, for a
 #: scrape of a few dozen targets: request threads' stacks, connections and their buffers,
-#: response headers (up to 100 lines of 64 KiB each, http.client's own limits), metrics
+#: response heads being read (MAX_HEAD_BYTES each), metrics
 RSS_OVERHEAD_BYTES = 32 * MiB
 #: what decoding JSON costs per value, at most, besides the text of strings and numbers
 #: (a float: 24 bytes and its slot; a small dict: ~200 bytes; a key: its str and entries in
@@ -195,9 +198,47 @@ def _shutdown(conn: HTTPConnection) -> None:
             pass
 
 
+class _HeadTooLarge(http.client.HTTPException):
+    pass
+
+
+class _HeadReader:
+    """A response's socket file while its status line and headers are read: at most
+    :data:`MAX_HEAD_BYTES` of them (http.client alone reads 100 lines of 64 KiB, 6.4 MiB
+    per request in flight, before anything could count it)."""
+
+    def __init__(self, fp):
+        self._fp, self._left = fp, MAX_HEAD_BYTES
+
+    def readline(self, size: int = -1) -> bytes:
+        cap = self._left + 1 if size is None or size < 0 else min(size, self._left + 1)
+        line = self._fp.readline(cap)
+        self._left -= len(line)
+        if self._left < 0:
+            raise _HeadTooLarge(f"response head larger than {MAX_HEAD_BYTES} bytes")
+        return line
+
+    def __getattr__(self, name):
+        return getattr(self._fp, name)
+
+
+class _BoundedHTTPResponse(http.client.HTTPResponse):
+    def begin(self):
+        fp = self.fp
+        reader = self.fp = _HeadReader(fp)
+        try:
+            super().begin()
+        finally:
+            if self.fp is reader:  # (http.client sets it to None when it closes the response)
+                self.fp = fp
+
+
 class _Watched:
     """Mix-in for urllib3 connections: every request registers its connection
-    with the watchdog of the calling thread (new and reused connections alike)."""
+    with the watchdog of the calling thread (new and reused connections alike);
+    a response's head is read within :data:`MAX_HEAD_BYTES`."""
+
+    response_class = _BoundedHTTPResponse
 
     def connect(self):
         watch = getattr(_current, "watch", None)
@@ -212,6 +253,18 @@ class _Watched:
         if watch is not None and self.sock is not None:
             watch.add(self)
         return super().request(*args, **kwargs)
+
+
+def _caused_by(e: BaseException, cls: type, depth: int = 6) -> bool:
+    """Whether ``cls`` is among what ``e`` wraps (requests and urllib3 wrap errors in
+    their arguments)."""
+    if isinstance(e, cls):
+        return True
+    if depth == 0:
+        return False
+    inner = [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+    inner += [x for x in (e.__cause__, e.__context__) if x is not None]
+    return any(_caused_by(x, cls, depth - 1) for x in inner)
 
 
 class _WatchedHTTPConnection(_Watched, HTTPConnection):
@@ -503,6 +556,8 @@ class HttpClient:
             except requests.exceptions.Timeout:
                 raise TargetError("timeout", f"GET {where}: no answer within {timeout:.1f}s") from None
             except requests.exceptions.ConnectionError as e:
+                if _caused_by(e, _HeadTooLarge):
+                    raise TargetError("limit", f"GET {where}: response head larger than {MAX_HEAD_BYTES} bytes") from None
                 raise TargetError("connection", f"GET {where}: cannot connect: {_short(e)}") from None
             except requests.exceptions.RequestException as e:
                 # e.g. InvalidHeader, whose text quotes the header (a token): say only what it is

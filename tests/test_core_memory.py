@@ -144,3 +144,44 @@ def test_a_client_reading_hostile_bodies_holds_nothing_afterwards():
             assert client.budget.used == 0
         finally:
             client.close()
+
+
+def test_a_response_head_larger_than_the_cap_is_a_limit_error_before_it_is_all_read():
+    """http.client alone reads 100 header lines of 64 KiB each (6.4 MiB per request in
+    flight) before anything could count them; the head is capped at MAX_HEAD_BYTES."""
+    import socket
+    import threading
+
+    from exporter.httpclient import MAX_HEAD_BYTES
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    sent = []
+
+    def serve():
+        c, _ = srv.accept()
+        with c:
+            c.recv(65536)
+            try:
+                c.sendall(b"HTTP/1.1 200 OK\r\n")
+                for i in range(90):  # 90 x 60 KiB: within http.client's limits
+                    c.sendall(b"X-Filler-%d: " % i + b"a" * (60 * 1024) + b"\r\n")
+                    sent.append(i)
+                c.sendall(b"Content-Length: 2\r\n\r\n[]")
+            except OSError:
+                pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    client = HttpClient(HttpTarget(url=f"http://127.0.0.1:{srv.getsockname()[1]}", timeout=30))
+    try:
+        with pytest.raises(TargetError) as e:
+            client.get_json("/api/v1/applications", Deadline(30))
+    finally:
+        client.close()
+        t.join(10)
+        srv.close()
+    assert e.value.reason == "limit", e.value.message
+    assert str(MAX_HEAD_BYTES) in e.value.message
+    assert client.budget.used == 0
