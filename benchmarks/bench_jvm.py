@@ -18,7 +18,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from exporter.collector import MetricSet, ScrapeContext  # noqa: E402
 from exporter.collectors.jvm import JvmCollector, JvmTarget  # noqa: E402
 from exporter.hotspot import attach, perfdata  # noqa: E402
 from testbed.jvm import APPS  # noqa: E402
+from testbed.procs import stop_process_group  # noqa: E402
 
 COUNTERS = ("java.cls.loadedClasses", "java.cls.sharedLoadedClasses", "java.cls.unloadedClasses",
             "java.threads.live", "java.threads.daemon", "sun.ci.nmethodCodeSize")
@@ -94,8 +94,7 @@ def main():
             attach.jcmd(pid2, "Compiler.codecache", timeout=10)
             t_first = time.perf_counter() - t
         finally:
-            os.killpg(proc2.pid, signal.SIGKILL)
-            proc2.wait()
+            stop_process_group(proc2, grace=0)
         t_attach = timeit(lambda: attach.parse_codecache(attach.jcmd(pid, "Compiler.codecache", timeout=10)),
                           a.rounds // 4)
         t_snap = timeit(procstats.host_snapshot, max(5, a.rounds // 10))
@@ -118,8 +117,7 @@ def main():
         t_scrape_att, n_samples_att = scrape(True)
         nprocs = len(snap.procs)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        stop_process_group(proc, grace=0)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"read + parse the perf-data file                 {fmt(t_perf)}")

@@ -31,7 +31,6 @@ import os
 import pstats
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -48,6 +49,7 @@ from exporter.collector import MetricSet, ScrapeContext  # noqa: E402
 from exporter.collectors import jvm as jvm_collector  # noqa: E402
 from exporter.collectors.jvm import JvmCollector, JvmTarget  # noqa: E402
 from testbed.jvm import compile_apps, have_java  # noqa: E402
+from testbed.procs import stop_process_group  # noqa: E402
 
 JVM_OPTS = ["-Xms8m", "-Xmx32m", "-Xss256k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             "-XX:ReservedCodeCacheSize=16m", "-XX:CICompilerCount=1"]
@@ -73,16 +75,8 @@ def start_jvms(classes: Path, n: int, token: str, parallel: int = 4):
 
 
 def kill_all(procs):
-    for p in procs:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda p: stop_process_group(p, grace=0), procs))
 
 
 def scrape(c: JvmCollector, deadline: float):
@@ -119,7 +113,7 @@ def main() -> int:
         t0 = time.monotonic()
         procs = start_jvms(classes, a.jvms, token)
         print(f"{a.jvms} JVMs started in {time.monotonic() - t0:.0f}s; host: {os.cpu_count()} CPUs, "
-              f"{len([d for d in os.listdir('/proc') if d.isdigit()])} processes")
+              f"{len(psutil.pids())} processes")
         match = rf"Workload {token}-\d+$"
 
         c = JvmCollector(JvmTarget(name="fleet", match=match, attach=False))

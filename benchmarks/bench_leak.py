@@ -38,9 +38,7 @@ tree (e.g. ``git archive`` of an older commit) against the same targets.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -55,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from testbed.exporter import count_series, exporter_process  # noqa: E402
+from testbed.procs import stop_process_group  # noqa: E402
 
 
 def serve_spark() -> int:
@@ -89,13 +88,14 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-leak-"))
     try:
         spark = subprocess.Popen([sys.executable, __file__, "--serve"], cwd=str(ROOT), stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True)
+                                 stdout=subprocess.PIPE, text=True, start_new_session=True)
         children.append(spark)
         ui_url, rm_url = spark.stdout.readline().split()
         n = a.livy_sessions
         livy = subprocess.Popen([sys.executable, "-m", "testbed.livy_server", "--success", str(n * 7 // 10),
                                  "--dead", str(n // 10), "--running", str(n // 10), "--idle", str(n - n * 9 // 10)],
-                                cwd=str(ROOT), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                cwd=str(ROOT), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                start_new_session=True)
         children.append(livy)
         livy_url = livy.stdout.readline().strip()
 
@@ -156,20 +156,10 @@ def main() -> int:
     finally:
         for p in reversed(children):
             try:
-                if p.stdin:
-                    p.stdin.close()
+                p.stdin.close()  # the stand-ins end when their stdin closes
             except OSError:
                 pass
-            try:
-                if p is children[-1] or p.args[0] == "java":
-                    p.terminate()
-                p.wait(10)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                p.kill()
-        try:
-            os.killpg(jvm.pid, signal.SIGKILL)  # noqa: F821 (bound once the JVM started)
-        except (NameError, ProcessLookupError, PermissionError):
-            pass
+            stop_process_group(p, grace=10)
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)

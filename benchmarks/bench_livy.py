@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from kazoo.client import KazooClient  # noqa: E402
 
 from testbed.exporter import running_exporter, samples, scrape  # noqa: E402
+from testbed.procs import stop_process_group  # noqa: E402
 from testbed.zookeeper import write_livy_store, zookeeper_server  # noqa: E402
 
 SCRAPES = 5
@@ -61,19 +62,17 @@ def bench_livy(sizes, page_size):
         # the stand-in runs in its own process: its JSON encoding must not share our GIL
         proc = subprocess.Popen([sys.executable, "-m", "testbed.livy_server", "--success", str(n * 7 // 10),
                                  "--dead", str(n // 10), "--running", str(running), "--idle", "5"],
-                                cwd=str(ROOT), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                cwd=str(ROOT), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                start_new_session=True)
         try:
             url = proc.stdout.readline().strip()
             cfg = {"exporter": {"scrape_timeout": 60},
                    "livy": [{"url": url, "name": "livy", "page_size": page_size, "process": "livy"}]}
             t, own, total = measure(cfg)
         finally:
-            proc.stdin.close()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.stdin.close()  # the stand-in ends when its stdin closes
+            stop_process_group(proc, grace=10)
+            proc.stdout.close()
         print(f"{n:>10} {t:>9.3f} {own:>7} {total:>5}")
 
 

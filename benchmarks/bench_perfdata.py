@@ -41,6 +41,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -98,7 +100,7 @@ def main() -> int:
         kinds = {k: list(made.values()).count(k) for k in garbage.KINDS}
         print(f"{a.jvms} real JVMs and {len(made)} garbage files of live processes ready in "
               f"{time.monotonic() - t0:.0f}s; host: {os.cpu_count()} CPUs, "
-              f"{len([d for d in os.listdir('/proc') if d.isdigit()])} processes; garbage: "
+              f"{len(psutil.pids())} processes; garbage: "
               + ", ".join(f"{n} {k}" for k, n in kinds.items()))
         real = {str(j.pid) for j in jvms}
 
