@@ -3,7 +3,6 @@ connections, all connection slots busy, oversized heads. Loopback only; every
 loop is bounded in count and time."""
 
 import logging
-import os
 import resource
 import socket
 import subprocess
@@ -13,6 +12,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -40,7 +40,7 @@ def _wait_for(predicate, seconds: float, step: float = 0.05):
 
 
 def _threads(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
+    return psutil.Process(pid).num_threads()
 
 
 def _ensure_fds(n: int) -> None:
