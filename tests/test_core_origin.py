@@ -438,3 +438,58 @@ def test_a_discovered_ui_url_takes_no_credentials_or_cookie_to_another_host(list
     assert all("Cookie" not in h for _, h in ls[1].requests + ls[2].requests)
     assert value(text, "sparkwatch_target_up", kind="spark", target="c") == 1
     assert value(text, "spark_cluster_applications_scraped", target="c") == 0
+
+
+# ---------------------------------------------------------------- the client certificate
+
+
+@contextmanager
+def _tls_listener(host: str, pki):
+    """An HTTPS server on ``host`` that asks for a client certificate (not requiring
+    one) and records, per request, the subject of the certificate it got (None)."""
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pki / "server.pem", pki / "server.key")
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(pki / "ca.pem")
+    li = Listener(host)
+    li.httpd.socket = ctx.wrap_socket(li.httpd.socket, server_side=True)
+    li.url = li.url.replace("http://", "https://")
+    handler = li.httpd.RequestHandlerClass
+
+    class Handler(handler):
+        def do_GET(self):  # noqa: N802
+            cert = self.connection.getpeercert()
+            self.headers["X-Client-Cert"] = repr(cert.get("subject")) if cert else "none"
+            return handler.do_GET(self)
+
+    li.httpd.RequestHandlerClass = Handler
+    try:
+        yield li
+    finally:
+        li.close()
+
+
+def test_the_client_certificate_goes_only_to_the_configured_origin(pki):
+    with _tls_listener("127.0.0.1", pki) as own, _tls_listener("127.0.0.2", pki) as other:
+        target = HttpTarget(url=own.url, timeout=5, tls_config={
+            "insecure_skip_verify": True,  # so that a handshake with another host goes as far as it can
+            "cert_file": str(pki / "client.pem"), "key_file": str(pki / "client.key")})
+        client = HttpClient(target)
+        try:
+            for url in (f"https://127.0.0.2:{other.port}\\@127.0.0.1:{own.port}/",
+                        f"https://127.0.0.2:{other.port}/", own.url + "/"):
+                try:
+                    client.get(url, Deadline(5.0))
+                except TargetError as e:
+                    assert e.reason == "invalid_response", e.message
+            own.redirect_to = f"https://127.0.0.2:{other.port}/after-redirect"
+            client.get("/go", Deadline(5.0))
+        finally:
+            client.close()
+    certs_own = [h.get("X-Client-Cert") for _, h in own.requests]
+    certs_other = [(p, h.get("X-Client-Cert")) for p, h in other.requests]
+    assert certs_own and all(c != "none" for c in certs_own)  # the target gets it
+    assert ("/after-redirect", "none") in certs_other  # the redirect was followed, without it
+    assert certs_other and all(c == "none" for _, c in certs_other), certs_other
