@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import psutil
 import pytest
 import yaml
 
@@ -44,6 +44,7 @@ from exporter.cli import DEFAULT_LISTEN, main, serve_parser
 from exporter.config import parse_config
 from exporter.pack import deploy
 from exporter.pack.generate import generated_files
+from testbed.procs import stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / deploy.KUBERNETES_DIR
@@ -1137,8 +1138,7 @@ def _pod_exporter(objs, kind: str, name: str, secrets: Path, work: Path, caps: S
             time.sleep(0.1)
         yield port
     finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait(10)
+        stop_process_group(p, grace=10)
 
 
 PROMETHEUS = shutil.which("prometheus")
@@ -1243,15 +1243,10 @@ RUNTIME_DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SE
 
 def _host_pid(marker: str) -> int:
     for _ in range(100):
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                argv = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if argv and argv[0].endswith(b"java") and marker.encode() in argv:
-                return int(d)
+        for p in psutil.process_iter(["cmdline"]):
+            argv = p.info["cmdline"] or []
+            if argv and argv[0].endswith("java") and marker in argv:
+                return p.pid
         time.sleep(0.05)
     raise AssertionError(f"no JVM with {marker}")
 
@@ -1285,11 +1280,7 @@ def _pod_jvm(classes: Path, marker: str, uid: int, gid: int, passwd: Optional[Pa
             pytest.skip(f"cannot start a JVM in its own namespaces here: {line.strip()}")
         yield _host_pid(marker)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(10)
+        stop_process_group(proc, grace=0)
 
 
 def _watch(work: Path, markers: Sequence[str], caps: Sequence[str], attach: bool, uid: int = 0, gid: int = 0,
@@ -1313,8 +1304,7 @@ def _watch(work: Path, markers: Sequence[str], caps: Sequence[str], attach: bool
         wait_until_healthy(f"http://127.0.0.1:{port}", p, output=p.stderr.read)
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=60).text
     finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait(10)
+        stop_process_group(p, grace=10)
     ss = samples(text)
     return {m: {
         "processes": find(ss, "jvm_processes", target=m)[0][2],
