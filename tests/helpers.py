@@ -1,5 +1,5 @@
 """pytest glue for the testbed (``testbed/``: the real software the tests run against):
-skips when a piece of it cannot run here. The ``jvm_classes`` fixture is in conftest.py."""
+skips when a piece of it cannot run here. The shared fixtures (``jvm_classes``, ``pki``, ``zk``) are in conftest.py."""
 
 from __future__ import annotations
 
