@@ -46,8 +46,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter.collector import MetricSet, ScrapeContext, TargetError  # noqa: E402
-from exporter.collectors.spark import SparkCollector, SparkTarget  # noqa: E402
+from sparkwatch.collector import MetricSet, ScrapeContext, TargetError  # noqa: E402
+from sparkwatch.collectors.spark import SparkCollector, SparkTarget  # noqa: E402
 from testbed.counting_http import COUNTS_PATH, CountingServer  # noqa: E402
 
 RECORDING = ROOT / "tests" / "data" / "spark-4.0.1"

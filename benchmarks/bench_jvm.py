@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter import procstats  # noqa: E402
-from exporter.collector import MetricSet, ScrapeContext  # noqa: E402
-from exporter.collectors.jvm import JvmCollector, JvmTarget  # noqa: E402
-from exporter.hotspot import attach, perfdata  # noqa: E402
+from sparkwatch import procstats  # noqa: E402
+from sparkwatch.collector import MetricSet, ScrapeContext  # noqa: E402
+from sparkwatch.collectors.jvm import JvmCollector, JvmTarget  # noqa: E402
+from sparkwatch.hotspot import attach, perfdata  # noqa: E402
 from testbed.jvm import APPS  # noqa: E402
 from testbed.procs import stop_process_group  # noqa: E402
 

@@ -45,9 +45,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter.collector import MetricSet, ScrapeContext  # noqa: E402
-from exporter.collectors import jvm as jvm_collector  # noqa: E402
-from exporter.collectors.jvm import JvmCollector, JvmTarget  # noqa: E402
+from sparkwatch.collector import MetricSet, ScrapeContext  # noqa: E402
+from sparkwatch.collectors import jvm as jvm_collector  # noqa: E402
+from sparkwatch.collectors.jvm import JvmCollector, JvmTarget  # noqa: E402
 from testbed.jvm import compile_apps, have_java  # noqa: E402
 from testbed.procs import stop_process_group  # noqa: E402
 

@@ -10,7 +10,7 @@ Starts, each in a process of its own:
 - the Livy stand-in (testbed/livy_server.py) holding ``--livy-sessions``
   sessions (70% succeeded, 10% dead, the rest running or idle);
 - one small real JVM (testbed/jvmapps/Workload);
-- the exporter (``python -m exporter``) with a spark target for the UI, a spark
+- the exporter (``python -m sparkwatch``) with a spark target for the UI, a spark
   target with ``discover: yarn``, a livy target, and a jvm target matching the
   JVM with ``attach: true``; with ``--discover`` also a ``jvm`` entry with
   ``discover: true`` (every JVM of the host: on a shared machine the other
@@ -26,7 +26,7 @@ scrape and per 1,000 series exposed over the same span.
 Memory that Python frees but glibc's malloc keeps in the per-thread arenas of
 the scrape's threads shows as RSS growth too (fragmentation, not objects that
 live on); the exporter therefore limits itself to two malloc arenas
-(``exporter.cli.limit_malloc_arenas``) unless ``MALLOC_ARENA_MAX`` is set:
+(``sparkwatch.cli.limit_malloc_arenas``) unless ``MALLOC_ARENA_MAX`` is set:
 ``--malloc-arena-max N`` runs it with ``MALLOC_ARENA_MAX=N`` (e.g. 64, glibc's
 limit on this machine's 2 cores being 16) to see the difference. ``--exporter-tree`` runs the exporter of another source
 tree (e.g. ``git archive`` of an older commit) against the same targets.

@@ -7,7 +7,7 @@ Starts the HTTP servers of testbed/hostile_json.py on loopback (each shape of
 hostile body at ``--size`` MiB, by default the exporter's 16 MiB body cap; a
 history server whose ``--apps`` applications answer that much of floats on
 every endpoint; a gzip bomb), ``--copies`` of each, and a healthy target; then
-the exporter (``python -m exporter``) with a spark target for each, and scrapes
+the exporter (``python -m sparkwatch``) with a spark target for each, and scrapes
 ``GET /metrics`` ``--scrapes`` times. Prints, per scrape, the peak resident size
 (``VmHWM``) above the idle exporter's, the resident size after the scrape, how
 long it took and how many targets were down with ``limit``; then the bound
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter.httpclient import (MAX_HELD_BYTES, MAX_TARGET_BYTES, RSS_OVERHEAD_BYTES,  # noqa: E402
+from sparkwatch.httpclient import (MAX_HELD_BYTES, MAX_TARGET_BYTES, RSS_OVERHEAD_BYTES,  # noqa: E402
                                  TARGET_FLOOR_BYTES)
 from testbed.exporter import exporter_process, samples, scrape  # noqa: E402
 from testbed.faulty_http import faulty_server  # noqa: E402

@@ -41,8 +41,8 @@ from requests.adapters import HTTPAdapter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter.collector import MetricSet, ScrapeContext  # noqa: E402
-from exporter.collectors.spark import SparkCollector, SparkTarget  # noqa: E402
+from sparkwatch.collector import MetricSet, ScrapeContext  # noqa: E402
+from sparkwatch.collectors.spark import SparkCollector, SparkTarget  # noqa: E402
 from testbed.spark import SPARK_PYTHONS, spark_app  # noqa: E402
 
 

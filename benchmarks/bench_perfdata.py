@@ -62,8 +62,8 @@ def main() -> int:
 
     if a.tree:  # its exporter package is imported instead of this one's (the testbed stays this one's)
         sys.path.insert(0, str(Path(a.tree).resolve()))
-    from exporter.collector import MetricSet, ScrapeContext, TargetError
-    from exporter.collectors.jvm import JvmCollector, JvmTarget
+    from sparkwatch.collector import MetricSet, ScrapeContext, TargetError
+    from sparkwatch.collectors.jvm import JvmCollector, JvmTarget
 
     if not have_java():
         print("needs a JDK (java, javac, jcmd)")
@@ -71,9 +71,9 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (creates a user)")
         return 2
-    import exporter
+    import sparkwatch
 
-    print(f"collector: {Path(exporter.__file__).resolve().parent.parent}")
+    print(f"collector: {Path(sparkwatch.__file__).resolve().parent.parent}")
 
     warnings = []
 

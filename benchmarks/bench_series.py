@@ -5,7 +5,7 @@ A history-server target listing ``--apps`` running applications (the fleet
 stand-in of bench_fleet.py, answering at once, in a process of its own; 23
 series per application) is scraped:
 
-- through the real exporter (``python -m exporter``, a process of its own):
+- through the real exporter (``python -m sparkwatch``, a process of its own):
   ``--scrapes`` GET /metrics, the exporter's CPU time (user + system) per
   scrape and per 1,000 series, in the text format and in OpenMetrics;
 - exposition only, in this process: the samples of one collection rendered
@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_fleet import Fleet, fleet_server  # noqa: E402
-from exporter.collector import MetricSet, ScrapeContext, to_families  # noqa: E402
-from exporter.collectors.spark import SparkCollector, SparkTarget  # noqa: E402
-from exporter.scrape import Families  # noqa: E402
+from sparkwatch.collector import MetricSet, ScrapeContext, to_families  # noqa: E402
+from sparkwatch.collectors.spark import SparkCollector, SparkTarget  # noqa: E402
+from sparkwatch.scrape import Families  # noqa: E402
 from testbed.exporter import count_series, exporter_process  # noqa: E402
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"

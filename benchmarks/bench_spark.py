@@ -5,7 +5,7 @@ that has run at least 1,000 finished jobs.
 It starts testbed/sparkapps/streaming_app.py (pyspark, local[2]; JvmSource and
 streaming metrics on; 1,000 small jobs, one failed job, then a stateful
 streaming query), checks through the REST API that the UI holds >= 1,000
-succeeded jobs, then runs the real exporter (``python -m exporter``, a process
+succeeded jobs, then runs the real exporter (``python -m sparkwatch``, a process
 of its own, configured with that one Spark target) and scrapes its /metrics N
 times. Prints the median and p95 scrape latency (client side, GET /metrics),
 the collector's own duration as the exporter reports it, and the exporter

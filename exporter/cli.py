@@ -23,7 +23,7 @@ from .doctor import cmd_doctor
 from .pack.cli import cmd_dashboards, cmd_deploy, cmd_rules
 
 DEFAULT_LISTEN = ":9951"
-DEFAULT_MAX_CONNECTIONS = 128  # exporter.web.DEFAULT_MAX_CONNECTIONS, without importing the web server here
+DEFAULT_MAX_CONNECTIONS = 128  # sparkwatch.web.DEFAULT_MAX_CONNECTIONS, without importing the web server here
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
 log = logging.getLogger("sparkwatch")
@@ -31,7 +31,7 @@ log = logging.getLogger("sparkwatch")
 
 def _setup_logging(level: str) -> None:
     """One escaped line per record on standard error, other libraries' included
-    (urllib3 quotes a target's bytes), their repeats rate-limited: exporter.logsafe."""
+    (urllib3 quotes a target's bytes), their repeats rate-limited: sparkwatch.logsafe."""
     from .logsafe import configure
 
     configure({"warn": logging.WARNING}.get(level, getattr(logging, level.upper())))

@@ -3,7 +3,7 @@
 A ``spark`` target with ``discover: standalone`` or ``discover: yarn`` names a
 cluster manager instead of one UI; the Spark collector asks it for the
 running applications and scrapes each one's driver UI with
-:mod:`exporter.sparkui`.
+:mod:`sparkwatch.sparkui`.
 
 Standalone master (Spark 3.5 and 4.x, ``org.apache.spark.deploy.master``):
 ``GET /json/`` (``JsonProtocol.writeMasterState``) lists ``activeapps`` with
@@ -125,10 +125,10 @@ class UiPolicy:
     A discovered UI's URL is data from the target (a Livy session's
     ``appInfo.sparkUiUrl``, a standalone master's link, a YARN ``trackingUrl``):
     whoever submits an application chooses it. A UI is read only when its URL is
-    one the HTTP client accepts (:func:`exporter.urlpattern.resolve`: no user
+    one the HTTP client accepts (:func:`sparkwatch.urlpattern.resolve`: no user
     info, backslash or control character) with no query or fragment, and
 
-    - matches one of ``allowed`` (URL patterns, :mod:`exporter.urlpattern`), or
+    - matches one of ``allowed`` (URL patterns, :mod:`sparkwatch.urlpattern`), or
     - is on the target's own host (any port and either scheme with ``host_wide``;
       else the target's own origin) and is a proxy path ``/proxy/<id>`` (``<id>``
       the application's own id when it is known) or, with ``roots``, a UI root

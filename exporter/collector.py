@@ -12,7 +12,7 @@ Metrics are declared once, at import time, with :func:`gauge`, :func:`counter`
 and :func:`info`; each collector class lists the metrics it may emit in
 ``metrics`` (see :func:`declared_metrics`). Those lists are the catalogue the
 metrics reference, the alert lint and the dashboards are checked against
-(:func:`exporter.catalog.catalog`), and the engine refuses a sample of a metric
+(:func:`sparkwatch.catalog.catalog`), and the engine refuses a sample of a metric
 its collector does not list, or with a label its declaration does not name.
 """
 

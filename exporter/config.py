@@ -49,7 +49,7 @@ class ProbeSettings(Strict):
     validated against its kind's target model when the file is loaded.
     """
 
-    #: URL patterns (exporter.urlpattern: scheme://host[:port][/path], '*' within one host label or as
+    #: URL patterns (sparkwatch.urlpattern: scheme://host[:port][/path], '*' within one host label or as
     #: the whole port; host:port for zookeeper) a /probe target must match; empty = /probe disabled
     allowed_targets: List[TargetPattern] = []
     #: per kind, target settings (auth, TLS, options) applied to probed URLs;

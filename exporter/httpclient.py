@@ -15,12 +15,12 @@ from the target's :class:`MemoryBudget` and the process', or the request is a
 requests one client (one target) has in flight at once, whatever the number of
 threads that use it; its connection pools are large enough for that many. Every
 failure becomes a
-:class:`~exporter.collector.TargetError` with a bounded reason; messages never
+:class:`~sparkwatch.collector.TargetError` with a bounded reason; messages never
 contain credentials (URLs never carry them: the config rejects that, and
 request errors are reported by type, not by text that may quote a header).
 
 Where a request goes is decided once per hop, by
-:func:`exporter.urlpattern.resolve`, on the URL as requests prepares and
+:func:`sparkwatch.urlpattern.resolve`, on the URL as requests prepares and
 connects with it; the prepared URL is what is sent. The target's credentials
 (basic auth, bearer token, client certificate) go only when that origin is the
 target's own; a URL the decision refuses (user info, a backslash, an escape or
@@ -429,7 +429,7 @@ class HttpClient:
     """GETs against one target. ``redirect_allowed(url)`` decides whether a
     redirect may be followed (default: any http(s) URL); credentials (basic
     auth, bearer token, client certificate) are only sent to the target's own
-    origin as :func:`~exporter.urlpattern.resolve` decides it, for the first
+    origin as :func:`~sparkwatch.urlpattern.resolve` decides it, for the first
     request, each redirect hop and absolute URLs alike."""
 
     def __init__(self, target, max_body_bytes: int = MAX_BODY_BYTES,
@@ -527,7 +527,7 @@ class HttpClient:
                 raise TargetError("invalid_response", f"GET {where}: {type(e).__name__}") from None
 
     def _resolve(self, url: str, params, where: str, hop: int):
-        """:func:`exporter.urlpattern.resolve`, the one decision on where a request goes;
+        """:func:`sparkwatch.urlpattern.resolve`, the one decision on where a request goes;
         a URL it refuses is the target's invalid answer."""
         try:
             return resolve(url, params)

@@ -14,7 +14,7 @@ A connection never gets a thread of its own just by being open:
 * With basic authentication (``--web.config.file``), the accept loop looks at
   a complete request before it takes a slot: a request for an unprotected path,
   or whose ``Authorization`` header passed a check before (the cache of
-  :class:`exporter.webconfig.BasicAuth`), goes on; one without credentials is
+  :class:`sparkwatch.webconfig.BasicAuth`), goes on; one without credentials is
   answered ``401`` at once; any other waits, without a thread, for its bcrypt
   check on the one verifier thread. At most ``AUTH_WAITING`` requests wait,
   ``AUTH_WAITING_PER_CLIENT`` of them from one client address; beyond, the
@@ -30,9 +30,9 @@ A connection never gets a thread of its own just by being open:
   carries one request (HTTP/1.0 semantics, as before), so nothing keeps a
   worker after its answer is written.
 
-The application is any WSGI app (:class:`exporter.web.App`, wrapped by
-:class:`exporter.webconfig.Protected` with a web configuration);
-:func:`exporter.web.serve` builds the server for it.
+The application is any WSGI app (:class:`sparkwatch.web.App`, wrapped by
+:class:`sparkwatch.webconfig.Protected` with a web configuration);
+:func:`sparkwatch.web.serve` builds the server for it.
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ class Server(WSGIServer):
         self.max_pending = max_pending or default_max_pending()
         self.ssl_context = ssl_context
         self.peer_check = peer_check  # the verified client certificate (a dict) -> allowed?
-        #: basic authentication before a slot (exporter.webconfig.Protected: admit, verify, headers), or None
+        #: basic authentication before a slot (sparkwatch.webconfig.Protected: admit, verify, headers), or None
         self.gate = gate
         self._sel: Optional[selectors.BaseSelector] = None
         self._slots = Slots(max_connections)

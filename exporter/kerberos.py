@@ -2,7 +2,7 @@
 target: a ``requests`` auth object from a principal and its keytab, or from a
 ticket cache kept fresh by something else (kinit, k5start, sssd).
 
-    from exporter.kerberos import spnego_auth
+    from sparkwatch.kerberos import spnego_auth
     auth = spnego_auth(principal="monitor@EXAMPLE.COM", keytab="/etc/sparkwatch/monitor.keytab")
     session.auth = auth            # only on the session of the target's own origin
     auth = spnego_auth(ccache="/tmp/krb5cc_sparkwatch")       # the cache's default principal
@@ -43,7 +43,7 @@ What it does, and what it does not:
   running then is left to finish, and until it has, the next requests fail at
   once. Tickets are cached: the KDC is asked once per ticket lifetime
   and per service, not at every request.
-* **Errors** raise :class:`KerberosError` (a :class:`~exporter.collector.TargetError`
+* **Errors** raise :class:`KerberosError` (a :class:`~sparkwatch.collector.TargetError`
   of reason ``auth``) with a message that says what to fix: a keytab that is
   missing, unreadable, not a keytab, or without the principal, a ticket cache
   that is missing or not one (raised by :func:`spnego_auth`, before any request);

@@ -740,7 +740,7 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
                     thread_name: str = "scrape-spark-ui", pool: Optional[RequestPool] = None) -> int:
     """Scrape one Spark UI (driver or history server) at ``base_url`` into ``out``.
 
-    ``http`` is an :class:`~exporter.httpclient.HttpClient` (or anything with its
+    ``http`` is an :class:`~sparkwatch.httpclient.HttpClient` (or anything with its
     ``get(url, deadline, params, ok_statuses)`` and ``get_json(url, deadline,
     params, expect)``, safe to call from several threads); ``base_url`` is the UI
     root without a trailing slash, e.g. ``http://host:4040`` or a YARN proxy

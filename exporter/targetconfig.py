@@ -1,7 +1,7 @@
 """The configuration pieces every target kind builds on: strict models, basic
 auth, TLS, an HTTP(S) target, bounded durations. Collector modules import these
-to define their target models; :mod:`exporter.config` assembles the whole file
-from the kinds registered in :mod:`exporter.collectors`.
+to define their target models; :mod:`sparkwatch.config` assembles the whole file
+from the kinds registered in :mod:`sparkwatch.collectors`.
 
 Secrets (passwords, tokens) are held as :class:`pydantic.SecretStr`. Password
 and token files are read and checked when the configuration is loaded (one

@@ -1,7 +1,7 @@
 """The exporter's HTTP endpoints: :class:`App`, the WSGI application that answers
 ``/metrics``, ``/probe``, the landing page and ``/-/healthy``, and :func:`serve`,
 which puts it behind the web configuration (TLS, basic authentication) on the
-exporter's own server (:mod:`exporter.httpserver`)."""
+exporter's own server (:mod:`sparkwatch.httpserver`)."""
 
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def serve(app, listen: str, ready: Optional[threading.Event] = None, *, web_conf
           io_timeout: float = DEFAULT_IO_TIMEOUT, max_pending: Optional[int] = None) -> Server:
     """Bind ``listen`` and return the server (call ``serve_forever`` on it).
 
-    ``web_config`` (:class:`exporter.webconfig.WebConfig`) adds TLS, basic
+    ``web_config`` (:class:`sparkwatch.webconfig.WebConfig`) adds TLS, basic
     authentication and response headers."""
     host, port = parse_listen_address(listen)
     ssl_context = peer_check = gate = None

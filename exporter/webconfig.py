@@ -232,7 +232,7 @@ class HTTPServerConfig(Strict):
 
 class WebConfig(Strict):
     """The whole web configuration file; what serving needs of it
-    (:func:`exporter.web.serve`): :meth:`ssl_context`, :meth:`peer_check`, :meth:`wrap`."""
+    (:func:`sparkwatch.web.serve`): :meth:`ssl_context`, :meth:`peer_check`, :meth:`wrap`."""
 
     tls_server_config: Optional[TLSServerConfig] = None
     http_server_config: HTTPServerConfig = HTTPServerConfig()
@@ -331,7 +331,7 @@ class BasicAuth:
     highest cost among the configured hashes, so it takes as long as a wrong
     password (exporter-toolkit's fake hash has a fixed cost of 10).
 
-    The server (:mod:`exporter.httpserver`) asks :meth:`known` before a request takes a
+    The server (:mod:`sparkwatch.httpserver`) asks :meth:`known` before a request takes a
     connection slot and runs :meth:`check` for the rest on a thread of its own,
     so that a flood of failed logins never holds the slots that valid requests
     need."""

@@ -123,7 +123,7 @@ def tail(logfile: Optional[Path], n: int = 25) -> str:
 
 
 # --------------------------------------------------------------------------
-# The exporter (the real one: `python -m exporter`, as a user runs it)
+# The exporter (the real one: `python -m sparkwatch`, as a user runs it)
 
 
 class Exporter:
@@ -139,7 +139,7 @@ class Exporter:
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> "Exporter":
-        self.proc = start([PYTHON, "-m", "exporter", "--config.file", str(self.config_file),
+        self.proc = start([PYTHON, "-m", "sparkwatch", "--config.file", str(self.config_file),
                            "--web.listen-address", f"127.0.0.1:{self.port}"], self.log)
         wait_for("exporter", lambda: requests.get(self.url + "/", timeout=2).ok, 60, alive=self.proc,
                  logfile=self.log)
@@ -156,7 +156,7 @@ class Exporter:
 
 def generate_rules(rules_config: Path, out: Path) -> None:
     """`sparkwatch rules --config lab-rules.yml --out FILE`, then `promtool check rules`."""
-    r = subprocess.run([PYTHON, "-m", "exporter", "rules", "--config", str(rules_config), "--out", str(out)],
+    r = subprocess.run([PYTHON, "-m", "sparkwatch", "rules", "--config", str(rules_config), "--out", str(out)],
                        capture_output=True, text=True, timeout=120, cwd=str(ROOT))
     if r.returncode != 0:
         raise LabError(f"sparkwatch rules failed: {r.stderr}")

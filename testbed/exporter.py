@@ -17,9 +17,9 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import parse_config
-from exporter.httpclient import requests_in_flight
-from exporter.web import App, serve
+from sparkwatch.config import parse_config
+from sparkwatch.httpclient import requests_in_flight
+from sparkwatch.web import App, serve
 
 
 @contextmanager
@@ -42,7 +42,7 @@ def running_exporter(config: dict) -> Iterator[Tuple[str, App]]:
 @contextmanager
 def exporter_process(config: dict, *, tree: Optional[str] = None, env: Optional[Dict[str, str]] = None,
                      log_level: str = "warn", ready_timeout: float = 20.0) -> Iterator[Tuple[str, subprocess.Popen]]:
-    """``python -m exporter`` in a process of its own (as users run it; what the
+    """``python -m sparkwatch`` in a process of its own (as users run it; what the
     benchmarks measure), with ``config`` written to a temporary file, listening on a
     free port of 127.0.0.1. ``tree``: the source tree whose exporter runs (default:
     this one); ``env``: variables added to the environment. Yields (base_url, process)
@@ -54,7 +54,7 @@ def exporter_process(config: dict, *, tree: Optional[str] = None, env: Optional[
         cfg = Path(d) / "sparkwatch.yml"
         cfg.write_text(yaml.safe_dump(config))
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "exporter", "--config.file", str(cfg),
+        proc = subprocess.Popen([sys.executable, "-m", "sparkwatch", "--config.file", str(cfg),
                                  "--web.listen-address", f"127.0.0.1:{port}", "--log.level", log_level],
                                 cwd=root, env=dict(os.environ, **(env or {})), start_new_session=True)
         base = f"http://127.0.0.1:{port}"
@@ -126,7 +126,7 @@ def value(text_or_samples, name: str, **labels) -> float:
 
 def collect_once(collector, seconds: float = 20.0):
     """Run one collector's collect() directly (no HTTP) and return its MetricSet."""
-    from exporter.collector import MetricSet, ScrapeContext
+    from sparkwatch.collector import MetricSet, ScrapeContext
 
     out = MetricSet()
     collector.collect(out, ScrapeContext.within(seconds))

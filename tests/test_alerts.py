@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.catalog import catalog
-from exporter.collectors import COLLECTOR_KINDS
-from exporter.pack.alerts import ALERTS, BY_NAME
-from exporter.pack.promql import (
+from sparkwatch.catalog import catalog
+from sparkwatch.collectors import COLLECTOR_KINDS
+from sparkwatch.pack.alerts import ALERTS, BY_NAME
+from sparkwatch.pack.promql import (
     PROMETHEUS_METRICS,
     all_template_actions,
     metrics_used,
     parse_duration,
     template_labels,
 )
-from exporter.pack.rules import RULES_FILE, TESTS_FILE
-from exporter.pack.signatures import SIGNATURES
+from sparkwatch.pack.rules import RULES_FILE, TESTS_FILE
+from sparkwatch.pack.signatures import SIGNATURES
 
 CATALOG = catalog()
 

@@ -23,7 +23,7 @@ from typing import Iterator, List
 
 import pytest
 
-from exporter.hotspot import attach as hs_attach
+from sparkwatch.hotspot import attach as hs_attach
 from testbed.jvm import running_jvm
 from tests.helpers import os_user, requires_java
 

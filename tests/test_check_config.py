@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.cli import main
+from sparkwatch.cli import main
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import main
-from exporter.config import ConfigError, load_config, parse_config
+from sparkwatch.cli import main
+from sparkwatch.config import ConfigError, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ def test_serve_with_bad_config_exits_before_listening(tmp_path):
     from testbed.procs import free_port
 
     port = free_port()
-    p = subprocess.run([sys.executable, "-m", "exporter", f"--config.file={f}",
+    p = subprocess.run([sys.executable, "-m", "sparkwatch", f"--config.file={f}",
                         f"--web.listen-address=127.0.0.1:{port}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert p.returncode == 2

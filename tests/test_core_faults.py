@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from exporter.collector import Collector, MetricSet, ScrapeContext, TargetError, gauge
-from exporter.scrape import Scraper, Target
-from exporter.httpclient import MAX_BODY_BYTES
+from sparkwatch.collector import Collector, MetricSet, ScrapeContext, TargetError, gauge
+from sparkwatch.scrape import Scraper, Target
+from sparkwatch.httpclient import MAX_BODY_BYTES
 from testbed.exporter import running_exporter, scrape, value
 from testbed.faulty_http import faulty_server
 from testbed.hostile_json import SHAPES, HostileServer

@@ -254,8 +254,8 @@ def test_an_evicted_probe_target_leaves_no_thread_behind():
 
 
 def test_json_bodies_are_bounded_in_cost_not_only_in_bytes():
-    from exporter.collector import TargetError
-    from exporter.httpclient import decode_json
+    from sparkwatch.collector import TargetError
+    from sparkwatch.httpclient import decode_json
 
     with pytest.raises(TargetError) as e:  # 1.8 MB of JSON, ~130 MiB of Python objects estimated
         decode_json(b"[" + b"{}," * 600_000 + b"{}]", "/x")

@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from exporter import logsafe
+from sparkwatch import logsafe
 from testbed.exporter import running_exporter, wait_until_healthy
 from testbed.procs import free_port, stop_process_group
 
@@ -84,7 +84,7 @@ def test_a_target_with_malformed_headers_cannot_write_outside_the_log_format(tmp
         port = free_port()
         err = tmp_path / "stderr"
         with open(err, "wb") as f:
-            p = subprocess.Popen([sys.executable, "-m", "exporter", f"--config.file={cfg}",
+            p = subprocess.Popen([sys.executable, "-m", "sparkwatch", f"--config.file={cfg}",
                                   f"--web.listen-address=127.0.0.1:{port}", "--log.level=info"],
                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
             base = f"http://127.0.0.1:{port}"

@@ -1,4 +1,4 @@
-"""exporter.logsafe: one escaped, bounded line per record; other libraries' records
+"""sparkwatch.logsafe: one escaped, bounded line per record; other libraries' records
 and RateLimitedLog's messages rate-limited with a count of what was held back.
 A fake clock drives the intervals (no sleeping, no dependence on speed)."""
 
@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from exporter import logsafe
+from sparkwatch import logsafe
 
 LINE = re.compile(r"^ts=\S+ \S+ level=[A-Z]+ caller=\w+ msg=(['\"]).*\1( suppressed=\d+)?( exc=(['\"]).*\4)?$")
 

@@ -4,7 +4,7 @@ Decoding JSON costs memory per value, not per byte: 16 MiB of ``[1e1,1e1,...]``
 is 4 million floats, about 130 MiB of Python objects, and a target fetches
 several bodies at once. Every answer's memory (the body while it is read, the
 JSON while it is decoded, the decoded answer while it is used) is taken from
-the target's budget and the exporter's (see :class:`exporter.httpclient.MemoryBudget`
+the target's budget and the exporter's (see :class:`sparkwatch.httpclient.MemoryBudget`
 and docs/security.md); an answer that does not fit is that request's ``limit``
 error.
 
@@ -25,11 +25,11 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from exporter import httpclient
-from exporter.collector import Deadline, TargetError
-from exporter.httpclient import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTES, RSS_OVERHEAD_BYTES,
+from sparkwatch import httpclient
+from sparkwatch.collector import Deadline, TargetError
+from sparkwatch.httpclient import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTES, RSS_OVERHEAD_BYTES,
                                  TARGET_FLOOR_BYTES, HttpClient, MemoryBudget, decode_json, json_cost)
-from exporter.targetconfig import HttpTarget
+from sparkwatch.targetconfig import HttpTarget
 from testbed.exporter import exporter_process, scrape, value
 from testbed.faulty_http import faulty_server
 from testbed.hostile_json import SHAPES, HostileServer, body, hostile_fleet, status_bytes
@@ -152,7 +152,7 @@ def test_a_response_head_larger_than_the_cap_is_a_limit_error_before_it_is_all_r
     import socket
     import threading
 
-    from exporter.httpclient import MAX_HEAD_BYTES
+    from sparkwatch.httpclient import MAX_HEAD_BYTES
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))

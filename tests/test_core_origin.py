@@ -1,14 +1,14 @@
 """Credentials go only to the origin the HTTP library connects to.
 
 An origin (scheme, host, port) is decided once, by
-:func:`exporter.urlpattern.resolve`, on the URL as requests prepares it and
+:func:`sparkwatch.urlpattern.resolve`, on the URL as requests prepares it and
 urllib3 connects with; the request is sent from that prepared form. A URL
 whose authority holds a backslash, userinfo (``@``), percent-escapes,
 whitespace or control characters is refused.
 
 Real listeners on 127.0.0.1, 127.0.0.2 and 127.0.0.3 (ephemeral ports) record
 every connection and request they get. A corpus of awkward URLs is fetched
-through an :class:`~exporter.httpclient.HttpClient` whose target is the
+through an :class:`~sparkwatch.httpclient.HttpClient` whose target is the
 listener on 127.0.0.1 (with basic auth, or a bearer token): as an absolute URL
 (what clusters.py passes for a discovered UI) and as the Location of a
 redirect from the target. Whatever happens, the bytes only ever reach the
@@ -28,9 +28,9 @@ from urllib.parse import urljoin
 
 import pytest
 
-from exporter.collector import Deadline, TargetError
-from exporter.httpclient import HttpClient, WithHeaders
-from exporter.targetconfig import HttpTarget
+from sparkwatch.collector import Deadline, TargetError
+from sparkwatch.httpclient import HttpClient, WithHeaders
+from sparkwatch.targetconfig import HttpTarget
 from testbed.exporter import running_exporter, scrape, value
 
 USER, PASSWORD, TOKEN = "spark", "pässwörd-7", "tok-3f9a1c"
@@ -232,7 +232,7 @@ def _received(ls) -> Dict[tuple, int]:
 @pytest.mark.parametrize("how", ["absolute", "redirect", "absolute_with_cookie"])
 def test_bytes_reach_only_the_origin_decided_and_credentials_only_the_configured_one(
         listeners, how, auth, monkeypatch):
-    from exporter.urlpattern import resolve
+    from sparkwatch.urlpattern import resolve
 
     monkeypatch.setenv("SPARKWATCH_TEST_ORIGIN_TOKEN", TOKEN)
     ls = listeners
@@ -315,7 +315,7 @@ def test_bytes_reach_only_the_origin_decided_and_credentials_only_the_configured
     "http://127.0.0.2:{Q}%5C@127.0.0.1:{P}/",
 ])
 def test_an_authority_with_backslash_userinfo_escapes_or_controls_is_refused(listeners, template):
-    from exporter.urlpattern import resolve
+    from sparkwatch.urlpattern import resolve
 
     url = _fill(template, listeners)
     with pytest.raises(ValueError):
@@ -338,7 +338,7 @@ def test_the_origin_decided_is_the_prepared_url_requests_sends(listeners):
     gets the same scheme, host and port."""
     from urllib3.util import parse_url
 
-    from exporter.urlpattern import resolve
+    from sparkwatch.urlpattern import resolve
 
     for template in CORPUS:
         url = _fill(template, listeners)

@@ -11,8 +11,8 @@ import logging
 import pytest
 import requests
 
-from exporter.cli import main
-from exporter.config import ConfigError, load_config, parse_config
+from sparkwatch.cli import main
+from sparkwatch.config import ConfigError, load_config, parse_config
 from testbed.exporter import running_exporter, scrape, value
 from testbed.faulty_http import faulty_server
 

@@ -16,9 +16,9 @@ import psutil
 import pytest
 import requests
 
-from exporter import cli, httpserver
-from exporter.httpserver import DEFAULT_MAX_CONNECTIONS
-from exporter.web import serve
+from sparkwatch import cli, httpserver
+from sparkwatch.httpserver import DEFAULT_MAX_CONNECTIONS
+from sparkwatch.web import serve
 from testbed.exporter import wait_until_healthy
 from testbed.procs import free_port, stop_process_group
 
@@ -71,7 +71,7 @@ def _exporter_process(tmp_path, *flags):
     cfg.write_text("{}\n")
     port = free_port()
     log = open(tmp_path / "exporter.log", "wb")
-    p = subprocess.Popen([sys.executable, "-m", "exporter", f"--config.file={cfg}",
+    p = subprocess.Popen([sys.executable, "-m", "sparkwatch", f"--config.file={cfg}",
                           f"--web.listen-address=127.0.0.1:{port}", *flags],
                          cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -229,7 +229,7 @@ def test_a_port_in_use_is_one_line_cannot_listen_without_a_traceback(tmp_path):
     cfg.write_text("{}\n")
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        p = subprocess.run([sys.executable, "-m", "exporter", f"--config.file={cfg}",
+        p = subprocess.run([sys.executable, "-m", "sparkwatch", f"--config.file={cfg}",
                             f"--web.listen-address=127.0.0.1:{port}"],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode != 0
@@ -239,7 +239,7 @@ def test_a_port_in_use_is_one_line_cannot_listen_without_a_traceback(tmp_path):
 
 
 class _SlowGate:
-    """Basic authentication as the server sees it (exporter.webconfig.Protected's
+    """Basic authentication as the server sees it (sparkwatch.webconfig.Protected's
     interface), with a bcrypt check that waits until the test releases it."""
 
     headers = [("X-Frame-Options", "deny")]

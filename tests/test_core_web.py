@@ -47,7 +47,7 @@ def _raw_answer(port: int, request: bytes) -> bytes:
 
 
 def test_the_server_header_names_sparkwatch_not_python():
-    from exporter import __version__
+    from sparkwatch import __version__
 
     with running_exporter({}) as (url, _):
         port = int(url.rsplit(":", 1)[1])
@@ -63,7 +63,7 @@ def test_the_server_header_names_sparkwatch_not_python():
 def test_metrics_with_no_targets_still_has_build_info():
     with running_exporter({}) as (url, _):
         text = scrape(url)
-    from exporter import __version__
+    from sparkwatch import __version__
     assert value(text, "sparkwatch_build_info", version=__version__) == 1
 
 

@@ -16,10 +16,10 @@ import pytest
 import requests
 import yaml
 
-from exporter.cli import main
-from exporter.config import ConfigError, parse_config
-from exporter.web import App, serve
-from exporter.webconfig import BasicAuth, load_web_config, parse_web_config
+from sparkwatch.cli import main
+from sparkwatch.config import ConfigError, parse_config
+from sparkwatch.web import App, serve
+from sparkwatch.webconfig import BasicAuth, load_web_config, parse_web_config
 from testbed.exporter import wait_until_healthy
 from testbed.procs import free_port, stop_process_group
 
@@ -256,7 +256,7 @@ def test_a_flood_of_wrong_passwords_never_refuses_valid_credentials(tmp_path):
     stop = threading.Event()
     flood: list = []
     with open(log, "wb") as out:
-        p = subprocess.Popen([sys.executable, "-m", "exporter", f"--config.file={cfg}", f"--web.config.file={web}",
+        p = subprocess.Popen([sys.executable, "-m", "sparkwatch", f"--config.file={cfg}", f"--web.config.file={web}",
                               f"--web.listen-address=127.0.0.1:{port}", "--web.max-connections=16"],
                              cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -335,7 +335,7 @@ def test_serve_with_a_bad_web_config_exits_2_before_listening(pki, tmp_path):
     cfg.write_text("{}\n")
     web = _web_config(tmp_path, {"basic_auth_users": {"prometheus": "plaintext-password"}})
     port = free_port()
-    p = subprocess.run([sys.executable, "-m", "exporter", f"--config.file={cfg}", f"--web.config.file={web}",
+    p = subprocess.run([sys.executable, "-m", "sparkwatch", f"--config.file={cfg}", f"--web.config.file={web}",
                         f"--web.listen-address=127.0.0.1:{port}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert p.returncode == 2, p.stderr

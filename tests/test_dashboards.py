@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.catalog import catalog
-from exporter.pack.promql import PROMETHEUS_METRICS, grafana_free, metrics_used
+from sparkwatch.catalog import catalog
+from sparkwatch.pack.promql import PROMETHEUS_METRICS, grafana_free, metrics_used
 
 CATALOG = catalog()
 

@@ -40,10 +40,10 @@ import psutil
 import pytest
 import yaml
 
-from exporter.cli import DEFAULT_LISTEN, main, serve_parser
-from exporter.config import parse_config
-from exporter.pack import deploy
-from exporter.pack.generate import generated_files
+from sparkwatch.cli import DEFAULT_LISTEN, main, serve_parser
+from sparkwatch.config import parse_config
+from sparkwatch.pack import deploy
+from sparkwatch.pack.generate import generated_files
 from testbed.procs import stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -545,7 +545,7 @@ def test_the_workloads_serve_tls_and_basic_auth_from_the_web_secrets():
     the key and certificate of sparkwatch-tls, in one read-only directory readable by the
     container's user (mode 0440, group fsGroup); the kubelet's probes speak HTTPS to the one
     path that needs no password."""
-    from exporter.webconfig import UNPROTECTED_PATHS
+    from sparkwatch.webconfig import UNPROTECTED_PATHS
 
     web = yaml.safe_load(_examples()[deploy.WEB_SECRET_EXAMPLE]["stringData"][deploy.WEB_CONFIG_FILE])
     tls = _examples()[deploy.TLS_SECRET_EXAMPLE]
@@ -579,7 +579,7 @@ def test_no_generated_file_holds_a_real_secret(tmp_path, pki):
     shutil.copy(pki / "server.key", tmp_path / "tls.key")
     web = _examples()[deploy.WEB_SECRET_EXAMPLE]["stringData"][deploy.WEB_CONFIG_FILE]
     (tmp_path / "web.yml").write_text(web.replace(deploy.WEB_DIR + "/", f"{tmp_path}/"))
-    r = subprocess.run([sys.executable, "-m", "exporter", "check-config", f"--web.config.file={tmp_path / 'web.yml'}"],
+    r = subprocess.run([sys.executable, "-m", "sparkwatch", "check-config", f"--web.config.file={tmp_path / 'web.yml'}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "basic_auth_users" in r.stderr, r.stdout + r.stderr
 
@@ -1119,7 +1119,7 @@ def _pod_exporter(objs, kind: str, name: str, secrets: Path, work: Path, caps: S
     port = free_port()
     args = [a.replace("/etc/sparkwatch/", f"{root}/etc/sparkwatch/").replace(f"=:{deploy.PORT}", f"=127.0.0.1:{port}")
             for a in c["args"]]
-    cmd = _contained([sys.executable, "-m", "exporter", *args], caps, sec["runAsUser"], sec["runAsGroup"],
+    cmd = _contained([sys.executable, "-m", "sparkwatch", *args], caps, sec["runAsUser"], sec["runAsGroup"],
                      [sec["fsGroup"]])
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
@@ -1296,7 +1296,7 @@ def _watch(work: Path, markers: Sequence[str], caps: Sequence[str], attach: bool
     cfg.write_text(json.dumps({"jvm": [{"name": m, "match": f"Workload {m}$", "attach": attach} for m in markers]}))
     cfg.chmod(0o644)
     port = free_port()
-    cmd = _contained([sys.executable, "-m", "exporter", f"--config.file={cfg}",
+    cmd = _contained([sys.executable, "-m", "sparkwatch", f"--config.file={cfg}",
                       f"--web.listen-address=127.0.0.1:{port}"], caps, uid, gid, groups)
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)

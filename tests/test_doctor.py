@@ -4,7 +4,7 @@ cache is full (S5), JVMs that sparkwatch cannot see or read (setup), the Livy
 stand-in holding finished sessions (S1), Spark applications with the metrics
 sources off and healthy, targets that are down and configurations that are bad.
 
-Each test runs the real command (``exporter.cli.main(["doctor", ...])``, or
+Each test runs the real command (``sparkwatch.cli.main(["doctor", ...])``, or
 the console entry point in a subprocess) and checks its exit status, the JSON
 shape and the verdicts, with every threshold read from the alerting pack.
 """
@@ -27,8 +27,8 @@ from typing import Iterator, List, Optional, Tuple
 import pytest
 import yaml
 
-from exporter.cli import main
-from exporter.pack.alerts import BY_NAME
+from sparkwatch.cli import main
+from sparkwatch.pack.alerts import BY_NAME
 from testbed.jvm import jcmd, running_jvm
 from testbed.livy_server import livy_server
 from testbed.procs import free_port, stop_process_group
@@ -293,7 +293,7 @@ def test_livy_recovery_path_missing_in_zookeeper(capsys, zk):
 @requires_java
 def test_watch_threads_rising_towards_the_limit(capsys, jvm_classes, monkeypatch):
     """Two readings: the thread headroom falls fast enough to reach zero within the pack's horizon."""
-    from exporter.doctor.reading import Reader
+    from sparkwatch.doctor.reading import Reader
 
     with os_user("swdoc") as user:
         with running_jvm(jvm_classes, "Workload", args=["doctor-threads"], user=user, nproc=NPROC) as jvm:
@@ -321,7 +321,7 @@ def test_watch_says_when_the_second_reading_comes(tmp_path):
     """--watch 60 is not a silent minute: once the first reading is done, stderr says when the
     second comes (stdout, the report, stays clean for --json)."""
     cfg = write_config({"spark": []})
-    proc = subprocess.Popen([sys.executable, "-m", "exporter", "doctor", "--config.file", cfg, "--json",
+    proc = subprocess.Popen([sys.executable, "-m", "sparkwatch", "doctor", "--config.file", cfg, "--json",
                              "--watch", "60"], cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -438,7 +438,7 @@ def test_a_young_jvm_without_its_perf_data_yet_is_info(capsys, jvm_classes, perf
 @requires_java
 def test_an_old_jvm_with_an_unreadable_perf_data_file_gets_the_file_mode_advice(capsys, jvm_classes, monkeypatch):
     """The same file in a JVM past its start (here: every JVM counts as old) is a warning."""
-    import exporter.doctor.judgements.targets as setup
+    import sparkwatch.doctor.judgements.targets as setup
 
     monkeypatch.setattr(setup, "YOUNG_JVM_SECONDS", 0.0)
     with jvm_held_at_startup(jvm_classes, "doctor-old-unreadable", "being created") as (pid, match):
@@ -457,7 +457,7 @@ def test_setup_another_users_jvm_unreadable_without_root(jvm_classes):
             cfg = write_config({"jvm": [{"name": "private", "match": r"\bWorkload doctor-private$"}]})
             pw = pwd.getpwnam(reader)
             r = subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
-                                "--reset-env", "--", sys.executable, "-m", "exporter", "doctor",
+                                "--reset-env", "--", sys.executable, "-m", "sparkwatch", "doctor",
                                 "--config.file", cfg, "--json"],
                                capture_output=True, text=True, timeout=120, cwd=str(ROOT))
     assert r.returncode == 1, r.stdout + r.stderr
@@ -516,10 +516,10 @@ def test_trend_judgements_on_two_readings():
     """What only --watch shows, judged on two readings 60 s apart (the series as the
     collectors name them): a stalled query and one falling behind (S4), an old
     generation that stays full (S3), classes rising in a JVM past its warm-up (S5)."""
-    from exporter.config import parse_config
-    from exporter.doctor.findings import Judge
-    from exporter.doctor.reading import Reading, TargetStatus
-    from exporter.doctor.thresholds import Thresholds
+    from sparkwatch.config import parse_config
+    from sparkwatch.doctor.findings import Judge
+    from sparkwatch.doctor.reading import Reading, TargetStatus
+    from sparkwatch.doctor.thresholds import Thresholds
 
     now = time.time()
     q = {"target": "app", "app_id": "app-1", "app_name": "pipeline"}
@@ -563,8 +563,8 @@ def test_every_alert_is_judged_by_the_doctor_or_says_why_not():
     """For every alert of the pack: the doctor's judgements that cover it, or the reason one or
     two readings cannot judge it (a trend over hours, a series that is gone). An alert added,
     renamed or retired without its judgement fails here, not silently in the doctor."""
-    from exporter.doctor.judgements import JUDGEMENTS, NOT_JUDGED
-    from exporter.pack.alerts import ALERTS
+    from sparkwatch.doctor.judgements import JUDGEMENTS, NOT_JUDGED
+    from sparkwatch.pack.alerts import ALERTS
 
     covered = {}
     for j in JUDGEMENTS:
@@ -585,7 +585,7 @@ def test_the_doctor_names_no_alert_by_a_string():
     """The doctor imports the pack's Alert objects; no alert name is spelled in its code."""
     import ast
 
-    from exporter.pack.alerts import ALERTS
+    from sparkwatch.pack.alerts import ALERTS
 
     names = re.compile(r"\b(?:" + "|".join(a.name for a in ALERTS) + r")\b")
     spelled = []
@@ -599,11 +599,11 @@ def test_the_doctor_names_no_alert_by_a_string():
 def test_a_judgement_reports_only_the_alerts_it_declares():
     """A finding for an alert its judgement does not declare is a bug of the doctor: said
     as one (an info finding naming the judgement), never passed off as that alert."""
-    from exporter.config import parse_config
-    from exporter.doctor.findings import Judge, judges
-    from exporter.doctor.reading import Reading, TargetStatus
-    from exporter.doctor.thresholds import Thresholds
-    from exporter.pack.alerts.s3_leaks import JVM_GC_TIME_HIGH, JVM_THREADS_LEAKING
+    from sparkwatch.config import parse_config
+    from sparkwatch.doctor.findings import Judge, judges
+    from sparkwatch.doctor.reading import Reading, TargetStatus
+    from sparkwatch.doctor.thresholds import Thresholds
+    from sparkwatch.pack.alerts.s3_leaks import JVM_GC_TIME_HIGH, JVM_THREADS_LEAKING
 
     @judges(JVM_GC_TIME_HIGH)
     def undeclared(j):

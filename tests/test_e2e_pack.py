@@ -20,11 +20,11 @@ import requests
 import yaml
 from kazoo.client import KazooClient
 
-from exporter.pack.alerts import ALERTS
-from exporter.pack.dashboards import panel_exprs
-from exporter.pack.promql import grafana_free
-from exporter.pack.rules import rules_yaml
-from exporter.pack.rulesconfig import parse_rules_config
+from sparkwatch.pack.alerts import ALERTS
+from sparkwatch.pack.dashboards import panel_exprs
+from sparkwatch.pack.promql import grafana_free
+from sparkwatch.pack.rules import rules_yaml
+from sparkwatch.pack.rulesconfig import parse_rules_config
 from testbed.exporter import running_exporter
 from testbed.livy_server import livy_server
 from testbed.procs import free_port, stop_process_group

@@ -472,7 +472,7 @@ def test_kerberos_spnego_in_front_of_an_ha_pair(realm):
     caller is its principal's short name: the warning page for another user's application, the AM's
     answer (as ``proxy-user=monitor``) for its own; the standby sends to the active RM's front; an
     AM sends direct requests to a front's /proxy/redirect/ (a 401 counts as alive with security)."""
-    from exporter.kerberos import spnego_auth
+    from sparkwatch.kerberos import spnego_auth
     auth = spnego_auth(principal=realm.client_principal, keytab=str(realm.client_keytab))
     with YarnCluster(ha=True, kerberos=realm) as y:
         assert y.security

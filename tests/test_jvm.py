@@ -17,9 +17,9 @@ from typing import Iterator
 import psutil
 import pytest
 
-from exporter import procstats
-from exporter.config import ConfigError, load_config, parse_config
-from exporter.hotspot import attach as hs_attach
+from sparkwatch import procstats
+from sparkwatch.config import ConfigError, load_config, parse_config
+from sparkwatch.hotspot import attach as hs_attach
 from testbed.exporter import find, running_exporter, samples, scrape, value
 from testbed.jvm import jcmd, perf_counters, proc_threads, running_jvm, threads_of_uid
 from testbed.procs import stop_process_group
@@ -524,8 +524,8 @@ def test_attach_without_the_right_to_signal_is_an_auth_partial_error_not_interna
     with os_user() as user:
         with running_jvm(jvm_classes, "Workload", args=["nokill-test"], user=user) as jvm:
             code = (
-                "from exporter.collector import MetricSet, ScrapeContext\n"
-                "from exporter.collectors.jvm import JvmCollector, JvmTarget\n"
+                "from sparkwatch.collector import MetricSet, ScrapeContext\n"
+                "from sparkwatch.collectors.jvm import JvmCollector, JvmTarget\n"
                 "c = JvmCollector(JvmTarget(name='w', match=r'Workload nokill-test', attach=True, attach_interval=0))\n"
                 "out = MetricSet(); c.collect(out, ScrapeContext.within(20))\n"
                 "names = {d.name for d in out.samples}\n"

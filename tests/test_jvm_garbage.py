@@ -137,7 +137,7 @@ def test_a_process_is_read_only_when_it_maps_its_file():
 def test_files_are_read_in_an_order_garbage_cannot_starve():
     """Known JVMs first; then one file of each owner per round, an owner's java
     launchers first: 1,000 files of one user delay that user's files only."""
-    from exporter.hotspot.discovery import JvmRef, PerfFiles
+    from sparkwatch.hotspot.discovery import JvmRef, PerfFiles
 
     c = PerfFiles()
     attacker = [(JvmRef(10_000 + i, 10_000 + i, f"/tmp/hsperfdata_x/{10_000 + i}", 1001, (1, i)), ["java", "x"])
@@ -160,8 +160,8 @@ def test_files_left_unread_when_their_time_is_up_are_counted_not_the_targets_end
     lasts about 50 files. The JVM of another user is read in the first round,
     the rest of the attacker's files are left unread (partial), the target ends
     in time with what it has."""
-    from exporter.collector import Deadline, MetricSet, ScrapeContext
-    from exporter.collectors.jvm import JvmCollector, JvmTarget
+    from sparkwatch.collector import Deadline, MetricSet, ScrapeContext
+    from sparkwatch.collectors.jvm import JvmCollector, JvmTarget
     from testbed.exporter import collected_value
     from tests.test_perfdata import build
 
@@ -196,7 +196,7 @@ def test_without_the_mappings_the_content_decides(monkeypatch):
     CAP_SYS_PTRACE: a container's default capabilities) cannot tell a copy from
     a JVM's own file: a valid file is read as its process' (as before), garbage
     is skipped as not_hotspot, never a JVM's partial error."""
-    from exporter.hotspot import discovery
+    from sparkwatch.hotspot import discovery
     from tests.test_perfdata import build
 
     monkeypatch.setattr(discovery, "_maps_file", lambda pid, dirname, n: None)

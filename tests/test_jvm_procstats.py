@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from exporter import procstats
-from exporter.hotspot import attach as hs_attach
+from sparkwatch import procstats
+from sparkwatch.hotspot import attach as hs_attach
 from testbed.procs import stop_process_group
 
 LIMITS = """Limit                     Soft Limit           Hard Limit           Units     
@@ -157,7 +157,7 @@ def test_netlink_and_proc_tcp_tables_agree():
 
 
 def test_process_label_from_main_class():
-    from exporter.collectors.jvm import flag, main_class, short_name
+    from sparkwatch.collectors.jvm import flag, main_class, short_name
 
     assert short_name(main_class("org.apache.livy.server.LivyServer")) == "LivyServer"
     assert short_name(main_class("org.apache.spark.deploy.SparkSubmit --master yarn --class X app.jar")) == \

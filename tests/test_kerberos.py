@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.collector import TargetError
-from exporter.kerberos import KerberosError, spnego_auth
+from sparkwatch.collector import TargetError
+from sparkwatch.kerberos import KerberosError, spnego_auth
 from testbed.counting_http import CountingServer
 from testbed.kerberos import kerberos_realm, missing, spnego_front
 
@@ -283,7 +283,7 @@ def test_bad_arguments():
 
 def test_without_the_extra_the_message_says_how_to_install_it():
     code = ("import sys; sys.modules['gssapi'] = None\n"
-            "from exporter.kerberos import KerberosError, spnego_auth\n"
+            "from sparkwatch.kerberos import KerberosError, spnego_auth\n"
             "try:\n    spnego_auth(principal='a@B', keytab='/k')\n"
             "except KerberosError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

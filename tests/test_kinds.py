@@ -9,12 +9,12 @@ import textwrap
 
 import pytest
 
-from exporter import kinds
-from exporter.collectors import COLLECTOR_KINDS
-from exporter.docs import SECTIONS, render
-from exporter.pack.alerts import BY_NAME, TARGET_KINDS
-from exporter.pack.promql import PREFIXES, inject, metrics_used
-from exporter.pack.rulesconfig import Selectors, parse_rules_config
+from sparkwatch import kinds
+from sparkwatch.collectors import COLLECTOR_KINDS
+from sparkwatch.docs import SECTIONS, render
+from sparkwatch.pack.alerts import BY_NAME, TARGET_KINDS
+from sparkwatch.pack.promql import PREFIXES, inject, metrics_used
+from sparkwatch.pack.rulesconfig import Selectors, parse_rules_config
 
 NAMES = [k.name for k in kinds.KINDS]
 SOURCES = [kinds.EXPORTER.name] + NAMES
@@ -53,11 +53,11 @@ def test_a_new_kind_in_the_table_gets_selectors_a_down_alert_and_a_section():
     # a fresh interpreter: one row added to the table before anything derives from it
     code = textwrap.dedent("""
         import json
-        from exporter import kinds
+        from sparkwatch import kinds
         kinds.KINDS += (kinds.Kind("flink", "Flink", "warning", "A Flink JobManager that does not answer."),)
-        from exporter.docs import SECTIONS
-        from exporter.pack.alerts import BY_NAME
-        from exporter.pack.promql import inject
+        from sparkwatch.docs import SECTIONS
+        from sparkwatch.pack.alerts import BY_NAME
+        from sparkwatch.pack.promql import inject
         a = BY_NAME["FlinkTargetDown"]
         print(json.dumps({"injected": inject("flink_jobs_running > 0", {"flink": 'job="j"'}),
                           "alert": [a.component, a.severity, a.expr], "sections": dict(SECTIONS)}))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.pack.rules import build_rules
-from exporter.pack.rulesconfig import load_rules_config
+from sparkwatch.pack.rules import build_rules
+from sparkwatch.pack.rulesconfig import load_rules_config
 from lab.core import RULES_CONFIG, AlertResult, Expect, Fired, FiredAlerts, Result, evaluate, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ def test_lab_rules_are_the_shipped_rules_with_compressed_windows():
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool")
 def test_generated_through_the_cli_and_accepted_by_promtool(tmp_path):
     out = tmp_path / "rules.yml"
-    r = subprocess.run([sys.executable, "-m", "exporter", "rules", "--config", str(RULES_CONFIG), "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "sparkwatch", "rules", "--config", str(RULES_CONFIG), "--out", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert yaml.safe_load(out.read_text()) == build_rules(load_rules_config(RULES_CONFIG))

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.collector import MetricSet
-from exporter.collectors import livy as livymod
-from exporter.collectors.livy import STATES, LivyCollector
-from exporter.config import ConfigError, parse_config
+from sparkwatch.collector import MetricSet
+from sparkwatch.collectors import livy as livymod
+from sparkwatch.collectors.livy import STATES, LivyCollector
+from sparkwatch.config import ConfigError, parse_config
 from testbed.exporter import collect_once, collected_value, find, running_exporter, samples, scrape, value
 from testbed.livy_server import livy_server
 
@@ -337,7 +337,7 @@ def test_faults_mark_only_that_target_down_within_the_deadline(fault, path, reas
 def test_wrong_shapes_are_invalid_responses():
     import json
 
-    from exporter.collector import TargetError
+    from sparkwatch.collector import TargetError
 
     with livy_server() as srv:
         srv.state.add("batch", 2)
@@ -409,9 +409,9 @@ def test_filesystem_state_store_unreadable():
             d.chmod(0o755)
         (root / "v1" / "batch").chmod(0)
         child = (
-            "from exporter.collector import Deadline, MetricSet\n"
-            "from exporter.collectors.livy import LivyCollector\n"
-            "from exporter.config import parse_config\n"
+            "from sparkwatch.collector import Deadline, MetricSet\n"
+            "from sparkwatch.collectors.livy import LivyCollector\n"
+            "from sparkwatch.config import parse_config\n"
             "cfg = parse_config({'livy': [{'url': '{srv_url}', 'filesystem_state_store': '" + str(root) + "'}]})\n"
             "c = LivyCollector(cfg.livy[0]); out = MetricSet()\n"
             "c._fs_state_store(out, Deadline(20))\n"

@@ -119,7 +119,7 @@ def test_discovered_uis_elsewhere_are_not_fetched_unless_allowed():
 
 
 def test_discovered_ui_allowed_patterns_are_validated():
-    from exporter.config import ConfigError, parse_config
+    from sparkwatch.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError, match=r"livy\[0\]\.discovered_ui_allowed"):
         parse_config({"livy": [{"url": "http://livy:8998", "discovered_ui_allowed": ["http://x:80*"]}]})

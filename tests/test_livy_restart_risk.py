@@ -16,11 +16,11 @@ from typing import Any, Dict, Optional
 import pytest
 import yaml
 
-from exporter.catalog import catalog
-from exporter.pack.alerts import BY_NAME
-from exporter.pack.promql import metrics_used
-from exporter.pack.rules import build_rules
-from exporter.pack.rulesconfig import parse_rules_config
+from sparkwatch.catalog import catalog
+from sparkwatch.pack.alerts import BY_NAME
+from sparkwatch.pack.promql import metrics_used
+from sparkwatch.pack.rules import build_rules
+from sparkwatch.pack.rulesconfig import parse_rules_config
 from testbed.exporter import find, running_exporter, samples, scrape
 
 CATALOG = catalog()

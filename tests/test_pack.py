@@ -12,21 +12,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.cli import main
-from exporter.config import ConfigError
-from exporter.pack.alertmanager import ALERTMANAGER_FILE
-from exporter.pack.alerts import ALERTS
-from exporter.pack.generate import drift, generated_files
-from exporter.pack.promql import format_duration, inject, parse_duration
-from exporter.pack.rules import build_rules, rules_yaml
-from exporter.pack.rulesconfig import parse_rules_config
+from sparkwatch.cli import main
+from sparkwatch.config import ConfigError
+from sparkwatch.pack.alertmanager import ALERTMANAGER_FILE
+from sparkwatch.pack.alerts import ALERTS
+from sparkwatch.pack.generate import drift, generated_files
+from sparkwatch.pack.promql import format_duration, inject, parse_duration
+from sparkwatch.pack.rules import build_rules, rules_yaml
+from sparkwatch.pack.rulesconfig import parse_rules_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_committed_files_match_the_definitions():
     d = drift(ROOT)
-    assert not d, f"generated files drifted from exporter/pack (run `python -m exporter.pack`): {d}"
+    assert not d, f"generated files drifted from exporter/pack (run `python -m sparkwatch.pack`): {d}"
 
 
 def test_every_alert_has_a_generated_runbook():
@@ -158,7 +158,7 @@ def test_cli_rules_rejects_a_bad_config(tmp_path, capsys):
 
 
 def test_cli_rules_as_a_subprocess():
-    r = subprocess.run([sys.executable, "-m", "exporter", "rules"], capture_output=True, text=True, cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "sparkwatch", "rules"], capture_output=True, text=True, cwd=ROOT,
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout == (ROOT / "alerts" / "sparkwatch.rules.yml").read_text()
@@ -232,7 +232,7 @@ def test_readme_rules_config_example_is_valid_and_documents_every_top_level_key(
     block = part.split("## The rules configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     data = yaml.safe_load(block)
     cfg = parse_rules_config(data, "README")
-    from exporter.pack.rulesconfig import RulesConfig
+    from sparkwatch.pack.rulesconfig import RulesConfig
 
     assert set(data) == set(RulesConfig.model_fields)
     rules = {r["alert"]: r for g in build_rules(cfg)["groups"] for r in g["rules"]}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import DEFAULT_LISTEN
+from sparkwatch.cli import DEFAULT_LISTEN
 
 ROOT = Path(__file__).resolve().parent.parent
 HADOLINT = Path(sys.executable).parent / "hadolint"
@@ -36,10 +36,14 @@ def test_wheel_contains_every_module_and_the_console_script(tmp_path):
     wheel = next(tmp_path.glob("sparkwatch-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for src in (ROOT / "exporter").rglob("*.py"):
-        rel = src.relative_to(ROOT).as_posix()
-        assert rel in names, f"{rel} is missing from the wheel"
+        rel = "sparkwatch/" + src.relative_to(ROOT / "exporter").as_posix()
+        assert rel in names, f"{rel} (from {src.relative_to(ROOT)}) is missing from the wheel"
+    # the import package is sparkwatch: nothing else at the top level (PyPI's unrelated
+    # distribution `exporter` would be overwritten by, or overwrite, a package of that name)
+    tops = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith((".dist-info", ".data"))}
+    assert tops == {"sparkwatch"}, tops
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "sparkwatch = exporter.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "sparkwatch = sparkwatch.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
 
 
 def _dockerfile_exec_form(instruction: str) -> list:
@@ -103,12 +107,12 @@ def test_the_images_wheels_install_into_a_fresh_venv_and_start_as_the_entrypoint
             if p.is_dir() and not p.is_symlink():
                 p.chmod(0o755)
         env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
-        r = subprocess.run(user + ["python", "-c", "import exporter; print(exporter.__file__)"], env=env, cwd="/",
+        r = subprocess.run(user + ["python", "-c", "import sparkwatch; print(sparkwatch.__file__)"], env=env, cwd="/",
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and r.stdout.startswith(str(venv)), r.stdout + r.stderr
         # the DaemonSet's configuration passes the installed check-config
         node = work / "node.yml"
-        from exporter.pack.deploy import node_config
+        from sparkwatch.pack.deploy import node_config
 
         node.write_text(node_config())
         node.chmod(0o644)
@@ -134,3 +138,16 @@ def test_the_images_wheels_install_into_a_fresh_venv_and_start_as_the_entrypoint
             stop_process_group(p, grace=10)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_every_sub_package_is_listed_in_pyproject():
+    """pyproject.toml maps the folder exporter/ to the import package sparkwatch and lists
+    every sub-package: a folder with an __init__.py that is not listed would be left out of
+    the wheel (and of the image) while the editable install of a developer still finds it."""
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert cfg["package-dir"] == {"sparkwatch": "exporter"}
+    folders = {".".join(("sparkwatch",) + f.parent.relative_to(ROOT / "exporter").parts)
+               for f in (ROOT / "exporter").rglob("__init__.py")}
+    assert set(cfg["packages"]) == folders

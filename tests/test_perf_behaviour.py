@@ -21,10 +21,10 @@ from typing import Callable, Dict, Iterator, Optional
 
 import pytest
 
-from exporter.collector import Deadline, MetricSet, ScrapeContext, TargetError
-from exporter.collectors.spark import SparkCollector, SparkTarget
-from exporter.httpclient import HttpClient, requests_in_flight
-from exporter.sparkui import EnvironmentCache, scrape_spark_ui
+from sparkwatch.collector import Deadline, MetricSet, ScrapeContext, TargetError
+from sparkwatch.collectors.spark import SparkCollector, SparkTarget
+from sparkwatch.httpclient import HttpClient, requests_in_flight
+from sparkwatch.sparkui import EnvironmentCache, scrape_spark_ui
 from testbed.counting_http import CountingServer
 from testbed.exporter import no_scrape_threads_within
 from testbed.spark import load_recording, recording_dirs
@@ -411,8 +411,8 @@ def test_concurrent_requests_each_end_at_their_own_deadline():
 
 
 def test_attach_runs_once_per_jvm_per_attach_interval_not_once_per_scrape(jvm_classes, monkeypatch):
-    from exporter.collectors import jvm as jvm_collector
-    from exporter.collectors.jvm import JvmCollector, JvmTarget
+    from sparkwatch.collectors import jvm as jvm_collector
+    from sparkwatch.collectors.jvm import JvmCollector, JvmTarget
     from testbed.jvm import running_jvm
 
     calls = []
@@ -449,7 +449,7 @@ def test_attach_runs_once_per_jvm_per_attach_interval_not_once_per_scrape(jvm_cl
 _ARENA_PROBE = r"""
 import ctypes, sys, threading
 if sys.argv[1] == "limit":
-    from exporter.cli import limit_malloc_arenas
+    from sparkwatch.cli import limit_malloc_arenas
     print("applied" if limit_malloc_arenas() else "not applied", flush=True)
 barrier = threading.Barrier(8)
 def work():

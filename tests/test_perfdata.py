@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.hotspot import perfdata
-from exporter.hotspot.perfdata import PerfDataError, parse, read_file
+from sparkwatch.hotspot import perfdata
+from sparkwatch.hotspot.perfdata import PerfDataError, parse, read_file
 from testbed.jvm import perf_counters, running_jvm
 from tests.helpers import requires_java
 

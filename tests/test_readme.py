@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter import docs
-from exporter.config import parse_config
+from sparkwatch import docs
+from sparkwatch.config import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -19,7 +19,7 @@ CONFIGURATION = (DOCS / "configuration.md").read_text()
 
 
 def test_metrics_reference_matches_the_code():
-    p = subprocess.run([sys.executable, "-m", "exporter.docs", "--check"], cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "sparkwatch.docs", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     # and every declared metric is in it
     for name in docs.catalog():

@@ -23,9 +23,9 @@ import tracemalloc
 
 import pytest
 
-from exporter.clusters import ui_links_of_master_page
-from exporter.collector import Deadline
-from exporter.config import ConfigError, parse_config
+from sparkwatch.clusters import ui_links_of_master_page
+from sparkwatch.collector import Deadline
+from sparkwatch.config import ConfigError, parse_config
 from testbed.exporter import find, no_scrape_threads_within, running_exporter, samples, scrape, value
 from testbed.faulty_http import faulty_server
 from testbed.spark import ReplayServer, recording_dirs, routes_from_recording
@@ -251,7 +251,7 @@ def test_the_home_page_parse_keeps_bounded_memory_and_stops_at_the_deadline():
     assert links == {}
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB for a {len(page) / 1e6:.0f} MB page"
     # an expired deadline stops the parse (a timeout), whatever the page
-    from exporter.collector import TargetError
+    from sparkwatch.collector import TargetError
 
     with pytest.raises(TargetError) as e:
         ui_links_of_master_page("<" * 1_000_000, "http://m/", deadline=Deadline(0))

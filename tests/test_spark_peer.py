@@ -24,10 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.collector import Deadline, MetricSet, ScrapeContext, TargetError
-from exporter.collectors.spark import SparkCollector, SparkTarget
-from exporter.httpclient import HttpClient, decode_json
-from exporter.sparkui import scrape_spark_ui
+from sparkwatch.collector import Deadline, MetricSet, ScrapeContext, TargetError
+from sparkwatch.collectors.spark import SparkCollector, SparkTarget
+from sparkwatch.httpclient import HttpClient, decode_json
+from sparkwatch.sparkui import scrape_spark_ui
 from testbed.exporter import find, running_exporter, scrape, value
 from testbed.spark import ReplayServer, load_recording, merged_routes, recording_dirs
 

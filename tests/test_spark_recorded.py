@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.collector import Deadline, MetricSet, ScrapeContext, TargetError
-from exporter.collectors.spark import SparkCollector, SparkTarget
-from exporter.sparkui import EnvironmentCache, normalise_name, scrape_spark_ui, time_string_as_seconds
-from exporter.httpclient import HttpClient
+from sparkwatch.collector import Deadline, MetricSet, ScrapeContext, TargetError
+from sparkwatch.collectors.spark import SparkCollector, SparkTarget
+from sparkwatch.sparkui import EnvironmentCache, normalise_name, scrape_spark_ui, time_string_as_seconds
+from sparkwatch.httpclient import HttpClient
 from testbed.exporter import find, running_exporter, scrape, value
 from testbed.spark import ReplayServer, load_recording, merged_routes, recording_dirs, routes_from_recording
 

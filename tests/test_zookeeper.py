@@ -12,10 +12,10 @@ from typing import Callable, Iterator, Optional, Tuple
 import pytest
 from kazoo.client import KazooClient, KazooState
 
-from exporter.collector import TargetError
-from exporter.collectors.zookeeper import ZooKeeperCollector, parse_mntr
-from exporter.cli import main
-from exporter.config import ConfigError, parse_config
+from sparkwatch.collector import TargetError
+from sparkwatch.collectors.zookeeper import ZooKeeperCollector, parse_mntr
+from sparkwatch.cli import main
+from sparkwatch.config import ConfigError, parse_config
 from testbed.exporter import (collect_once, collected_value, exporter_process, find, running_exporter, samples, scrape,
                               value)
 from testbed.procs import free_port
@@ -299,7 +299,7 @@ def silent_server(kind: str, tmp_path) -> Iterator[Tuple[str, Optional[Callable[
 def test_doctor_with_a_silent_server_ends_within_the_deadline(kind, tmp_path, monkeypatch, capsys):
     """kazoo's stop() waits for its connection thread, which waits on the silent server: the
     handshake's answer (the session timeout) or a heartbeat (two-thirds of it). The doctor must not."""
-    from exporter.doctor.reading import Reader
+    from sparkwatch.doctor.reading import Reader
 
     real_read, starts = Reader.read, []
     with silent_server(kind, tmp_path) as (hosts, pause):

@@ -1,9 +1,9 @@
-"""The registry of collectors: one per target kind of :mod:`exporter.kinds`.
+"""The registry of collectors: one per target kind of :mod:`sparkwatch.kinds`.
 
 Each kind is one module in this package, one config section, one metric
-prefix; the order of :data:`exporter.kinds.KINDS` is the order of the config
+prefix; the order of :data:`sparkwatch.kinds.KINDS` is the order of the config
 sections. A new kind is a row in that table, and a module here with a
-:class:`~exporter.collector.Collector` subclass (``kind``, ``config_model``,
+:class:`~sparkwatch.collector.Collector` subclass (``kind``, ``config_model``,
 ``metrics``) imported below.
 """
 

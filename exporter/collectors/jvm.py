@@ -9,12 +9,12 @@ by its main class). Per JVM it reads:
   mount namespaces through ``/proc/<pid>/root``): classes, threads, GC,
   memory spaces, JIT code size. No attach, no JDK, no agent. Which files are
   JVMs' (any user may leave one), in what order and within what share of the
-  deadline they are read: :mod:`exporter.hotspot.discovery`.
+  deadline they are read: :mod:`sparkwatch.hotspot.discovery`.
 - with ``attach: true``, ``Compiler.codecache`` through the attach socket:
   code heaps, full count, whether the JIT is still compiling. Attaching
   starts the "Attach Listener" thread in the JVM (once; it stays).
 - the process: threads, fds, RSS, TCP connections, RLIMIT_NPROC, the user's
-  threads, cgroup pids, host threads (see :mod:`exporter.procstats`).
+  threads, cgroup pids, host threads (see :mod:`sparkwatch.procstats`).
 
 Labels: ``process``, ``app_id`` and ``executor_id`` (Spark executors carry
 ``--app-id`` / ``--executor-id``; empty otherwise), and ``pid``, which is
@@ -209,7 +209,7 @@ class JvmCollector(Collector):
 
     The host is scanned once per scrape for all jvm targets
     (``scrape.shared``); each target reads the perf-data files of the processes
-    it wants through its :class:`~exporter.hotspot.discovery.PerfFiles`, which
+    it wants through its :class:`~sparkwatch.hotspot.discovery.PerfFiles`, which
     decides which file is a JVM's. A discover entry leaves alone the JVMs a
     match entry claims (``bind``). One JVM that fails costs that JVM (a partial
     error), never the target; state kept across scrapes (attach results, log

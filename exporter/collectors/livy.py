@@ -20,7 +20,7 @@ What it reads, per scrape:
   threads and of ``yarnAppMonitorThread-*`` threads (one per monitored YARN
   application: after a recovery, one per recovered batch).
 - Optional: the Spark UIs of active sessions (``appInfo.sparkUiUrl``), scraped
-  with :mod:`exporter.sparkui`, as the Spark collector scrapes its UI.
+  with :mod:`sparkwatch.sparkui`, as the Spark collector scrapes its UI.
 - Optional: Livy's filesystem state store (a local directory), counted like
   the ZooKeeper one: the sessions a restart would recover.
 
@@ -415,7 +415,7 @@ class LivyCollector(Collector):
         out.add(DISCOVERED_UIS, scraped)
 
     def _scrape_spark_uis(self, out: MetricSet, deadline: Deadline, urls: List[str]) -> int:
-        """Scrape each Spark UI with :func:`exporter.sparkui.scrape_spark_ui`; a dead or slow UI
+        """Scrape each Spark UI with :func:`sparkwatch.sparkui.scrape_spark_ui`; a dead or slow UI
         is a partial error (the Livy target stays up). Returns the UIs scraped."""
         if not urls:
             return 0

@@ -1,10 +1,10 @@
 """Spark collector: a Spark driver UI (port 4040), a history server (18080),
 or a cluster manager whose running applications it finds (``discover``).
 
-What it reads and exports of one UI is described in :mod:`exporter.sparkui`,
+What it reads and exports of one UI is described in :mod:`sparkwatch.sparkui`,
 which does the work (the Livy collector uses it too for the UIs it
 discovers); how a standalone master or a YARN ResourceManager is asked for
-its applications, in :mod:`exporter.clusters`.
+its applications, in :mod:`sparkwatch.clusters`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 There is no second copy of a threshold. Every number comes from an
 ``Alert``'s ``params`` (``exporter/pack/alerts/``), through the same
-substitution the rule generator uses (:func:`exporter.pack.rules.param_values`),
+substitution the rule generator uses (:func:`sparkwatch.pack.rules.param_values`),
 so a rules configuration (``--rules.config``) that changes a threshold for the
 rules changes it for the doctor too, as it does an alert's severity and whether
 it is enabled. Windows and ``for:`` durations are not used as such: the doctor

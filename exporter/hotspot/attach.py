@@ -459,7 +459,7 @@ def _jcmd_in_child(pid: int, nspid: int, command: str, end: float, may_signal: b
     timeout = end - time.monotonic()
     if timeout <= 0:
         raise AttachError("timeout", f"JVM {pid}: no time left to attach")
-    argv = [sys.executable, "-m", "exporter.hotspot.attach", str(pid), str(nspid), command,
+    argv = [sys.executable, "-m", "sparkwatch.hotspot.attach", str(pid), str(nspid), command,
             repr(timeout), "1" if may_signal else "0"]
     try:
         r = subprocess.run(argv, capture_output=True, timeout=timeout + 1.0, close_fds=True,
@@ -480,7 +480,7 @@ def _jcmd_in_child(pid: int, nspid: int, command: str, end: float, may_signal: b
 
 
 def _child_main(argv) -> int:
-    """``python -m exporter.hotspot.attach PID NSPID COMMAND TIMEOUT MAY_SIGNAL``: enter the
+    """``python -m sparkwatch.hotspot.attach PID NSPID COMMAND TIMEOUT MAY_SIGNAL``: enter the
     JVM's user namespace as its uid/gid, run the command, print the answer."""
     import ctypes
     import sys

@@ -208,7 +208,7 @@ class PerfFiles:
 
     def read(self, cands: List[Candidate], deadline) -> Reading:
         """Read ``cands`` (in :meth:`order`) within :data:`FILES_SHARE` of the time
-        left in ``deadline`` (an :class:`exporter.collector.Deadline`): the JVMs
+        left in ``deadline`` (an :class:`sparkwatch.collector.Deadline`): the JVMs
         and their files, the files skipped, the JVMs whose file could not be read.
         The files left when the time is up are skipped as ``unread``."""
         # reading the files may take part of the deadline only: the JVMs found need the rest

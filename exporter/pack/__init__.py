@@ -14,14 +14,14 @@ runbooks, the Alertmanager example and the Grafana dashboards.
 - ``rules.py``: the Prometheus rules and their promtool tests;
 - ``runbooks.py``: the runbooks; ``alertmanager.py``: the Alertmanager example;
 - ``dashboards.py``: the Grafana dashboards;
-- ``generate.py``: every generated file (``python -m exporter.pack`` writes them).
+- ``generate.py``: every generated file (``python -m sparkwatch.pack`` writes them).
 
-Regenerate the committed files with ``python -m exporter.pack`` (CI fails when
+Regenerate the committed files with ``python -m sparkwatch.pack`` (CI fails when
 they drift from the definitions). Rules customised from code (what the
 incident lab does to compress days into minutes)::
 
-    from exporter.pack.rules import rules_yaml
-    from exporter.pack.rulesconfig import parse_rules_config
+    from sparkwatch.pack.rules import rules_yaml
+    from sparkwatch.pack.rulesconfig import parse_rules_config
 
     text = rules_yaml(parse_rules_config({
         "time_scale": 0.01, "interval": "1s",

@@ -1,4 +1,4 @@
-"""python -m exporter.pack [--root DIR]: regenerate the committed pack files
+"""python -m sparkwatch.pack [--root DIR]: regenerate the committed pack files
 (alerts/, dashboards/, runbooks, promtool tests) from the definitions."""
 
 import argparse
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .generate import generated_files, write_all
 
-parser = argparse.ArgumentParser(prog="python -m exporter.pack", description=__doc__.splitlines()[0])
+parser = argparse.ArgumentParser(prog="python -m sparkwatch.pack", description=__doc__.splitlines()[0])
 parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2],
                     help="repository root to write under (default: this checkout)")
 args = parser.parse_args()

@@ -37,7 +37,7 @@ KUBERNETES_DIR = "deploy/kubernetes"
 #: the manifests, under KUBERNETES_DIR; an overlay must not contain the directory it builds on (kustomize)
 BASE_DIR = "base"
 NAMESPACE = "sparkwatch"
-#: the exporter's default port (exporter.cli.DEFAULT_LISTEN; a test checks they agree)
+#: the exporter's default port (sparkwatch.cli.DEFAULT_LISTEN; a test checks they agree)
 PORT = 9951
 IMAGE = "sparkwatch"
 #: siblings, not nested: a volume mounted inside a ConfigMap volume is fragile
@@ -205,7 +205,7 @@ def _configmap(name: str, component: str, data: Dict[str, str], **meta: Any) -> 
 
 
 def _probe() -> Dict[str, Any]:
-    # the one path that needs no password (exporter.webconfig.UNPROTECTED_PATHS); the kubelet does
+    # the one path that needs no password (sparkwatch.webconfig.UNPROTECTED_PATHS); the kubelet does
     # not verify the certificate of an HTTPS probe
     return {"httpGet": {"path": "/-/healthy", "port": "metrics", "scheme": "HTTPS"},
             "periodSeconds": 30, "timeoutSeconds": 5}

@@ -32,7 +32,7 @@ def generated_files() -> Dict[str, str]:
 
 def write_all(root: Path) -> None:
     """Write every generated file under ``root`` (the checkout): what
-    ``python -m exporter.pack`` and ``./scripts/generate`` do. The files are never
+    ``python -m sparkwatch.pack`` and ``./scripts/generate`` do. The files are never
     edited by hand; ``tests/test_pack.py`` fails when they differ (:func:`drift`)."""
     for rel, content in generated_files().items():
         p = root / rel

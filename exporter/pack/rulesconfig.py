@@ -175,7 +175,7 @@ class RulesConfig(Strict):
 
 def parse_rules_config(data: Any, source: str = "rules config") -> RulesConfig:
     """The rules configuration from a YAML document (None: the defaults); ``source``
-    names it in errors. Raises :class:`~exporter.config.ConfigError` naming each key."""
+    names it in errors. Raises :class:`~sparkwatch.config.ConfigError` naming each key."""
     if data is None:
         data = {}
     if not isinstance(data, dict):

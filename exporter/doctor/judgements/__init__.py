@@ -2,7 +2,7 @@
 alerts are (``exporter/pack/alerts/``): ``targets`` (what makes sparkwatch
 blind, reported as ``setup``), ``s1_livy`` to ``s5_classes_codecache``.
 
-A judgement is a function of the :class:`~exporter.doctor.findings.Judge`,
+A judgement is a function of the :class:`~sparkwatch.doctor.findings.Judge`,
 declared with ``@judges(ALERT, ...)`` against the ``Alert`` objects it applies
 (imported from the pack, never named). What one or two readings cannot judge is
 in its module's ``NOT_JUDGED``: the alert and the reason. Every alert of the pack
