@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from . import __version__
-from .collector import (REASONS, Collector, Deadline, MetricSet, ScrapeContext, TargetError, counter, declared_metrics,
+from .collector import (REASONS, Collector, Deadline, MetricSet, ScrapeContext, TargetError, counter,
                         gauge, info, to_families)
 
 log = logging.getLogger("sparkwatch")
@@ -44,7 +44,7 @@ BUILD_INFO = info("sparkwatch_build", "sparkwatch version.", ["version"])
 SCRAPE_DEADLINE = gauge("sparkwatch_scrape_deadline_seconds",
                         "The deadline the last scrape ran under (Prometheus' scrape timeout less the offset, or the configured maximum).")
 #: the exporter's own metrics
-SELF_METRICS = declared_metrics(globals())
+SELF_METRICS = (TARGET_UP, TARGET_DURATION, TARGET_ERRORS, BUILD_INFO, SCRAPE_DEADLINE)
 
 
 @dataclass

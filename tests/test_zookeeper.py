@@ -371,3 +371,20 @@ def test_threads_flat_across_scrapes_of_a_silent_server_and_gone_at_close():
         left = [t.name for t in threading.enumerate() if t not in before]
     assert took < 1 + SLACK, took
     assert left == []
+
+
+@pytest.mark.parametrize("data", [b"[" * 200_000, b'{"nextSessionId": ' + b"9" * 5000 + b"}", b"\xff\xfe",
+                                  b'{"nextSessionId": true}', b"[1]", b'{"a": ' * 100_000])
+def test_a_hostile_state_znode_costs_its_value_not_the_scrape(data):
+    """Whoever can write the store's znodes chooses the bytes of ``state``: a nesting
+    that overflowed the decoder's recursion (RecursionError, an internal error) or any
+    other shape gives no value, never an exception."""
+    from sparkwatch.collectors.zookeeper import _next_session_id
+
+    assert _next_session_id(data) is None
+
+
+def test_the_state_znode_of_livy_gives_its_next_session_id():
+    from sparkwatch.collectors.zookeeper import _next_session_id
+
+    assert _next_session_id(b'{"nextSessionId": 40001}') == 40001

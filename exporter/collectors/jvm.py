@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Tuple
 from pydantic import field_validator, model_validator
 
 from .. import procstats
-from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, counter, declared_metrics, gauge, info
+from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, counter, gauge, info
 from ..targetconfig import Interval, Seconds, TargetBase
 from ..hotspot import attach as hs_attach
 from ..hotspot import perfdata
@@ -218,7 +218,11 @@ class JvmCollector(Collector):
 
     kind = "jvm"
     config_model = JvmTarget
-    metrics = declared_metrics(globals())
+    metrics = (JVM_INFO, START_TIME, CLASSES_LOADED, CLASSES_LOADED_TOTAL, CLASSES_UNLOADED_TOTAL, THREADS_LIVE,
+               THREADS_DAEMON, THREADS_PEAK, THREADS_STARTED, COMPILED_CODE, GC_COUNT, GC_TIME, SPACE_USED,
+               SPACE_COMMITTED, SPACE_MAX, CC_USED, CC_MAX, CC_MAX_USED, CC_FREE, CC_FULL, JIT_ENABLED, P_THREADS,
+               P_THREAD_LIMIT, P_THREAD_HEADROOM, P_NPROC, P_USER_THREADS, P_FDS, P_MAX_FDS, P_RSS, P_TCP, P_CG_PIDS,
+               P_CG_PIDS_MAX, H_THREADS, H_THREADS_MAX, PROCESSES, FILES_SKIPPED)
     probe_field = None
 
     def __init__(self, config: JvmTarget):

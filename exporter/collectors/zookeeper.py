@@ -28,7 +28,6 @@ evicted probe target) takes at most a second, whatever the server does: see
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import socket
@@ -37,7 +36,8 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from pydantic import Field, field_validator
 
-from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, declared_metrics, gauge, info
+from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, gauge, info
+from ..httpclient import decode_json
 from ..livystore import RECOVERY_SESSIONS, SESSION_KINDS, kind_path
 from ..targetconfig import BasicAuth, Seconds, Strict, TargetBase
 
@@ -244,7 +244,8 @@ class ZooKeeperCollector(Collector):
 
     kind = "zookeeper"
     config_model = ZooKeeperTarget
-    metrics = declared_metrics(globals())
+    metrics = (RECOVERY_SESSIONS, ZNODE_EXISTS, ZNODE_CHILDREN, NEXT_SESSION_ID, MNTR_AVAILABLE, SERVER_INFO,
+               *(metric for metric, _ in MNTR_GAUGES.values()))
     probe_field = "hosts"
 
     def __init__(self, config: ZooKeeperTarget):
@@ -459,9 +460,12 @@ def _drop_connection(client) -> None:
 
 
 def _next_session_id(data: bytes) -> Optional[float]:
+    """``nextSessionId`` of a store's ``state`` znode: Livy writes it, but whoever can
+    write the znode chooses its bytes, so they go through the bounded JSON decoder
+    (cost counted before decoding, no RecursionError) like a target's HTTP answers."""
     try:
-        v = json.loads(data).get("nextSessionId")
-    except (ValueError, AttributeError, TypeError):
+        v = decode_json(bytes(data), "znode state", expect=dict).get("nextSessionId")
+    except TargetError:
         return None
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
