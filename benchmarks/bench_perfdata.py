@@ -123,8 +123,12 @@ def main() -> int:
             if failed or wall > a.deadline:
                 down += 1
                 continue
-            pids = {key[3] for d, ss in out.samples.items() if d.name == "jvm" for key in ss}
-            complete += real <= pids
+            # the pid label is empty unless two JVMs would share their series (one real JVM: empty),
+            # so the real JVMs are told by their main class; a garbage copy reported as one of them
+            # would make the count too high, a lost one too low
+            reported = [key for d, ss in out.samples.items() if d.name == "jvm" for key in ss
+                        if key[4] == "Workload"]
+            complete += len(reported) == len(real) and {k[3] for k in reported if k[3]} <= real
             if skipped_once is None:
                 skipped_once = {key[0]: int(v) for d, ss in out.samples.items()
                                 if d.name == "jvm_perfdata_files_skipped_total" for key, v in ss.items()}
