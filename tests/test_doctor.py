@@ -556,6 +556,54 @@ def test_trend_judgements_on_two_readings():
     assert {f.runbook.rsplit("/", 1)[-1][:-3] for f in single} == {"JvmHeapFloorNearlyFull"}
 
 
+def test_cleaner_settings_alone_are_info_a_rising_nonheap_floor_with_them_a_warning():
+    """S5's cleaner settings are Spark's defaults: alone they are said (info), whatever the
+    application's age; with the driver's non-heap memory rising between two readings (extrapolated
+    over the alert's trend window, above its min_growth) they are the alert's warning."""
+    from sparkwatch.config import parse_config
+    from sparkwatch.doctor.findings import Judge
+    from sparkwatch.doctor.reading import Reading, TargetStatus
+    from sparkwatch.doctor.thresholds import Thresholds
+
+    now = time.time()
+    growth = param("SparkCleanerSettingsRisky", "min_growth")
+    app = {"target": "app", "app_id": "app-1", "app_name": "service"}
+    fixed = {"target": "app", "app_id": "app-2", "app_name": "fixed"}
+
+    def reading(t: float, nonheap: float) -> Reading:
+        return Reading(t, now + t, [
+            ("spark_cleaner_periodic_gc_interval_seconds", app, 1800.0),
+            ("spark_cleaner_reference_tracking_blocking", app, 1.0),
+            ("spark_app_uptime_seconds", app, 3 * 86400.0 + t),
+            ("spark_driver_jvm_nonheap_used_bytes", app, nonheap),
+            ("spark_cleaner_periodic_gc_interval_seconds", fixed, 180.0),
+            ("spark_cleaner_reference_tracking_blocking", fixed, 0.0),
+            ("spark_app_uptime_seconds", fixed, 3 * 86400.0 + t),
+            ("spark_driver_jvm_nonheap_used_bytes", fixed, nonheap),
+        ], [TargetStatus("spark", "app", True, "", {})])
+
+    def cleaner(readings):
+        found = Judge(readings, Thresholds(), None, parse_config({})).judge()
+        return [f for f in found if f.runbook.endswith("/SparkCleanerSettingsRisky.md")]
+
+    # one reading of a three-day-old service on the defaults: said, not a warning
+    [f] = cleaner([reading(0.0, 300e6)])
+    assert f.severity == "info" and "app-1" in f.subject
+    assert f.evidence["periodic_gc_interval_seconds"] == 1800 and f.evidence["reference_tracking_blocking"] == 1
+    # flat non-heap between two readings: still info
+    [f] = cleaner([reading(0.0, 300e6), reading(60.0, 300e6)])
+    assert f.severity == "info"
+    # rising: 0.1 MB a minute is 36 MB in 6 h, 12% of 300 MB; 0.5 MB a minute is 60%
+    slow = 0.1e6
+    assert slow * 60 * 6 / 300e6 < growth
+    [f] = cleaner([reading(0.0, 300e6), reading(60.0, 300e6 + slow)])
+    assert f.severity == "info"
+    [f] = cleaner([reading(0.0, 300e6), reading(60.0, 300.5e6)])
+    assert f.severity == "warning" and "app-1" in f.subject
+    assert f.evidence["nonheap_growth_per_trend_window"] == pytest.approx(0.5e6 * 60 * 6 / 300e6)
+    assert "non-heap" in f.summary
+
+
 # ------------------------------------------------------------------ one definition: the pack's alerts
 
 

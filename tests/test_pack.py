@@ -90,7 +90,7 @@ def test_time_scale_compresses_every_window_and_for():
     assert r1["for"] == "36s"
     # duration thresholds (seconds) scale too, except those compared with an application's settings
     assert "> 36" in fast["SparkJobRunningTooLong"]["expr"]
-    assert "> 600" in fast["SparkCleanerSettingsRisky"]["expr"] and "> 864" in fast["SparkCleanerSettingsRisky"]["expr"]
+    assert "> 600" in fast["SparkCleanerSettingsRisky"]["expr"] and "[36s]" in fast["SparkCleanerSettingsRisky"]["expr"]
     assert "> 60" in fast["SparkStreamingBatchSlowerThanTrigger"]["expr"]
     assert "[9s]" in fast["SparkStreamingBatchSlowerThanTrigger"]["expr"]
     groups = build_rules(parse_rules_config({"interval": "1s"}))["groups"]

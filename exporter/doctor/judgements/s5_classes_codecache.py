@@ -108,12 +108,17 @@ def s5_classes(j: Judge) -> None:
 
 @judges(SPARK_CLEANER_SETTINGS_RISKY)
 def s5_cleaner(j: Judge) -> None:
-    """An application with the cleaner settings of S5's war story: warning once it is long-running."""
+    """An application with the cleaner settings of S5's war story: said (info); with its driver's
+    non-heap memory rising between two readings (extrapolated over the alert's trend window, above
+    its min_growth), the alert's warning."""
     a = SPARK_CLEANER_SETTINGS_RISKY
     max_interval = j.t.seconds(a, "max_periodic_gc_interval")
-    min_uptime = j.t.seconds(a, "min_uptime")
+    min_growth = j.t.number(a, "min_growth")
+    trend_window = j.t.seconds(a, "trend_window")
+    floor_window = j.t.seconds(a, "floor_window")
     blocking = j.series(j.last, "spark_cleaner_reference_tracking_blocking", APP_KEY)
     uptime = j.series(j.last, "spark_app_uptime_seconds", APP_KEY)
+    nonheap = j.trend("spark_driver_jvm_nonheap_used_bytes", APP_KEY)
     for k, (lbl, interval) in j.series(j.last, "spark_cleaner_periodic_gc_interval_seconds", APP_KEY).items():
         b = blocking.get(k, (None, None))[1]
         risky = []
@@ -125,15 +130,36 @@ def s5_cleaner(j: Judge) -> None:
         if not risky:
             continue
         up = uptime.get(k, (None, None))[1]
-        long_running = up is not None and up > min_uptime
-        j.add(a, severity=None if long_running else "info", target=lbl["target"],
-              subject=j.app_subject(lbl),
-              summary=f"{' and '.join(risky)[0].upper()}{' and '.join(risky)[1:]}: the settings that let "
-                      f"S5's war story's cleaner fall behind. It has run {duration(up or 0)}"
-                      + ("." if long_running else f" (the pack warns after {duration(min_uptime)})."),
-              fix=SIGNATURES[a.signature].fix,
-              evidence={"periodic_gc_interval_seconds": interval, "reference_tracking_blocking": b,
-                        "uptime_seconds": up, "max_periodic_gc_interval_seconds": max_interval})
+        ev = {"periodic_gc_interval_seconds": interval, "reference_tracking_blocking": b,
+              "uptime_seconds": up, "max_periodic_gc_interval_seconds": max_interval}
+        settings = " and ".join(risky)
+        settings = settings[0].upper() + settings[1:]
+        _, n0, n1 = nonheap.get(k, (None, None, None))
+        growth = None
+        if n0 and n1 is not None and j.dt > 0:
+            growth = (n1 - n0) / j.dt * trend_window / n0
+            ev.update(nonheap_bytes_before=n0, nonheap_bytes=n1, nonheap_growth_per_trend_window=growth,
+                      min_growth=min_growth)
+        if growth is not None and growth > min_growth:
+            warm = up is not None and up < floor_window
+            j.add(a, severity="info" if warm else None, target=lbl["target"], subject=j.app_subject(lbl),
+                  summary=f"{settings}, and its driver's non-heap memory (classes, compiled code) rose from "
+                          f"{size(n0)} to {size(n1)} in {duration(j.dt)}: {pct(growth)} per "
+                          f"{duration(trend_window)} at that pace (the pack warns above {pct(min_growth)}). "
+                          "The cleaner may be falling behind as in S5's war story"
+                          + (f"; it started less than {duration(floor_window)} ago (warm-up?)." if warm else
+                             "; the alert needs the rise to last hours (sparkwatch doctor --prometheus)."),
+                  fix=SIGNATURES[a.signature].fix, evidence=ev)
+            continue
+        seen = (f" Its driver's non-heap memory did not rise that fast in the {duration(j.dt)} between "
+                "the readings." if growth is not None else
+                " Whether its driver's non-heap memory rises needs a second reading (--watch) or "
+                "Prometheus (--prometheus).")
+        j.add(a, severity="info", target=lbl["target"], subject=j.app_subject(lbl),
+              summary=f"{settings}: the settings that let S5's war story's cleaner fall behind, Spark's "
+                      f"defaults; a problem only when the driver keeps classes and compiled code it should "
+                      f"free (its non-heap floor rising for hours).{seen}",
+              fix=SIGNATURES[a.signature].fix, evidence=ev)
 
 
 @judges(SPARK_LISTENER_EVENTS_DROPPED, SPARK_LISTENER_QUEUE_FILLING)

@@ -65,6 +65,19 @@ def app_uptime() -> str:
     return series("spark_app_uptime_seconds", **SERVICE)
 
 
+def driver_nonheap() -> str:
+    return series("spark_driver_jvm_nonheap_used_bytes", **SERVICE)
+
+
+#: a healthy driver's non-heap memory (metaspace, code cache): 100 MB to 300 MB in its first hour, then a
+#: 40 MB sawtooth (classes of evicted generated code unloaded at every periodic GC, every 30 minutes)
+#: and the JIT still compiling a little (2 MB an hour), for 31 hours
+HEALTHY_NONHEAP = saw(0, 40 * MB, 30, 1900, base=lambda t: 100 * MB + 200 * MB * min(t, 60) / 60 + 2 * MB * t / 60)
+#: S5's war story: classes never unloaded, their metaspace and compiled code (0.4 MB a minute) over a small
+#: sawtooth, for 16 hours
+LEAKING_NONHEAP = saw(0, 10 * MB, 30, 960, base=lambda t: 300 * MB + 0.4 * MB * t)
+
+
 #: active jobs: a few at any time for two hours, then rising by one every two minutes
 PILING_JOBS = [(0 if t < 120 else (t - 120) // 2) + t % 5 for t in range(301)]
 
@@ -303,10 +316,13 @@ spark_listener_queue_capacity
 SPARK_CLEANER_SETTINGS_RISKY = Alert(
     name="SparkCleanerSettingsRisky", signature="S5", severity="warning", problem="cleaner",
     component="spark",
-    summary="A long-running Spark application runs with the cleaner settings that failed S5's war story.",
+    summary="A Spark application with the cleaner settings of S5's war story keeps classes and compiled "
+            "code it should free.",
     description="Application {{ $labels.app_name }} ({{ $labels.app_id }}, target {{ $labels.target }}) "
-                "has run for more than $min_uptime with spark.cleaner.periodicGC.interval above "
-                "$max_periodic_gc_interval or spark.cleaner.referenceTracking.blocking=true.",
+                "runs with spark.cleaner.periodicGC.interval above $max_periodic_gc_interval or "
+                "spark.cleaner.referenceTracking.blocking=true, and the lowest non-heap memory of its driver "
+                "(classes, compiled code) over $floor_window rose by more than $min_growth_pct% in "
+                "$trend_window, steadily (in both halves of it).",
     expr=f"""
 count by ({APP_SERIES_LABELS}) (
   spark_cleaner_periodic_gc_interval_seconds > $max_periodic_gc_interval_s
@@ -314,32 +330,62 @@ count by ({APP_SERIES_LABELS}) (
   spark_cleaner_reference_tracking_blocking == 1
 )
 and on (job, instance, target, app_id)
-spark_app_uptime_seconds > $min_uptime_s
+(
+{rising_floor("spark_driver_jvm_nonheap_used_bytes", "$min_growth", relative=True)}
+)
 """,
-    for_="10m",
+    for_="1h",
     params={"max_periodic_gc_interval": Param("10m", DURATION, "longest safe periodic GC interval (not scaled by time_scale)",
                                               scales=False),
-            "min_uptime": Param("1d", DURATION, "applications running longer than this are long-running")},
+            "floor_window": Param("1h", DURATION, "the non-heap floor is the minimum over this window"),
+            "trend_window": Param("6h", DURATION, "the floor now is compared with the floor this long ago"),
+            "min_growth": Param(0.2, NUMBER, "relative rise of the driver's non-heap floor (0.2 = 20%)")},
     meaning="Spark's ContextCleaner frees broadcasts, shuffles and accumulators once the driver's GC "
             "has collected their handles. With the defaults (periodic GC every 30 minutes, blocking "
-            "cleanup) a driver that creates many short-lived objects falls behind; in S5's war story that "
-            "kept millions of cleanup references and their classes alive until the code cache filled. "
-            "This is a ticket to check a long-running service's settings, not an outage.",
+            "cleanup) a driver that creates many short-lived objects can fall behind; in S5's war story that "
+            "kept millions of cleanup references, and the classes and compiled code they reach, alive until "
+            "the code cache filled. The settings alone are no symptom: most long-running services run on "
+            "Spark's defaults and their cleaner keeps up. The alert fires when the settings come with the "
+            "symptom: the floor of the driver's non-heap memory (`spark_driver_jvm_nonheap_used_bytes`: "
+            "metaspace, where classes live, and the code cache; its lowest value over $floor_window, after "
+            "the periodic GCs that unload classes) rising steadily for $trend_window. A warm-up that rises "
+            "once and stays does not count. `sparkwatch doctor` names the settings of every application "
+            "(info) without the symptom.",
     confirm=["Environment tab of the Spark UI: `spark.cleaner.periodicGC.interval`, "
              "`spark.cleaner.referenceTracking.blocking`.",
-             "Loaded classes and jobs of the application (JvmLoadedClassesRising, SparkJobsPilingUp)."],
+             "The driver's non-heap floor in Prometheus, "
+             "`min_over_time(spark_driver_jvm_nonheap_used_bytes{app_id=\"APP\"}[1h])`: it "
+             "rises from one periodic GC to the next (`sparkwatch doctor --prometheus` prints it).",
+             "`jcmd PID GC.class_histogram | head`: `CleanupTaskWeakReference`/`CleanAccum` counts in the "
+             "millions are the cleaner's backlog; loaded classes rising (JvmLoadedClassesRising) where the "
+             "jvm collector runs on the driver's host."],
     action="Set `spark.cleaner.periodicGC.interval=3min` and `spark.cleaner.referenceTracking.blocking=false` "
-           "for long-running services (disable this alert for applications you have judged safe).",
-    story=Replay("a service with the defaults (30min, blocking) runs for days",
-                 [(periodic_gc_interval(), "1800x1600"), (reference_tracking_blocking(), "1x1600"), (app_uptime(), "0+60x1600")],
-                 quiet=["23h"], fires="25h", labels=[at(**SERVICE)]),
+           "and restart the driver at a quiet moment (the restart also frees what the backlog holds).",
+    story=Replay("S5's war story: a service on the defaults (30min, blocking) whose driver never unloads the "
+                 "classes of its generated code: non-heap memory +0.4 MB a minute",
+                 [(periodic_gc_interval(), "1800x960"), (reference_tracking_blocking(), "1x960"),
+                  (app_uptime(), "0+60x960"), (driver_nonheap(), values(LEAKING_NONHEAP))],
+                 quiet=["350m"], fires="430m", failure="900m",
+                 failure_is="the code cache is full: compilation disabled",
+                 labels=[at(**SERVICE)]),
     healthy=[
-        Replay("a long-running service with the fix of S5's war story (3min, non-blocking)",
-               [(periodic_gc_interval(), "180x1600"), (reference_tracking_blocking(), "0x1600"), (app_uptime(), "0+60x1600")],
-               quiet=["25h", "26h"]),
-        Replay("a short batch application with the defaults",
-               [(periodic_gc_interval(), "1800x960"), (reference_tracking_blocking(), "1x960"), (app_uptime(), "0+60x960")],
-               quiet=["10h", "16h"]),
+        Replay("a healthy long-running service on Spark's default cleaner settings (30min, blocking) for 31 "
+               "hours: its driver's non-heap memory (classes, compiled code) warms up in the first hour, then "
+               "stays flat (classes loaded and unloaded at every periodic GC)",
+               [(periodic_gc_interval(), "1800x1900"), (reference_tracking_blocking(), "1x1900"),
+                (app_uptime(), "0+60x1900"), (driver_nonheap(), values(HEALTHY_NONHEAP))],
+               quiet=["25h", "28h", "31h"]),
+        Replay("the same growth under the fix of S5's war story (3min, non-blocking): "
+               "JvmLoadedClassesRising's to say, not this alert's",
+               [(periodic_gc_interval(), "180x960"), (reference_tracking_blocking(), "0x960"),
+                (app_uptime(), "0+60x960"), (driver_nonheap(), values(LEAKING_NONHEAP))],
+               quiet=["8h", "16h"]),
+        Replay("the defaults, and a driver that loads its jobs' classes for two hours, then stays flat",
+               [(periodic_gc_interval(), "1800x960"), (reference_tracking_blocking(), "1x960"),
+                (app_uptime(), "0+60x960"),
+                (driver_nonheap(), values(saw(0, 20 * MB, 30, 960,
+                                             base=lambda t: 100 * MB + 200 * MB * min(t, 120) / 120)))],
+               quiet=["6h", "7h", "8h", "10h"]),
     ],
 )
 
