@@ -199,7 +199,7 @@ def test_without_the_mappings_the_content_decides(monkeypatch):
     from sparkwatch.hotspot import discovery
     from tests.test_perfdata import build
 
-    monkeypatch.setattr(discovery, "_maps_file", lambda pid, dirname, n: None)
+    monkeypatch.setattr(discovery, "_maps_file", lambda pid, dirname, n, out_of_time=None: None)
     token = f"swnomaps{uuid.uuid4().hex[:8]}"
     good = build([("sun.rt.javaCommand", "org.example.Copy", "string", 1), ("java.threads.live", 4, "none", 3)])
     cfg = {"jvm": [{"name": "nomaps", "match": token}]}
@@ -213,3 +213,59 @@ def test_without_the_mappings_the_content_decides(monkeypatch):
             assert value(ss, "jvm_threads_live", process="nomaps", pid="") == 4
             assert value(ss, "jvm_perfdata_files_skipped_total", target="nomaps", reason="not_hotspot") == n
             assert value(ss, "jvm_perfdata_files_skipped_total", target="nomaps", reason="not_mapped") == 0
+
+
+#: a process with ``count`` mappings of one file (none of them a perf-data file), then waiting
+_MANY_MAPPINGS = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for i in range(int(sys.argv[2])):
+    # alternate offsets: neighbouring mappings are not merged into one line
+    assert libc.mmap(None, 4096, 1, 1, fd, 4096 * (i % 2)) not in (None, ctypes.c_void_p(-1).value)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_mappings_of_a_process_are_read_within_the_files_share_of_the_deadline(tmp_path):
+    """A local user's process with tens of thousands of mappings (up to vm.max_map_count,
+    some 120 MB of /proc/<pid>/maps, a second of CPU to read) and a garbage perf-data
+    file: its mappings are read only while the files' share of the deadline lasts (the
+    clock is looked at as they are read, not only between files); the file is then left
+    unread, its verdict not kept."""
+    import sys
+
+    from sparkwatch.collector import Deadline
+    from sparkwatch.hotspot.discovery import JvmRef, PerfFiles
+
+    class Ticking:  # 0.1 s at every look: the files' half of a 10 s deadline lasts some 50 looks
+        t = 0.0
+
+        def __call__(self):
+            self.t += 0.1
+            return self.t
+
+    mapped = tmp_path / "mapped"
+    mapped.write_bytes(bytes(8192))
+    p = subprocess.Popen([sys.executable, "-c", _MANY_MAPPINGS, str(mapped), "30000"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    d = tmp_path / "hsperfdata_swmaps"
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        d.mkdir()
+        f = d / str(p.pid)
+        f.write_bytes(b"\x7fELF" + bytes(100))
+        st = f.stat()
+        ref = JvmRef(p.pid, p.pid, str(f), st.st_uid, (st.st_dev, st.st_ino))
+        files = PerfFiles()
+        reading = files.read([(ref, ["java", "x"])], Deadline(10, clock=Ticking()))
+        assert reading.skipped.count["unread"] == 1
+        assert reading.skipped.count["not_hotspot"] == 0
+        assert not reading.jvms and not files._verdicts
+    finally:
+        stop_process_group(p, grace=0)
+        p.stdin.close()
+        p.stdout.close()

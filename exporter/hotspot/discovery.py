@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import psutil
 
@@ -137,14 +137,28 @@ def _perf_files(tmp: str) -> List[Tuple[str, os.DirEntry]]:
     return out
 
 
-def _maps_file(pid: int, dirname: str, n: int) -> Optional[bool]:
+#: lines of /proc/<pid>/maps read between two looks at the clock (a process may have up to
+#: vm.max_map_count mappings, 65,530 by default: some 120 MB of text and a second of CPU)
+MAPS_LINES_PER_LOOK = 256
+#: what :func:`_maps_file` says when the time was up before it had read every mapping
+OUT_OF_TIME = object()
+
+
+def _maps_file(pid: int, dirname: str, n: int, out_of_time: Optional[Callable[[], bool]] = None):
     """Whether process ``pid`` has the perf file ``<dirname>/<n>`` mapped, as a JVM
     maps its own from its start to its end; None when its mappings cannot be read
-    (no CAP_SYS_PTRACE for a process of another user)."""
+    (no CAP_SYS_PTRACE for a process of another user); :data:`OUT_OF_TIME` when
+    ``out_of_time()`` said so before every mapping was read (it is asked every
+    :data:`MAPS_LINES_PER_LOOK` lines: whoever runs the process chooses how many it has)."""
     needle = os.fsencode(f"/{dirname}/{n}")
     try:
         with open(f"/proc/{pid}/maps", "rb") as f:
-            return any(line.rstrip(b"\n").endswith(needle) for line in f)
+            for i, line in enumerate(f, 1):
+                if line.rstrip(b"\n").endswith(needle):
+                    return True
+                if out_of_time is not None and i % MAPS_LINES_PER_LOOK == 0 and out_of_time():
+                    return OUT_OF_TIME
+            return False
     except PermissionError:
         return None
     except OSError:
@@ -247,6 +261,7 @@ class PerfFiles:
         reads at most). Reading stops when no more than ``reserve`` seconds are
         left in the deadline."""
         skipped = reading.skipped
+        out_of_time = lambda: deadline.remaining() <= reserve  # noqa: E731
         pending = [(ref, args, None) for ref, args in cands]
         for attempt in range(READ_ATTEMPTS):
             if attempt:
@@ -265,7 +280,12 @@ class PerfFiles:
                         started = psutil.Process(ref.pid).create_time()
                     except psutil.Error:
                         continue  # exited
-                got = self._read_one(ref, args, started, reading)
+                got = self._read_one(ref, args, started, reading, out_of_time)
+                if got is OUT_OF_TIME:  # its mappings were not all read in time: this file and the rest
+                    for r, _, _ in pending[i:]:
+                        skipped.add("unread", r.path)
+                    again = []
+                    break
                 if got is _NOT_READY:
                     again.append((ref, args, started))
                 elif got is not None:
@@ -276,10 +296,12 @@ class PerfFiles:
         for ref, _, _ in pending:
             skipped.add("not_ready", ref.path)
 
-    def _read_one(self, ref: JvmRef, args: Optional[List[str]], started: float, reading: Reading):
+    def _read_one(self, ref: JvmRef, args: Optional[List[str]], started: float, reading: Reading,
+                  out_of_time: Optional[Callable[[], bool]] = None):
         """(ref, perf data, args) for a JVM and its file (its process started at
         ``started``); None for anything else (counted in ``reading.skipped``, or
-        this JVM's file unreadable); _NOT_READY."""
+        this JVM's file unreadable); _NOT_READY; OUT_OF_TIME (``out_of_time()``
+        said so while its process' mappings were read; nothing counted)."""
         key = (ref.pid, ref.file_id)
         verdict = self._verdicts.get(key)
         if verdict is not None and verdict[0] != started:
@@ -296,7 +318,9 @@ class PerfFiles:
             return _NOT_READY
         except (perfdata.NotHotSpot, OSError) as e:
             if mapped is None:
-                mapped = self._verify(ref, started, "not_hotspot")
+                mapped = self._verify(ref, started, "not_hotspot", out_of_time)
+            if mapped is OUT_OF_TIME:
+                return OUT_OF_TIME
             if mapped is not True:  # not its JVM's file, or no sign that it is (mappings unreadable)
                 reading.skipped.add("not_hotspot", ref.path)
                 return None
@@ -305,7 +329,9 @@ class PerfFiles:
             reading.unreadable.append((ref.pid, f"cannot read {ref.path}: {e}"))
             return None
         if mapped is None:
-            mapped = self._verify(ref, started, "not_mapped")
+            mapped = self._verify(ref, started, "not_mapped", out_of_time)
+        if mapped is OUT_OF_TIME:
+            return OUT_OF_TIME
         if isinstance(mapped, str):  # (None: its mappings cannot be read, the file is taken as its JVM's)
             reading.skipped.add(mapped, ref.path)
             return None
@@ -315,16 +341,17 @@ class PerfFiles:
             return None
         return ref, pd, args
 
-    def _verify(self, ref: JvmRef, started: float, otherwise: str):
+    def _verify(self, ref: JvmRef, started: float, otherwise: str, out_of_time=None):
         """True when the process has its file mapped (a JVM maps its own from its
         start to its end), else ``otherwise`` (the reason it is skipped); the
         verdict is kept for the process' life. None when its mappings cannot be
         read (no CAP_SYS_PTRACE for a process of another user; not kept): the
-        file's content decides."""
+        file's content decides. OUT_OF_TIME (not kept) when ``out_of_time()``
+        said so before they were all read."""
         dirname = os.path.basename(os.path.dirname(ref.path))
-        mapped = _maps_file(ref.pid, dirname, ref.nspid)
-        if mapped is None:
-            return None
+        mapped = _maps_file(ref.pid, dirname, ref.nspid, out_of_time)
+        if mapped is None or mapped is OUT_OF_TIME:
+            return mapped
         verdict = True if mapped else otherwise
         self._verdicts[(ref.pid, ref.file_id)] = (started, verdict)
         return verdict
