@@ -314,6 +314,10 @@ def load_web_config(path) -> WebConfig:
 _FAKE_SALT_AND_HASH = "QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
 
 
+#: bytes of a password bcrypt reads; a longer password never passes
+BCRYPT_MAX_PASSWORD = 72
+
+
 def _cost(hashed: bytes) -> int:
     return int(hashed.split(b"$")[2])
 
@@ -392,10 +396,13 @@ class BasicAuth:
 
         with self._bcrypt_lock:
             try:
-                ok = bcrypt.checkpw(password, hashed)
+                # bcrypt reads 72 bytes: bcrypt 4 cuts a longer password silently (a wrong one
+                # sharing the first 72 bytes would pass), bcrypt 5 raises; the same check runs
+                # on what it reads, and a longer password is refused after it
+                ok = bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD], hashed)
             except ValueError:
                 ok = False
-        ok = ok and known
+        ok = ok and known and len(password) <= BCRYPT_MAX_PASSWORD
         if ok:
             with self._cache_lock:
                 self._ok[self._digest(header)] = None

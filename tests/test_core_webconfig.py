@@ -219,6 +219,26 @@ def test_an_unknown_user_costs_a_bcrypt_check_of_the_configured_cost(monkeypatch
     assert [_cost(h) for h in seen] == [5] and not refused
 
 
+
+def test_a_password_longer_than_bcrypt_reads_is_refused_whatever_bcrypt_does(monkeypatch):
+    """bcrypt reads 72 bytes of a password: bcrypt 4 (which pyproject allows) cuts a longer
+    one silently, so a wrong password that shares the right one's first 72 bytes would
+    pass; bcrypt 5 raises instead. Either way: refused, after a check of the same cost."""
+    right = "p" * 72
+    seen = []
+
+    def bcrypt4(pw, h):  # what bcrypt 4.x does with a long password
+        seen.append(len(pw))
+        return bcrypt.hashpw(pw[:72], h) == h
+
+    monkeypatch.setattr(bcrypt, "checkpw", bcrypt4)
+    auth = BasicAuth({"u": bcrypt.hashpw(right.encode(), bcrypt.gensalt(rounds=4)).decode()})
+    assert auth.check(_basic("u", right))
+    assert not auth.check(_basic("u", right + "-anything"))
+    assert not auth.check(_basic("u", right + "-anything"))  # and never cached
+    assert seen == [72, 72, 72]  # a bcrypt check each time, on what bcrypt reads
+
+
 FLOOD_CLIENTS = 24
 
 
