@@ -250,6 +250,35 @@ def test_what_is_not_a_regular_file_is_not_hotspot(tmp_path):
         read_file(str(tmp_path / "2"))
 
 
+
+def test_what_is_not_a_regular_file_is_never_opened(tmp_path):
+    """Whoever owns the directory (root in a container has CAP_MKNOD) may put a device
+    node or a named pipe where a perf-data file is expected: opening one for reading
+    runs its driver (a watchdog device starts counting down to a reboot when opened and
+    closed) or wakes whoever waits for a reader. It is looked at without being opened.
+    A writer blocked opening a FIFO is the witness: any open for reading releases it."""
+    import threading
+
+    fifo = tmp_path / "1"
+    os.mkfifo(fifo)
+    opened = threading.Event()
+
+    def writer():
+        fd = os.open(fifo, os.O_WRONLY)  # blocks until someone opens the FIFO for reading
+        opened.set()
+        os.close(fd)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(perfdata.NotHotSpot, match="regular"):
+            read_file(str(fifo))
+        assert not opened.wait(0.5)
+    finally:
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # release the writer
+        t.join(5)
+
+
 entry_st = st.tuples(
     st.text(alphabet="abcdefghijklmnopqrstuvwxyz.0123456789", min_size=1, max_size=40),
     st.one_of(st.integers(min_value=-(2 ** 63), max_value=2 ** 63 - 1),

@@ -49,13 +49,12 @@ raises one of the two kinds of :class:`PerfDataError`; nothing else escapes:
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 MAGIC = b"\xca\xfe\xc0\xc0"
 PROLOGUE_SIZE = 32
@@ -260,13 +259,14 @@ def parse(buf: bytes, require_accessible: bool = True) -> PerfData:
 
 
 def read_file(path: str, attempts: int = 3, retry_delay: float = 0.01,
-              deadline_remaining=None) -> PerfData:
+              deadline_remaining=None, file_id: Optional[Tuple[int, int]] = None) -> PerfData:
     """Read and parse ``path``; re-read (up to ``attempts`` reads, ``retry_delay``
     apart) only while it is :class:`NotReady`. :class:`NotHotSpot` is raised at
     the first read, without sleeping.
 
     ``deadline_remaining``: optional callable giving the seconds left; no retry
-    is started when less than twice the delay is left. Raises
+    is started when less than twice the delay is left. ``file_id``: see
+    :func:`read_bytes`. Raises
     :class:`PerfDataError` or :class:`OSError` (file gone, no permission).
     """
     last: Optional[PerfDataError] = None
@@ -276,33 +276,43 @@ def read_file(path: str, attempts: int = 3, retry_delay: float = 0.01,
                 break
             time.sleep(retry_delay)
         try:
-            return parse(read_bytes(path))
+            return parse(read_bytes(path, file_id))
         except NotReady as e:
             last = e
     assert last is not None
     raise last
 
 
-def read_bytes(path: str) -> bytes:
+def read_bytes(path: str, file_id: Optional[Tuple[int, int]] = None) -> bytes:
     """The bytes of ``path`` a parse needs, at most :data:`MAX_FILE_SIZE`: its
     prologue, checked, then the rest of what the prologue says is used.
 
-    Raises :class:`NotHotSpot` (not a regular file, a symbolic link, too large,
-    a prologue HotSpot would not write), :class:`NotReady` (a prologue not yet
-    written) or :class:`OSError`."""
+    The file is looked at before it is opened for reading (an ``O_PATH`` descriptor:
+    a device node or a named pipe a directory's owner put there is never opened, so
+    no driver runs and no one waiting for a reader wakes), then opened through that
+    descriptor, never by its path again. With ``file_id`` (``(st_dev, st_ino)``, as
+    the file was listed) any other file is refused: a path whose directories were
+    swapped for symbolic links since leads nowhere else.
+
+    Raises :class:`NotHotSpot` (not a regular file, a symbolic link, not the file
+    listed, too large, a prologue HotSpot would not write), :class:`NotReady` (a
+    prologue not yet written) or :class:`OSError`."""
+    # O_PATH | O_NOFOLLOW: a symbolic link is opened as itself, anything else without its open
+    where = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        # O_NONBLOCK: a named pipe must not block the open
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise NotHotSpot("a symbolic link") from None
-        raise
-    try:
-        st = os.fstat(fd)
+        st = os.fstat(where)
+        if stat.S_ISLNK(st.st_mode):
+            raise NotHotSpot("a symbolic link")
         if not stat.S_ISREG(st.st_mode):
             raise NotHotSpot("not a regular file")
+        if file_id is not None and (st.st_dev, st.st_ino) != tuple(file_id):
+            raise NotHotSpot("not the file listed (its path leads elsewhere now)")
         if st.st_size > MAX_FILE_SIZE:
             raise NotHotSpot(f"too large for a perf-data file ({st.st_size} bytes)")
+        fd = os.open(f"/proc/self/fd/{where}", os.O_RDONLY | os.O_CLOEXEC)  # this very file
+    finally:
+        os.close(where)
+    try:
         head = _read(fd, PROLOGUE_SIZE)
         p = parse_prologue(head, st.st_size)
         return head + _read(fd, p.used - len(head))
