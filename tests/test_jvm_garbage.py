@@ -269,3 +269,61 @@ def test_the_mappings_of_a_process_are_read_within_the_files_share_of_the_deadli
         stop_process_group(p, grace=0)
         p.stdin.close()
         p.stdout.close()
+
+
+def _chrooted_sleeper(root, tmp_target=None) -> subprocess.Popen:
+    """A ``sleep`` in a mount namespace of its own, chrooted to ``root`` (the host's /usr
+    bound into it): a container's process, as /proc/<pid>/root shows it. Its /tmp is a
+    directory, or a symbolic link to ``tmp_target`` (what a container's root may make)."""
+    import shutil
+    import time
+
+    for d in ("bin", "lib", "lib64", "sbin"):
+        if os.path.islink(f"/{d}"):
+            os.symlink(os.readlink(f"/{d}"), root / d)
+    (root / "usr").mkdir()
+    if tmp_target is None:
+        (root / "tmp").mkdir()
+    else:
+        os.symlink(tmp_target, root / "tmp")
+    script = f'mount --bind /usr "{root}/usr" && exec chroot "{root}" /usr/bin/sleep 300'
+    p = subprocess.Popen([shutil.which("unshare"), "-m", "--propagation", "private", "sh", "-c", script],
+                         start_new_session=True)
+    for _ in range(500):  # until the exec is done
+        try:
+            if os.readlink(f"/proc/{p.pid}/exe").endswith("/sleep"):
+                return p
+        except OSError:
+            pass
+        time.sleep(0.01)
+    stop_process_group(p, grace=0)
+    raise AssertionError("the chrooted sleep did not start")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (unshare, mount, chroot)")
+def test_a_containers_tmp_that_is_a_symbolic_link_is_not_followed(tmp_path):
+    """/proc/<pid>/root/tmp, a symbolic link a container's root made, would resolve
+    against the exporter's own root (an absolute link: the node's /tmp, or another
+    pod's /proc/<pid>/root/tmp): whatever perf-data file lies there would be read as
+    that container's process' JVM. A real /tmp is listed; a symbolic link is not."""
+    from sparkwatch import procstats
+    from sparkwatch.hotspot.discovery import find_jvms
+    from tests.test_perfdata import build
+
+    data = build([("sun.rt.javaCommand", "org.example.Elsewhere", "string", 1)])
+    elsewhere = tmp_path / "elsewhere"  # on the exporter's side
+    (elsewhere / "hsperfdata_swlink").mkdir(parents=True)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "linked").mkdir()
+    real = _chrooted_sleeper(tmp_path / "real")
+    linked = _chrooted_sleeper(tmp_path / "linked", tmp_target=str(elsewhere))
+    try:
+        (tmp_path / "real" / "tmp" / "hsperfdata_swlink").mkdir()
+        (tmp_path / "real" / "tmp" / "hsperfdata_swlink" / str(real.pid)).write_bytes(data)
+        (elsewhere / "hsperfdata_swlink" / str(linked.pid)).write_bytes(data)
+        found = {r.pid: r for r in find_jvms(procstats.host_snapshot())}
+        assert real.pid in found and found[real.pid].path == f"/proc/{real.pid}/root/tmp/hsperfdata_swlink/{real.pid}"
+        assert linked.pid not in found
+    finally:
+        stop_process_group(real, grace=0)
+        stop_process_group(linked, grace=0)

@@ -82,27 +82,24 @@ def find_jvms(snap: procstats.HostSnapshot) -> List[JvmRef]:
     out: List[JvmRef] = []
     for key, procs in groups.items():
         root = ""
+        files: List[Tuple[str, str, os.stat_result]] = []
         if key:
             for pi in procs:  # any member shows the namespace's /tmp
-                if os.path.isdir(f"/proc/{pi.pid}/root/tmp"):
-                    root = f"/proc/{pi.pid}/root"
+                root = f"/proc/{pi.pid}/root"
+                files = _perf_files(root)
+                if files is not None:
                     break
-            else:
-                continue
-        files = _perf_files(f"{root}/tmp")
+        else:
+            files = _perf_files("/")
         if not files:
             continue
         by_nspid: Dict[int, List[procstats.ProcInfo]] = {}
         for pi in procs:
             by_nspid.setdefault(pi.nspid[-1], []).append(pi)
-        for dirname, entry in files:
-            n = int(entry.name)
+        for dirname, name, st in files:
+            n = int(name)
             cands = by_nspid.get(n)
             if not cands:
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
                 continue
             owner = st.st_uid
             # root: a JVM started as root that then switched users (jsvc) keeps a root-owned file
@@ -118,22 +115,54 @@ def find_jvms(snap: procstats.HostSnapshot) -> List[JvmRef]:
     return out
 
 
-def _perf_files(tmp: str) -> List[Tuple[str, os.DirEntry]]:
-    """(directory name, entry) of every ``<tmp>/hsperfdata_*/<digits>``; directories
-    that are symbolic links are not followed."""
-    out = []
+#: a directory opened to be listed, never through a symbolic link, never inherited
+_LIST = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _perf_files(root: str) -> Optional[List[Tuple[str, str, os.stat_result]]]:
+    """(directory name, file name, lstat) of every ``<root>/tmp/hsperfdata_*/<digits>``
+    (whatever it is: :func:`sparkwatch.hotspot.perfdata.read_bytes` opens nothing but a
+    regular file); None when ``<root>/tmp`` is not a directory that can be opened. Neither ``tmp`` nor a ``hsperfdata_*`` directory is followed if it is a
+    symbolic link: ``root`` is ``/proc/<pid>/root`` for another mount namespace, and a
+    link there (made by whoever is root in that container) resolves against the
+    exporter's own root, not the container's. Everything is listed through directory
+    descriptors opened one from the other, so nothing swapped meanwhile redirects it."""
+    out: List[Tuple[str, str, os.stat_result]] = []
+    try:
+        top = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # /proc/<pid>/root: the kernel's own link
+    except OSError:
+        return None
+    try:
+        tmp = os.open("tmp", _LIST, dir_fd=top)
+    except OSError:
+        return None
+    finally:
+        os.close(top)
     try:
         with os.scandir(tmp) as it:
-            dirs = [e for e in it if e.name.startswith("hsperfdata_") and e.is_dir(follow_symlinks=False)]
+            dirs = [e.name for e in it if e.name.startswith("hsperfdata_") and e.is_dir(follow_symlinks=False)]
+        for name in dirs:
+            try:
+                d = os.open(name, _LIST, dir_fd=tmp)
+            except OSError:
+                continue
+            try:
+                with os.scandir(d) as it:
+                    # as HotSpot names them: the pid in ASCII digits, no leading zero
+                    for e in it:
+                        if e.name.isascii() and e.name.isdigit() and e.name[0] != "0":
+                            try:
+                                out.append((name, e.name, e.stat(follow_symlinks=False)))
+                            except OSError:
+                                continue
+            except OSError:
+                pass
+            finally:
+                os.close(d)
     except OSError:
-        return out
-    for d in dirs:
-        try:
-            with os.scandir(d.path) as it:
-                # as HotSpot names them: the pid in ASCII digits, no leading zero
-                out.extend((d.name, e) for e in it if e.name.isascii() and e.name.isdigit() and e.name[0] != "0")
-        except OSError:
-            continue
+        pass
+    finally:
+        os.close(tmp)
     return out
 
 
@@ -311,7 +340,8 @@ class PerfFiles:
             reading.skipped.add(mapped, ref.path)
             return None
         try:
-            pd = perfdata.read_file(ref.path, attempts=1)
+            # the file listed, and no other: a /tmp swapped for a symbolic link since leads nowhere
+            pd = perfdata.read_file(ref.path, attempts=1, file_id=ref.file_id if ref.file_id != (0, 0) else None)
         except FileNotFoundError:
             return None  # exited, its file removed
         except perfdata.NotReady:
