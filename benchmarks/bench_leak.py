@@ -59,12 +59,12 @@ from testbed.procs import stop_process_group  # noqa: E402
 def serve_spark() -> int:
     """(--serve) The Spark UI and the YARN stand-in; prints both URLs, serves until stdin closes."""
     from testbed.spark import ReplayServer, load_recording, merged_routes, recording_dirs, routes_from_recording
-    from testbed.yarn import YarnApp, YarnResourceManager
+    from testbed.yarn import YarnCluster
 
     dirs = recording_dirs()
-    with ReplayServer(merged_routes(dirs)) as ui, YarnResourceManager() as rm:
+    with ReplayServer(merged_routes(dirs)) as ui, YarnCluster(security=True) as rm:
         for i, d in enumerate(dirs):
-            rm.apps.append(YarnApp(f"application_1764400000000_{i + 1:04d}", f"app{i}", routes=routes_from_recording(d)))
+            rm.add_app(f"app{i}", routes=routes_from_recording(d))
         print(ui.url, rm.url, flush=True)
         sys.stdin.read()
     return 0

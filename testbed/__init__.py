@@ -6,6 +6,9 @@ run against, and the code that starts and stops it.
 - :mod:`testbed.jvm`         real JVMs built from ``testbed/jvmapps/*.java``, test users
 - :mod:`testbed.spark`       real Spark applications (``testbed/sparkapps/``), the history
   server, and a replay server for recorded Spark responses
+- :mod:`testbed.yarn`        a YARN ResourceManager stand-in rebuilt from Hadoop's sources: its
+  REST API, web proxy, AmIpFilter'd AMs, HA pair, pseudo authentication, Kerberos in front
+- :mod:`testbed.kerberos`    an MIT Kerberos realm (KDC on loopback) and an Apache SPNEGO front
 - :mod:`testbed.faulty_http` an HTTP server that answers with one chosen fault
 - :mod:`testbed.exporter`    the exporter run in-process, and reading what it exports
 - :mod:`testbed.procs`       free ports, stopping a process group

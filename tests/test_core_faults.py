@@ -84,17 +84,11 @@ CLUSTER_FAULTS = {
 
 def _hostile_manager(mode: str, elsewhere: str):
     from testbed.standalone_master import MasterApp, StandaloneMaster
-    from testbed.yarn import YarnApp, YarnResourceManager
+    from testbed.yarn import YarnCluster
 
     if mode.startswith("rm_"):
-        class Rm(YarnResourceManager):
-            def listing(self, query):
-                data = super().listing(query)
-                data["apps"]["app"][0]["trackingUrl"] = elsewhere
-                return data
-
-        rm = Rm()
-        rm.apps.append(YarnApp("application_1_0001", "a"))
+        rm = YarnCluster()
+        rm.add_app("a", unmanaged=True, tracking_url=elsewhere)  # an unmanaged AM registers any URL
         return rm, "yarn"
     m = StandaloneMaster()
     if mode == "master_home_page_of_16_mib_of_lt":

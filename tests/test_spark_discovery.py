@@ -1,9 +1,11 @@
 """Cluster discovery: a spark target that names a cluster manager finds the
 running applications and scrapes each one's driver UI.
 
-YARN runs against testbed.yarn (a ResourceManager stand-in that follows the
-RM REST contract and its web proxy's quirks) serving recorded answers of real
-Spark 3.5 and 4.0 drivers. The standalone master's pages are parsed here from
+YARN runs against testbed.yarn (a ResourceManager stand-in rebuilt from
+Hadoop's sources: its REST API, its web proxy, AmIpFilter'd AMs) whose AMs serve
+recorded answers of real Spark 3.5 and 4.0 drivers; tests/test_spark_yarn.py has
+what Hadoop does beyond (unmanaged AMs, HA, pseudo authentication), and
+tests/test_kerberos_targets.py Kerberos. The standalone master's pages are parsed here from
 recordings of real masters; tests/test_spark_cluster.py runs a real standalone
 cluster.
 """
@@ -21,7 +23,7 @@ from testbed.exporter import running_exporter, samples, scrape, value
 from testbed.faulty_http import faulty_server
 from testbed.procs import free_port
 from testbed.spark import recording_dirs, routes_from_recording
-from testbed.yarn import YarnApp, YarnResourceManager
+from testbed.yarn import YarnCluster
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -35,8 +37,8 @@ def _recorded_apps():
     return out
 
 
-def _yarn_config(rm, **kw):
-    t = {"name": "yarn", "url": rm.url, "discover": "yarn"}
+def _yarn_config(yarn, **kw):
+    t = {"name": "yarn", "url": yarn.url, "discover": "yarn"}
     t.update(kw)
     return {"exporter": {"scrape_timeout": 10}, "spark": [t]}
 
@@ -47,13 +49,15 @@ def _app_ids(ss, target):
 
 def test_yarn_every_running_spark_application_through_the_proxy():
     recorded = _recorded_apps()
-    with YarnResourceManager() as rm:
+    with YarnCluster(security=True) as yarn:  # the proxy warns whoever is not the owner
         for n, (spark_id, routes) in enumerate(recorded):
-            rm.apps.append(YarnApp(f"application_1764400000000_000{n + 1}", f"app{n}", routes=routes))
-        rm.apps.append(YarnApp("application_1764400000000_0009", "done", state="FINISHED"))
-        rm.apps.append(YarnApp("application_1764400000000_0010", "mr", application_type="MAPREDUCE"))
-        with running_exporter(_yarn_config(rm)) as (base, _):
+            yarn.add_app(f"app{n}", routes=routes, user="alice")
+        yarn.add_app("done", state="FINISHED", routes=recorded[0][1])
+        yarn.add_app("queued", state="ACCEPTED")
+        yarn.add_app("mr", application_type="MAPREDUCE", routes=recorded[0][1])
+        with running_exporter(_yarn_config(yarn)) as (base, _):
             ss = samples(scrape(base))
+        rm = yarn.rms[0]
     assert value(ss, "sparkwatch_target_up", kind="spark", target="yarn") == 1
     assert value(ss, "spark_cluster_applications", target="yarn") == len(recorded)
     assert value(ss, "spark_cluster_applications_scraped", target="yarn") == len(recorded)
@@ -67,32 +71,17 @@ def test_yarn_every_running_spark_application_through_the_proxy():
     assert rm.warned == 0
 
 
-def test_yarn_proxy_warning_page_without_the_cookie_is_what_the_stand_in_does():
-    """The stand-in's proxy warns a client without the cookie, as Hadoop's does (so the
-    test above proves the cookie is sent)."""
-    recorded = _recorded_apps()
-    import requests
-
-    with YarnResourceManager() as rm:
-        rm.apps.append(YarnApp("application_1_0001", "a", routes=recorded[0][1]))
-        r = requests.get(f"{rm.url}/proxy/application_1_0001/api/v1/applications", timeout=10)
-        assert r.headers["Content-Type"].startswith("text/html") and "may not be safe" in r.text
-        r = requests.get(f"{rm.url}/proxy/application_1_0001/api/v1/applications",
-                         cookies={"checked_application_1_0001": "true"}, timeout=10)
-        assert r.json()[0]["id"] == recorded[0][0]
-
-
 def test_yarn_one_unreadable_application_costs_that_application_only():
     recorded = _recorded_apps()
-    with YarnResourceManager() as rm, faulty_server("http500") as broken:
-        rm.apps.append(YarnApp("application_1_0001", "ok", routes=recorded[0][1]))
-        rm.apps.append(YarnApp("application_1_0002", "broken", redirect_to=broken.url))
-        rm.apps.append(YarnApp("application_1_0003", "gone", routes={}))  # 404 everywhere
-        # the proxy redirects the broken one to a driver on this host, allowed here
-        with running_exporter(_yarn_config(rm, discovered_ui_allowed=["http://127.0.0.1:*"])) as (base, _):
+    with YarnCluster() as yarn, faulty_server("http500") as broken:
+        yarn.add_app("ok", routes=recorded[0][1])
+        yarn.add_app("broken", driver=broken.url)  # the proxy relays the driver's 500
+        yarn.add_app("gone", routes={})  # 404 everywhere
+        yarn.add_app("stopped", driver=f"http://127.0.0.1:{free_port()}", am_filter=False)  # the proxy's 500
+        with running_exporter(_yarn_config(yarn)) as (base, _):
             ss = samples(scrape(base))
     assert value(ss, "sparkwatch_target_up", kind="spark", target="yarn") == 1
-    assert value(ss, "spark_cluster_applications", target="yarn") == 3
+    assert value(ss, "spark_cluster_applications", target="yarn") == 4
     assert value(ss, "spark_cluster_applications_scraped", target="yarn") == 1
     assert _app_ids(ss, "yarn") == [recorded[0][0]]
     assert value(ss, "sparkwatch_target_scrape_errors_total", kind="spark", target="yarn", reason="partial") >= 1
@@ -100,10 +89,10 @@ def test_yarn_one_unreadable_application_costs_that_application_only():
 
 def test_one_driver_ui_that_hangs_costs_that_application_not_the_cluster_target():
     recorded = _recorded_apps()
-    with YarnResourceManager() as rm, faulty_server("hang") as hung:
-        rm.apps.append(YarnApp("application_1_0001", "ok", routes=recorded[0][1]))
-        rm.apps.append(YarnApp("application_1_0002", "hung", redirect_to=hung.url))
-        cfg = _yarn_config(rm, discovered_ui_allowed=["http://127.0.0.1:*"])  # where the proxy redirects
+    with YarnCluster() as yarn, faulty_server("hang") as hung:
+        yarn.add_app("ok", routes=recorded[0][1])
+        yarn.add_app("hung", driver=hung.url)  # the proxy waits for the AM, which waits for the driver
+        cfg = _yarn_config(yarn)
         cfg["exporter"] = {"scrape_timeout": 3, "timeout_offset": 0}
         with running_exporter(cfg) as (base, _):
             ss = samples(scrape(base))
@@ -113,16 +102,20 @@ def test_one_driver_ui_that_hangs_costs_that_application_not_the_cluster_target(
     assert value(ss, "sparkwatch_target_scrape_errors_total", kind="spark", target="yarn", reason="partial") >= 1
 
 
-def test_yarn_applications_that_end_drop_out_within_a_scrape_and_none_is_fine():
+@pytest.mark.parametrize("hadoop_major", [2, 3])
+def test_yarn_applications_that_end_drop_out_within_a_scrape_and_none_is_fine(hadoop_major):
+    """Hadoop 3 answers {"apps":{}} when nothing matches, Hadoop 2 {"apps":null}."""
     recorded = _recorded_apps()
-    with YarnResourceManager() as rm:
-        rm.apps.append(YarnApp("application_1_0001", "a", routes=recorded[0][1]))
-        rm.apps.append(YarnApp("application_1_0002", "b", routes=recorded[1][1]))
-        with running_exporter(_yarn_config(rm)) as (base, _):
+    with YarnCluster(hadoop_major=hadoop_major) as yarn:
+        a = yarn.add_app("a", routes=recorded[0][1])
+        b = yarn.add_app("b", routes=recorded[1][1])
+        with running_exporter(_yarn_config(yarn)) as (base, _):
             assert len(_app_ids(samples(scrape(base)), "yarn")) == 2
-            rm.apps[0].state = "FINISHED"
+            with yarn.lock:
+                a.state = "FINISHED"
             assert _app_ids(samples(scrape(base)), "yarn") == [recorded[1][0]]
-            rm.apps[1].state = "KILLED"
+            with yarn.lock:
+                b.state = "KILLED"
             ss = samples(scrape(base))
     assert _app_ids(ss, "yarn") == []
     assert value(ss, "spark_cluster_applications", target="yarn") == 0

@@ -12,7 +12,9 @@ trackingUrl), its name, and how many applications there are.
   ``partial``, not down.
 
 The masters are testbed.standalone_master (recorded pages of real masters),
-the ResourceManager testbed.yarn, the drivers recorded answers of real drivers.
+the ResourceManager testbed.yarn (rebuilt from Hadoop's sources: an unmanaged
+AM reports whatever tracking URL it registered), the drivers recorded answers of real
+drivers.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from testbed.exporter import find, no_scrape_threads_within, running_exporter, s
 from testbed.faulty_http import faulty_server
 from testbed.spark import ReplayServer, recording_dirs, routes_from_recording
 from testbed.standalone_master import MasterApp, StandaloneMaster
-from testbed.yarn import YarnApp, YarnResourceManager
+from testbed.yarn import LoopbackServer, Reply, YarnCluster
 
 AUTH = {"username": "manager", "password": "s3cret-of-the-manager"}
 
@@ -52,64 +54,54 @@ def _target_errors(ss, target, reason):
     return found[0][2] if found else 0
 
 
-class _Rm(YarnResourceManager):
-    """A ResourceManager whose listing gives some applications another trackingUrl
-    (an RM without a web proxy, or one that lies)."""
-
-    def __init__(self, tracking=None):
-        super().__init__()
-        self.tracking = dict(tracking or {})
-
-    def listing(self, query):
-        data = super().listing(query)
-        for a in (data["apps"] or {}).get("app", []):
-            a["trackingUrl"] = self.tracking.get(a["id"], a["trackingUrl"])
-        return data
+def _has_auth(headers) -> bool:
+    return any(k.lower() == "authorization" for k, _ in headers)
 
 
 # ---------------------------------------------------------------- item: where discovered UIs may be
 
 
 def test_yarn_tracking_urls_off_the_rm_proxy_are_refused_and_counted():
+    """An unmanaged AM registers whatever tracking URL it likes, and the RM reports it as is."""
     (spark_id, routes), *_ = _recorded()
-    with ReplayServer(routes) as driver, faulty_server("ok") as elsewhere, _Rm() as rm:
-        rm.apps.append(YarnApp("application_1_0001", "through-the-proxy", routes=routes))
-        hostile = {
-            "application_1_0002": _other_host(elsewhere.url) + "/",  # another host
-            "application_1_0003": f"http://127.0.0.1:{elsewhere.server_address[1]}/",  # the RM's host, another port
-            "application_1_0004": f"{rm.url}/proxy/application_1_0001/",  # the RM proxy, another application
-            "application_1_0005": f"http://127.0.0.1:{rm.httpd.server_port}@localhost:"
-                                  f"{elsewhere.server_address[1]}/",  # userinfo
-            "application_1_0006": f"http://localhost:{elsewhere.server_address[1]}\\@127.0.0.1/",
-            "application_1_0007": "javascript:alert(1)",
-        }
-        for app_id, url in hostile.items():
-            rm.apps.append(YarnApp(app_id, "hostile", routes=routes))
-            rm.tracking[app_id] = url
+    with ReplayServer(routes) as driver, faulty_server("ok") as elsewhere, YarnCluster() as y:
+        first = y.add_app("through-the-proxy", routes=routes)
+        rm = y.rms[0]
+        port, rm_port = elsewhere.server_address[1], rm.server.port
+        hostile = [
+            _other_host(elsewhere.url) + "/",  # another host
+            f"http://127.0.0.1:{port}/",  # the RM's host, another port
+            f"{rm.url}/proxy/{first.app_id}/",  # the RM proxy, another application
+            f"http://127.0.0.1:{rm_port}@localhost:{port}/",  # userinfo
+            f"http://localhost:{port}\\@127.0.0.1/",
+            "javascript:alert(1)",  # AppInfo makes it http://javascript:alert(1)
+        ]
+        for url in hostile:
+            y.add_app("hostile", unmanaged=True, tracking_url=url)
         cfg = {"exporter": {"scrape_timeout": 10},
-               "spark": [{"name": "yarn", "url": rm.url, "discover": "yarn", "basic_auth": AUTH}]}
+               "spark": [{"name": "yarn", "url": y.url, "discover": "yarn", "basic_auth": AUTH}]}
         with running_exporter(cfg) as (base, _):
             ss = samples(scrape(base))
         assert elsewhere.requests == [] and driver.requests == []
     assert value(ss, "sparkwatch_target_up", kind="spark", target="yarn") == 1
     assert value(ss, "spark_cluster_applications", target="yarn") == 1 + len(hostile)
-    assert value(ss, "spark_cluster_rejected_uis", target="yarn") == len(hostile) - 1  # javascript: is no UI
+    assert value(ss, "spark_cluster_rejected_uis", target="yarn") == len(hostile)
     assert value(ss, "spark_cluster_applications_scraped", target="yarn") == 1
     assert [lab["app_id"] for n, lab, _ in ss if n == "spark_app_info"] == [spark_id]
     assert _target_errors(ss, "yarn", "partial") >= 1
-    # the RM's own proxy got the RM's credentials (it is the RM)
-    assert rm.requests and all("Authorization" in h for _, h in rm.requests)
+    # the RM and its own proxy got the RM's credentials (it is the RM); the AM behind it did not
+    assert rm.received and all(_has_auth(h) for _, h in rm.received)
+    assert first.am.received and not [h for _, _, h in first.am.received if _has_auth(h)]
 
 
 def test_yarn_ui_elsewhere_is_read_when_allowed_and_never_with_the_managers_credentials():
     (spark_id, routes), *_ = _recorded()
-    with faulty_server("body") as driver, _Rm() as rm:
+    with faulty_server("body") as driver, YarnCluster() as y:
         driver.body = routes["/api/v1/applications"][1]  # a quiet application: no jobs, stages, executors
-        rm.apps.append(YarnApp("application_1_0001", "a"))
-        rm.tracking["application_1_0001"] = _other_host(driver.url) + "/"
+        y.add_app("a", unmanaged=True, tracking_url=_other_host(driver.url) + "/")
         port = driver.server_address[1]
         cfg = {"exporter": {"scrape_timeout": 10},
-               "spark": [{"name": "yarn", "url": rm.url, "discover": "yarn", "basic_auth": AUTH,
+               "spark": [{"name": "yarn", "url": y.url, "discover": "yarn", "basic_auth": AUTH,
                           "discovered_ui_allowed": [f"http://localhost:{port}"]}]}
         with running_exporter(cfg) as (base, _):
             ss = samples(scrape(base))
@@ -120,23 +112,34 @@ def test_yarn_ui_elsewhere_is_read_when_allowed_and_never_with_the_managers_cred
     assert find(ss, "spark_app_info", target="yarn", app_id=spark_id)
 
 
-def test_yarn_proxy_redirects_only_where_discovered_uis_may_be_and_without_credentials():
+def test_yarn_redirects_of_a_discovered_ui_only_where_discovered_uis_may_be_and_without_credentials():
+    """An unmanaged AM's URL (allowed) that redirects to a driver elsewhere: followed only
+    where a discovered UI may be; the RM's credentials never follow."""
     (spark_id, routes), *_ = _recorded()
-    with ReplayServer(routes) as driver, YarnResourceManager() as rm:
-        rm.apps.append(YarnApp("application_1_0001", "a", redirect_to=_other_host(driver.url)))
-        cfg = {"exporter": {"scrape_timeout": 10},
-               "spark": [{"name": "yarn", "url": rm.url, "discover": "yarn", "basic_auth": AUTH}]}
-        with running_exporter(cfg) as (base, _):
-            ss = samples(scrape(base))
-        # the proxy's UI is allowed, but not the driver it redirects to
-        assert driver.requests == []
-        assert value(ss, "spark_cluster_applications_scraped", target="yarn") == 0
-        assert _target_errors(ss, "yarn", "partial") >= 1
-        cfg["spark"][0]["discovered_ui_allowed"] = [_other_host(driver.url)]
-        with running_exporter(cfg) as (base, _):
-            ss = samples(scrape(base))
-        assert find(ss, "spark_app_info", target="yarn", app_id=spark_id)
-    assert all("Authorization" in h for _, h in rm.requests)
+    with ReplayServer(routes) as driver, YarnCluster() as y:
+        elsewhere = _other_host(driver.url)
+        hop = LoopbackServer(lambda req: Reply(302, b"", None, [("Location", elsewhere + req.raw_path)])).start()
+        try:
+            y.add_app("a", unmanaged=True, tracking_url=hop.url + "/")
+            cfg = {"exporter": {"scrape_timeout": 10},
+                   "spark": [{"name": "yarn", "url": y.url, "discover": "yarn", "basic_auth": AUTH,
+                              "discovered_ui_allowed": [hop.url]}]}
+            with running_exporter(cfg) as (base, _):
+                ss = samples(scrape(base))
+            # the AM's URL is allowed, but not the driver it redirects to
+            assert driver.requests == []
+            assert value(ss, "spark_cluster_applications_scraped", target="yarn") == 0
+            assert _target_errors(ss, "yarn", "partial") >= 1
+            cfg["spark"][0]["discovered_ui_allowed"] = [hop.url, elsewhere]
+            with running_exporter(cfg) as (base, _):
+                ss = samples(scrape(base))
+            assert find(ss, "spark_app_info", target="yarn", app_id=spark_id)
+        finally:
+            hop.stop()
+        assert driver.requests
+    # the RM got its credentials; the driver's origin is not the target's (the previous test
+    # shows a driver elsewhere never gets them)
+    assert all(_has_auth(h) for _, h in y.rms[0].received)
 
 
 def test_standalone_links_off_the_masters_host_are_refused_unless_allowed_and_get_no_credentials():

@@ -1,4 +1,4 @@
-"""The contract of testbed/hadoop_yarn.py, the YARN ResourceManager stand-in: each test pins one
+"""The contract of testbed/yarn.py, the YARN ResourceManager stand-in: each test pins one
 behaviour of Hadoop's, with plain HTTP requests, to the exact status, headers, cookies and body
 Hadoop's code produces (the source file is named in each test; the stand-in's docstrings quote
 the code paths). The exporter is not involved here.
@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from testbed import kerberos
-from testbed.hadoop_yarn import (CLUSTER_TIMESTAMP, HTML, JSON, PROXY_ADDRESS, STATIC_USER, LoopbackServer, Reply,
+from testbed.yarn import (CLUSTER_TIMESTAMP, HTML, JSON, PROXY_ADDRESS, STATIC_USER, LoopbackServer, Reply,
                                  YarnCluster, moved_page, not_found_page, warning_page)
 from testbed.procs import free_port
 
