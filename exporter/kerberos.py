@@ -118,7 +118,8 @@ class KerberosError(TargetError):
 
 
 def spnego_auth(principal: Optional[str] = None, keytab: Optional[str] = None, ccache: Optional[str] = None,
-                mutual: str = "optional", service_host: Optional[str] = None) -> "SpnegoAuth":
+                mutual: str = "optional", service_host: Optional[str] = None,
+                check_tickets: bool = True) -> "SpnegoAuth":
     """A ``requests`` auth for SPNEGO from ``principal`` and its ``keytab`` (a file path),
     or from the ticket cache file ``ccache`` (its default principal, or ``principal``).
 
@@ -127,7 +128,10 @@ def spnego_auth(principal: Optional[str] = None, keytab: Optional[str] = None, c
     ``HTTP/<service_host>``, when it is not the host of the URL.
 
     Checks what it can without the network (the files, the principal in the
-    keytab) and raises :class:`KerberosError` when it cannot work."""
+    keytab; with ``check_tickets``, that the ticket cache holds tickets of the
+    principal) and raises :class:`KerberosError` when it cannot work. The
+    configuration passes ``check_tickets=False``: a cache whose tickets another
+    program renews may be empty or expired for a moment, which each request says."""
     if _MISSING is not None:
         raise KerberosError("Kerberos authentication needs the kerberos extra: pip install 'sparkwatch[kerberos]' "
                             f"(requests-gssapi and gssapi, built with libkrb5-dev): {_MISSING}")
@@ -154,13 +158,27 @@ def spnego_auth(principal: Optional[str] = None, keytab: Optional[str] = None, c
     def why(e: Exception, host: Optional["gssapi.Name"] = None) -> KerberosError:
         return _classify(e, principal, keytab, ccache, source, host)
 
-    if ccache is not None:  # it is a ticket cache, with the principal (for a keytab, this asks the KDC)
+    if ccache is not None and check_tickets:  # it is a ticket cache, with the principal (for a keytab, this asks the KDC)
         try:
             acquire()
         except gssapi.exceptions.GSSError as e:
             raise why(e) from None
     logging.getLogger("requests_gssapi").setLevel(logging.CRITICAL)
     return SpnegoAuth(acquire, MUTUAL[mutual], service_host, why, source)
+
+
+def check_realm_config() -> None:
+    """The realm configuration libkrb5 will read (``KRB5_CONFIG``'s first file, else
+    ``/etc/krb5.conf``) exists and is readable: without it no realm has a KDC."""
+    conf = _krb5_conf()
+    how = "KRB5_CONFIG in the exporter's environment" if os.environ.get("KRB5_CONFIG") else \
+        "the default; set KRB5_CONFIG in the exporter's environment to use another file"
+    if not os.path.isfile(conf):
+        raise KerberosError(f"the Kerberos realm configuration {conf} does not exist ({how}): it names the "
+                            "realms and their KDCs")
+    if not os.access(conf, os.R_OK):
+        raise KerberosError(f"the Kerberos realm configuration {conf} is not readable by the exporter "
+                            f"(uid {os.geteuid()})")
 
 
 def _check_file(path: str, what: str, fix: str) -> None:
