@@ -3,6 +3,10 @@ auth, TLS, an HTTP(S) target, bounded durations. Collector modules import these
 to define their target models; :mod:`sparkwatch.config` assembles the whole file
 from the kinds registered in :mod:`sparkwatch.collectors`.
 
+Authentication to a target's own origin(s): ``basic_auth``, a bearer token, ``kerberos``
+(SPNEGO, :mod:`sparkwatch.kerberos`) or ``user_name`` (Hadoop's pseudo authentication,
+:mod:`sparkwatch.hadoopauth`), one of them.
+
 Secrets (passwords, tokens) are held as :class:`pydantic.SecretStr`. Password
 and token files are read and checked when the configuration is loaded (one
 line, no control characters; a token has no whitespace at all), and the value
@@ -13,8 +17,9 @@ configuration with a message that names the key, never the value.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import List, Annotated, Optional
+from typing import Any, List, Annotated, Literal, Optional
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
@@ -147,6 +152,13 @@ def check_http_url(url: str) -> str:
         raise ValueError(f"has no host: {redact_url(url)!r}")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials; use basic_auth")
+    if "?" in url or "#" in url:
+        # the exporter appends its paths to the URL: http://rm:8088/?user.name=x would become
+        # http://rm:8088/?user.name=x/ws/v1/cluster/apps
+        hint = ("; for Hadoop's pseudo authentication (?user.name=...) set user_name instead"
+                if "user.name=" in url else "")
+        raise ValueError(f"must not have a query or fragment (the exporter appends its own paths to it){hint}: "
+                         f"{redact_url(url)!r}")
     try:
         parts.port
     except ValueError:
@@ -158,6 +170,55 @@ def check_http_url(url: str) -> str:
     except ValueError as e:
         raise ValueError(f"{e}: {redact_url(url)!r}") from None
     return url.rstrip("/")
+
+
+class KerberosAuth(Strict):
+    """``kerberos:``: SPNEGO (``WWW-Authenticate: Negotiate``) to the target's own origin(s), as
+    :mod:`sparkwatch.kerberos` does it: ``principal`` with its ``keytab``, or a ticket cache
+    (``ccache``) kept fresh by something else (kinit, k5start, sssd). Checked when the
+    configuration is loaded: the realm configuration (``/etc/krb5.conf``, or ``KRB5_CONFIG``)
+    exists, the keytab exists, is readable, is a keytab and holds a key of the principal; the
+    ticket cache exists and is readable (its tickets are checked at each request: they may be
+    renewed after the exporter started)."""
+
+    principal: Optional[str] = Field(default=None, min_length=1)
+    keytab: Optional[Path] = None
+    ccache: Optional[Path] = None
+    #: whether the server must prove it holds the service's key: optional (when it sends a token),
+    #: required, disabled
+    mutual: Literal["optional", "required", "disabled"] = "optional"
+    #: the host of the service principal HTTP/<host>, when it is not the URL's host (an alias, an address)
+    service_host: Optional[str] = Field(default=None, min_length=1)
+    _auth: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _usable(self):
+        from .kerberos import KerberosError, check_realm_config, spnego_auth
+
+        if (self.keytab is None) == (self.ccache is None):
+            raise ValueError("give keytab (with principal) or ccache, not both nor neither")
+        if self.keytab is not None and not self.principal:
+            raise ValueError("keytab needs principal (the principal whose key it holds: klist -k shows them)")
+        try:
+            check_realm_config()
+            self._auth = spnego_auth(principal=self.principal, keytab=_str(self.keytab), ccache=_str(self.ccache),
+                                     mutual=self.mutual, service_host=self.service_host, check_tickets=False)
+        except KerberosError as e:
+            raise ValueError(e.message) from None
+        return self
+
+    def auth(self):
+        """The ``requests`` auth (one per configuration, shared by every thread of the target)."""
+        return self._auth
+
+
+def _str(p: Optional[Path]) -> Optional[str]:
+    return None if p is None else str(p)
+
+
+#: a user name as Hadoop's pseudo authentication sends it (?user.name=): no character that its
+#: signed token (u=<user>&p=<user>&t=simple&...) or a query would read as a separator
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@/-]{0,255}")
 
 
 class TargetBase(Strict):
@@ -178,6 +239,11 @@ class HttpTarget(TargetBase):
     basic_auth: Optional[BasicAuth] = None
     bearer_token_file: Optional[Path] = None
     bearer_token_env: Optional[str] = None
+    #: Kerberos (SPNEGO) to the target's own origin(s)
+    kerberos: Optional[KerberosAuth] = None
+    #: Hadoop's pseudo authentication (hadoop.http.authentication.type: simple): sent as
+    #: ?user.name= when the server asks for it (401 PseudoAuth), to the target's own origin(s)
+    user_name: Optional[str] = None
     tls_config: TLSConfig = TLSConfig()
     #: URL patterns (scheme://host[:port][/path]) a redirect from this target may lead to;
     #: unset = any http(s) URL. Credentials never follow a redirect to another origin.
@@ -198,6 +264,13 @@ class HttpTarget(TargetBase):
     def _url(cls, v: str) -> str:
         return check_http_url(v)
 
+    @field_validator("user_name")
+    @classmethod
+    def _user_name(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not _USER_NAME.fullmatch(v):
+            raise ValueError("must be a user name: letters, digits and . _ @ / - (at most 256)")
+        return v
+
     @field_validator("bearer_token_file")
     @classmethod
     def _token_file(cls, v: Optional[Path]) -> Optional[Path]:
@@ -214,7 +287,8 @@ class HttpTarget(TargetBase):
 
     @model_validator(mode="after")
     def _auth(self):
-        given = [k for k in ("basic_auth", "bearer_token_file", "bearer_token_env") if getattr(self, k) is not None]
+        given = [k for k in ("basic_auth", "bearer_token_file", "bearer_token_env", "kerberos", "user_name")
+                 if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"give only one of {', '.join(given)}")
         if self.bearer_token_file is not None:
@@ -232,6 +306,26 @@ class HttpTarget(TargetBase):
     def bearer_token(self) -> Optional[str]:
         """The token, as read from bearer_token_file or bearer_token_env when the configuration was loaded."""
         return self._token.get_secret_value() if self._token is not None else None
+
+    def own_urls(self) -> List[str]:
+        """The URLs of the target's own origins: the only ones its credentials go to."""
+        return [self.url]
+
+    def session_auth(self):
+        """The ``requests`` auth for the target's own origins besides basic auth and a bearer
+        token (which the HTTP client sets itself): Kerberos or pseudo authentication, or None."""
+        if self.kerberos is not None:
+            return self.kerberos.auth()
+        if self.user_name is not None:
+            from .hadoopauth import PseudoAuth
+
+            return PseudoAuth(self.user_name)
+        return None
+
+    def auth_names(self) -> List[str]:
+        """The keys of the authentication this target is configured with (for messages)."""
+        return [k for k in ("basic_auth", "bearer_token_file", "bearer_token_env", "kerberos", "user_name")
+                if getattr(self, k) is not None]
 
 
 def _env_token(name: str) -> str:
