@@ -314,6 +314,25 @@ def kerberos_realm(workdir: Optional[Path] = None, **kw) -> Iterator[KerberosRea
         yield realm.start()
 
 
+@contextmanager
+def realm_of_this_process(workdir: Optional[Path] = None, **kw) -> Iterator[KerberosRealm]:
+    """A started :class:`KerberosRealm` that this process's libkrb5 uses (an in-process
+    exporter's, requests_gssapi's): ``KRB5_CONFIG`` and ``KRB5_KDC_PROFILE`` set and
+    ``KRB5CCNAME`` unset in ``os.environ`` while the context lasts, restored after."""
+    saved = {k: os.environ.get(k) for k in ("KRB5_CONFIG", "KRB5_KDC_PROFILE", "KRB5CCNAME")}
+    try:
+        with kerberos_realm(workdir, **kw) as realm:
+            os.environ.pop("KRB5CCNAME", None)
+            os.environ.update(realm.env)
+            yield realm
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 class SpnegoFront:
     """Apache with mod_auth_gssapi in front of ``backend`` (a loopback URL), at :attr:`url`
     (``http://localhost:<port>``: the host of the service principal)."""

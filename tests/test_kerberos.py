@@ -17,7 +17,7 @@ import requests
 from sparkwatch.collector import TargetError
 from sparkwatch.kerberos import KerberosError, spnego_auth
 from testbed.counting_http import CountingServer
-from testbed.kerberos import kerberos_realm, missing, spnego_front
+from testbed.kerberos import kerberos_realm, missing, realm_of_this_process, spnego_front
 
 pytestmark = pytest.mark.skipif(bool(missing()), reason=f"needs MIT Kerberos and Apache with mod_auth_gssapi "
                                                         f"(scripts/install-test-deps); missing: {missing()}")
@@ -26,10 +26,7 @@ pytestmark = pytest.mark.skipif(bool(missing()), reason=f"needs MIT Kerberos and
 @pytest.fixture(scope="module")
 def realm(tmp_path_factory):
     """One realm (its krb5.conf is this process's) for the tests that do not stop its KDC."""
-    with kerberos_realm(tmp_path_factory.mktemp("realm")) as r, pytest.MonkeyPatch.context() as mp:
-        for k, v in r.env.items():
-            mp.setenv(k, v)
-        mp.delenv("KRB5CCNAME", raising=False)
+    with realm_of_this_process(tmp_path_factory.mktemp("realm")) as r:
         yield r
 
 

@@ -460,10 +460,7 @@ def test_pseudo_authentication():
 def realm(tmp_path_factory):
     if kerberos.missing():
         pytest.skip(f"needs MIT Kerberos and Apache with mod_auth_gssapi; missing: {kerberos.missing()}")
-    with kerberos.kerberos_realm(tmp_path_factory.mktemp("realm")) as r, pytest.MonkeyPatch.context() as mp:
-        for k, v in r.env.items():
-            mp.setenv(k, v)
-        mp.delenv("KRB5CCNAME", raising=False)
+    with kerberos.realm_of_this_process(tmp_path_factory.mktemp("realm")) as r:
         yield r
 
 
