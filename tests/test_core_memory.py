@@ -4,7 +4,7 @@ Decoding JSON costs memory per value, not per byte: 16 MiB of ``[1e1,1e1,...]``
 is 4 million floats, about 130 MiB of Python objects, and a target fetches
 several bodies at once. Every answer's memory (the body while it is read, the
 JSON while it is decoded, the decoded answer while it is used) is taken from
-the target's budget and the exporter's (see :class:`sparkwatch.httpclient.MemoryBudget`
+the target's budget and the exporter's (see :class:`sparkwatch.httpbody.MemoryBudget`
 and docs/security.md); an answer that does not fit is that request's ``limit``
 error.
 
@@ -27,8 +27,9 @@ import pytest
 
 from sparkwatch import httpclient
 from sparkwatch.collector import Deadline, TargetError
-from sparkwatch.httpclient import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTES, RSS_OVERHEAD_BYTES,
-                                 TARGET_FLOOR_BYTES, HttpClient, MemoryBudget, decode_json, json_cost)
+from sparkwatch.httpbody import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTES, RSS_OVERHEAD_BYTES,
+                                 TARGET_FLOOR_BYTES, MemoryBudget, decode_json, json_cost)
+from sparkwatch.httpclient import HttpClient
 from sparkwatch.targetconfig import HttpTarget
 from testbed.exporter import exporter_process, scrape, value
 from testbed.faulty_http import faulty_server

@@ -29,7 +29,8 @@ from urllib.parse import urljoin
 import pytest
 
 from sparkwatch.collector import Deadline, TargetError
-from sparkwatch.httpclient import HttpClient, WithHeaders
+from sparkwatch.httpclient import HttpClient
+from sparkwatch.httppool import Prefetch
 from sparkwatch.targetconfig import HttpTarget
 from testbed.exporter import running_exporter, scrape, value
 
@@ -256,7 +257,7 @@ def test_bytes_reach_only_the_origin_decided_and_credentials_only_the_configured
                 except ValueError:
                     hop = None
             elif how == "absolute_with_cookie":
-                _, err = _fetch(WithHeaders(client, {"Cookie": COOKIE}), url, how)
+                _, err = _fetch(Prefetch(client, headers={"Cookie": COOKIE}), url, how)
                 hop = client.url(url)  # what is not http(s)://... is a path on the target
             else:
                 _, err = _fetch(client, url, how)

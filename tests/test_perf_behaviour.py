@@ -24,7 +24,8 @@ import pytest
 from sparkwatch.collector import Deadline, MetricSet, ScrapeContext, TargetError
 from sparkwatch.collectors.spark import SparkCollector, SparkTarget
 from sparkwatch.httpclient import HttpClient, requests_in_flight
-from sparkwatch.sparkui import EnvironmentCache, scrape_spark_ui
+from sparkwatch.collectors.spark.cache import EnvironmentCache
+from sparkwatch.collectors.spark.scrape import scrape_spark_ui
 from testbed.counting_http import CountingServer
 from testbed.exporter import no_scrape_threads_within
 from testbed.spark import load_recording, recording_dirs

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from sparkwatch.collector import Deadline, MetricSet, ScrapeContext, TargetError
 from sparkwatch.collectors.spark import SparkCollector, SparkTarget
 from sparkwatch.httpclient import HttpClient, decode_json
-from sparkwatch.sparkui import scrape_spark_ui
+from sparkwatch.collectors.spark.scrape import scrape_spark_ui
 from testbed.exporter import find, running_exporter, scrape, value
 from testbed.spark import ReplayServer, load_recording, merged_routes, recording_dirs
 
@@ -48,7 +48,7 @@ def load(rel: str):
 
 
 def epoch(text: str) -> float:
-    """``2019-01-18T05:14:14.200GMT`` -> Unix seconds (written independently of sparkui)."""
+    """``2019-01-18T05:14:14.200GMT`` -> Unix seconds (written independently of the collector)."""
     base, ms = text[:-3].split(".")
     return timegm(strptime(base, "%Y-%m-%dT%H:%M:%S")) + int(ms) / 1000
 
@@ -445,7 +445,7 @@ class RouteClient:
     def get_json(self, url, deadline, params=None, expect=object):
         resp = self.get(url, deadline, params)
         body = resp.content
-        if id(body) in _UNMUTATED:  # decoded once (sparkui does not modify what it reads)
+        if id(body) in _UNMUTATED:  # decoded once (the collector does not modify what it reads)
             if id(body) not in _DECODED:
                 _DECODED[id(body)] = decode_json(body, url, JSON, object)
             data = _DECODED[id(body)]

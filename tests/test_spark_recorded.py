@@ -13,7 +13,9 @@ import pytest
 
 from sparkwatch.collector import Deadline, MetricSet, ScrapeContext, TargetError
 from sparkwatch.collectors.spark import SparkCollector, SparkTarget
-from sparkwatch.sparkui import EnvironmentCache, normalise_name, scrape_spark_ui, time_string_as_seconds
+from sparkwatch.collectors.spark.cache import EnvironmentCache
+from sparkwatch.collectors.spark.model import normalise_name, time_string_as_seconds
+from sparkwatch.collectors.spark.scrape import scrape_spark_ui
 from sparkwatch.httpclient import HttpClient
 from testbed.exporter import find, running_exporter, scrape, value
 from testbed.spark import ReplayServer, load_recording, merged_routes, recording_dirs, routes_from_recording

@@ -20,7 +20,8 @@ What it reads, per scrape:
   threads and of ``yarnAppMonitorThread-*`` threads (one per monitored YARN
   application: after a recovery, one per recovered batch).
 - Optional: the Spark UIs of active sessions (``appInfo.sparkUiUrl``), scraped
-  with :mod:`sparkwatch.sparkui`, as the Spark collector scrapes its UI.
+  with :func:`sparkwatch.collectors.spark.scrape.scrape_spark_ui`, as the Spark
+  collector scrapes its UI.
 - Optional: Livy's filesystem state store (a local directory), counted like
   the ZooKeeper one: the sessions a restart would recover.
 
@@ -40,13 +41,14 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from .. import sparkui
 from ..clusters import UiPatterns, UiPolicy
-from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, declared_metrics, gauge, info
+from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, gauge, info
 from ..httpclient import HttpClient, decode_json
 from ..livystore import RECOVERY_SESSIONS, SESSION_KINDS, count_fs_state_store
-from ..sparkui import EnvironmentCache, scrape_spark_ui
 from ..targetconfig import HttpTarget, Interval, TLSConfig
+from .spark.cache import EnvironmentCache
+from .spark.metrics import UI_METRICS
+from .spark.scrape import scrape_spark_ui
 
 #: Livy's session states (org.apache.livy.sessions.SessionState), all versions.
 STATES = (
@@ -136,6 +138,10 @@ ACTIVE_UIS = gauge(
 
 
 class LivyTarget(HttpTarget):
+    """A ``livy`` target of the configuration: a Livy server's REST API, and
+    optionally its thread dump, its filesystem state store and the Spark UIs of
+    its active sessions; see docs/livy.md."""
+
     #: sessions requested per page (Livy's own default is 100; it has no upper bound)
     page_size: int = Field(default=500, ge=1, le=100000)
     #: at most this many sessions of each kind are read per scrape; beyond, livy_sessions is partial
@@ -236,9 +242,15 @@ MAX_REREADS = 5
 
 
 class LivyCollector(Collector):
+    """Reads one ``livy`` target per scrape (what it reads is the module's
+    docstring). Keeps between scrapes when it first saw each finished session,
+    and, once a Spark UI is to be read, a client without Livy's credentials and
+    an environment cache for those UIs."""
+
     kind = "livy"
     config_model = LivyTarget
-    metrics = declared_metrics(globals(), vars(sparkui))
+    metrics = (RECOVERY_SESSIONS, SESSIONS, SESSIONS_REPORTED, SESSIONS_LIMIT, FINISHED_OLDEST, FINISHED_OLD,
+               LIVY_INFO, THREADS, MONITOR_THREADS, DISCOVERED_UIS, REJECTED_UIS, ACTIVE_UIS) + UI_METRICS
     probe_field = "url"
 
     def __init__(self, config: LivyTarget):
@@ -415,7 +427,7 @@ class LivyCollector(Collector):
         out.add(DISCOVERED_UIS, scraped)
 
     def _scrape_spark_uis(self, out: MetricSet, deadline: Deadline, urls: List[str]) -> int:
-        """Scrape each Spark UI with :func:`sparkwatch.sparkui.scrape_spark_ui`; a dead or slow UI
+        """Scrape each Spark UI with :func:`~sparkwatch.collectors.spark.scrape.scrape_spark_ui`; a dead or slow UI
         is a partial error (the Livy target stays up). Returns the UIs scraped."""
         if not urls:
             return 0

@@ -1,43 +1,34 @@
 """Spark collector: a Spark driver UI (port 4040), a history server (18080),
 or a cluster manager whose running applications it finds (``discover``).
 
-What it reads and exports of one UI is described in :mod:`sparkwatch.sparkui`,
-which does the work (the Livy collector uses it too for the UIs it
-discovers); how a standalone master or a YARN ResourceManager is asked for
-its applications, in :mod:`sparkwatch.clusters`.
+The package: the collector (here), its metrics (:mod:`.metrics`), what it
+reads of Spark's answers (:mod:`.model`), scraping one Spark UI
+(:mod:`.scrape`, which the Livy collector uses too for the UIs it discovers)
+and what is remembered between scrapes (:mod:`.cache`); how a standalone
+master or a YARN ResourceManager is asked for its applications, in
+:mod:`sparkwatch.clusters`.
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Literal, Tuple
+from typing import List, Literal, Optional, Tuple
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .. import clusters, sparkui
-from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, declared_metrics, gauge
-from ..httpclient import HttpClient, WithHeaders
-from ..logsafe import RateLimitedLog
-from ..targetconfig import HttpTarget, Interval
+from ... import clusters
+from ...collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError
+from ...httpclient import HttpClient
+from ...httppool import RequestPool
+from ...logsafe import RateLimitedLog
+from ...targetconfig import HttpTarget, Interval, check_http_url
+from .cache import EnvironmentCache
+from .metrics import CLUSTER_APPS, CLUSTER_APPS_SCRAPED, CLUSTER_METRICS, CLUSTER_REJECTED_UIS, UI_METRICS
+from .scrape import DEFAULT_STALE_AFTER, merge, scrape_spark_ui
 
 log = logging.getLogger("sparkwatch.spark")
 _refused_log = RateLimitedLog(log, interval=600)
-
-CLUSTER_APPS = gauge(
-    "spark_cluster_applications",
-    "Running applications the cluster manager lists (a spark target with discover: standalone or yarn).")
-CLUSTER_APPS_SCRAPED = gauge(
-    "spark_cluster_applications_scraped",
-    "Of spark_cluster_applications, those whose driver UI was read in this scrape; the rest had no UI "
-    "(spark.ui.enabled=false), did not answer in time, were beyond max_applications, or were refused "
-    "(spark_cluster_rejected_uis).")
-CLUSTER_REJECTED_UIS = gauge(
-    "spark_cluster_rejected_uis",
-    "Of spark_cluster_applications, those whose driver UI was not read because its URL is not allowed: "
-    "not the manager's own proxy path for the application, nor (standalone) a UI on the master's host, "
-    "nor matching discovered_ui_allowed.")
-
 
 #: applications read per scrape: a history server, master or ResourceManager listing 200
 #: running applications is read in full (benchmarks/bench_fleet.py; what it costs is
@@ -49,6 +40,11 @@ DEFAULT_MAX_CONCURRENCY = 8
 
 
 class SparkTarget(HttpTarget):
+    """A ``spark`` target of the configuration: a driver UI or history server
+    (``discover: ui``), or a standalone master or YARN ResourceManager whose
+    running applications' driver UIs are read (``discover: standalone`` or
+    ``yarn``); see docs/spark.md."""
+
     #: what the url is: a driver UI or history server (ui), a standalone master, a YARN ResourceManager
     discover: Literal["ui", "standalone", "yarn"] = "ui"
     #: also report applications that have completed (history server)
@@ -65,19 +61,54 @@ class SparkTarget(HttpTarget):
     environment_refresh: Interval = 300.0
     #: seconds after the last update of its event log that an application which has not
     #: completed is reported as stale (spark_app_stale; history server; 0 = never)
-    stale_after: Interval = sparkui.DEFAULT_STALE_AFTER
+    stale_after: Interval = DEFAULT_STALE_AFTER
+
+    #: with discover: yarn, instead of url: the ResourceManagers of an HA cluster (each one's
+    #: yarn.resourcemanager.webapp.address); the active one is found and remembered
+    urls: Optional[List[str]] = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_of_urls(cls, data):
+        if isinstance(data, dict) and data.get("urls") is not None:
+            if data.get("url") is not None:
+                raise ValueError("give url (one ResourceManager) or urls (an HA list), not both")
+            urls = data["urls"]
+            if isinstance(urls, list) and urls and isinstance(urls[0], str):
+                data = {**data, "url": urls[0]}
+        return data
+
+    @field_validator("urls")
+    @classmethod
+    def _each_url(cls, v: Optional[List[str]]) -> Optional[List[str]]:
+        if v is None:
+            return v
+        out = [check_http_url(u) for u in v]
+        if len(set(out)) < len(out):
+            raise ValueError("lists a URL twice")
+        return out
 
     @model_validator(mode="after")
     def _discovered_ui_allowed_needs_discover(self):
         if self.discovered_ui_allowed and self.discover == "ui":
             raise ValueError("discovered_ui_allowed is only for discover: standalone or yarn")
+        if self.urls is not None and self.discover != "yarn":
+            raise ValueError("urls (a ResourceManager HA list) is only for discover: yarn; give url")
         return self
+
+    def own_urls(self) -> List[str]:
+        return list(self.urls) if self.urls else [self.url]
 
 
 class SparkCollector(Collector):
+    """Reads one ``spark`` target per scrape: its Spark UI (:func:`.scrape.scrape_spark_ui`),
+    or the cluster manager's list of applications and then each one's driver UI, at
+    most ``max_concurrency`` requests at once. Keeps between scrapes its HTTP client,
+    the environment cache and the threads that make its requests ahead of time."""
+
     kind = "spark"
     config_model = SparkTarget
-    metrics = declared_metrics(vars(sparkui), globals())
+    metrics = UI_METRICS + CLUSTER_METRICS
     probe_field = "url"
 
     def __init__(self, config: SparkTarget):
@@ -88,30 +119,31 @@ class SparkCollector(Collector):
             # a redirect (from the manager or a UI) only to the manager's own origin, where
             # redirects_allowed_to says, or where a discovered UI may be. Credentials go to
             # the manager's origin only (the HttpClient's rule).
-            self.ui_policy = clusters.ui_policy(config.discover, config.url, config.discovered_ui_allowed)
-            own = clusters.UiPolicy(config.url, config.redirects_allowed_to or (), host_wide=False, roots=True)
+            self.ui_policy = clusters.ui_policy(config.discover, config.own_urls(), config.discovered_ui_allowed)
+            own = clusters.UiPolicy(config.own_urls(), config.redirects_allowed_to or (), host_wide=False, roots=True)
             redirect_allowed = lambda url: own.allows_redirect(url) or self.ui_policy.allows_redirect(url)  # noqa: E731
         # every request of this target, whatever thread makes it, takes one of max_concurrency slots
         self.http = HttpClient(config, max_concurrency=config.max_concurrency, redirect_allowed=redirect_allowed)
-        self.env_cache = sparkui.EnvironmentCache(config.environment_refresh)
+        # a ResourceManager, or an HA list of them, and which one answered last
+        self.yarn = clusters.YarnRms(config.own_urls()) if config.discover == "yarn" else None
+        self.env_cache = EnvironmentCache(config.environment_refresh)
         # the threads that make this target's requests ahead of time, kept between scrapes
-        self.pool = sparkui.RequestPool(config.max_concurrency, f"sparkwatch-spark-{self.name}-io")
+        self.pool = RequestPool(config.max_concurrency, f"sparkwatch-spark-{self.name}-io")
 
     def collect(self, out: MetricSet, scrape: ScrapeContext) -> None:
         cfg = self.config
         if cfg.discover == "ui":
-            sparkui.scrape_spark_ui(self.http, cfg.url, out, scrape.deadline,
-                                    include_completed=cfg.include_completed,
-                                    max_applications=cfg.max_applications,
-                                    env_cache=self.env_cache, stale_after=cfg.stale_after,
-                                    max_concurrency=cfg.max_concurrency, pool=self.pool)
+            scrape_spark_ui(self.http, cfg.url, out, scrape.deadline,
+                            include_completed=cfg.include_completed, max_applications=cfg.max_applications,
+                            env_cache=self.env_cache, stale_after=cfg.stale_after,
+                            max_concurrency=cfg.max_concurrency, pool=self.pool)
             return
         # the cluster manager unreadable: target down
         if cfg.discover == "standalone":
             apps = clusters.standalone_apps(self.http, cfg.url, scrape.deadline, max_lookups=cfg.max_applications,
                                             concurrency=cfg.max_concurrency)
         else:
-            apps = clusters.yarn_apps(self.http, cfg.url, scrape.deadline)
+            apps = self.yarn.apps(self.http, scrape.deadline)
         self._scrape_cluster_apps(out, scrape.deadline, apps)
 
     def _scrape_cluster_apps(self, out: MetricSet, deadline: Deadline, apps: List[clusters.ClusterApp]) -> None:
@@ -146,11 +178,10 @@ class SparkCollector(Collector):
 
         def one(app: clusters.ClusterApp) -> Tuple[MetricSet, bool]:
             part = MetricSet()
-            http = WithHeaders(self.http, dict(app.headers)) if app.headers else self.http
             try:
-                sparkui.scrape_spark_ui(http, app.ui, part, app_deadline, max_applications=1,
-                                        env_cache=self.env_cache, stale_after=0, max_concurrency=per_ui,
-                                        pool=self.pool)
+                scrape_spark_ui(self.http, app.ui, part, app_deadline, max_applications=1,
+                                env_cache=self.env_cache, stale_after=0, max_concurrency=per_ui, pool=self.pool,
+                                headers=app.headers)  # by URL: clusters.ProxyCookie
                 return part, True
             except TargetError as e:
                 # one driver that cannot be read costs that application only
@@ -165,7 +196,7 @@ class SparkCollector(Collector):
             with ThreadPoolExecutor(max_workers=min(cfg.max_concurrency, len(with_ui)),
                                     thread_name_prefix=f"scrape-spark-{self.name}-app") as pool:
                 for part, ok in pool.map(one, with_ui):
-                    sparkui.merge(out, part)
+                    merge(out, part)
                     scraped += ok
         self.env_cache.retain_bases(a.ui for a in with_ui)
         out.add(CLUSTER_APPS_SCRAPED, scraped)
