@@ -21,15 +21,22 @@ deadline. The home page is read up to :data:`MAX_MASTER_PAGE_BYTES` and parsed
 a chunk at a time, keeping one table row at a time, until every application is
 found or the deadline passes.
 
-YARN ResourceManager (the Hadoop RM REST API):
+YARN ResourceManager (the Hadoop RM REST API; :class:`YarnRms`):
 ``GET /ws/v1/cluster/apps?states=RUNNING&applicationTypes=SPARK`` answers
-``{"apps": {"app": [{"id", "name", "state", "trackingUrl", ...}]}}``, or
-``{"apps": null}`` when there is none. ``trackingUrl`` is the RM web proxy's
-path to the driver UI (``http://rm:8088/proxy/<id>/``). The proxy shows an
-HTML warning page instead of the UI to a user it has not warned yet; the
-cookie ``checked_<id>=true`` (what it sets once a user has clicked through)
-tells it this client was warned, so it is sent with every request through the
-proxy.
+``{"apps": {"app": [{"id", "name", "state", "applicationType", "trackingUrl", ...}]}}``,
+or ``{"apps": {}}`` (Hadoop 3) / ``{"apps": null}`` (Hadoop 2) when there is none.
+State and type are checked on the answer too (an RM or a gateway may ignore the
+filters; types compared lower-cased, as Hadoop does). ``trackingUrl`` is the RM web
+proxy's path to the driver UI (``http://rm:8088/proxy/<id>/``), or, for an unmanaged
+AM (client mode with ``spark.yarn.unmanagedAM.enabled``), the driver itself, whose
+``AmIpFilter`` answers a direct request with a ``302`` to
+``<rm>/proxy/redirect/<id>/...``. With Hadoop security on, the proxy shows an HTML
+warning page instead of the UI to a user it has not warned yet; the cookie
+``checked_<id>=true`` (what it sets once a user has clicked through) tells it this
+client was warned: :class:`ProxyCookie` sends it to that application's proxy paths
+on the proxies' origins, and nowhere else. A ResourceManager HA pair is a list of
+URLs: the active one is found (a standby answers ``307`` to it, or, with none,
+"Can not find any active RM"), remembered, and only configured RMs are asked.
 
 Where a driver UI may be read is :class:`UiPolicy`'s decision (the Livy
 collector's discovered UIs follow it too): the URLs come from whoever submits
@@ -43,12 +50,13 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Annotated, Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Annotated, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 from urllib.parse import parse_qs, urljoin, urlsplit, urlunsplit
 
 from pydantic import AfterValidator
 
 from .collector import Deadline, TargetError
+from .httpclient import decode_json
 from .urlpattern import Origin, ResolvedUrl, parse_pattern, resolve
 
 #: standalone application states in which a driver (and its UI) is alive
@@ -87,8 +95,9 @@ class ClusterApp:
     name: str
     #: the driver UI's root (no trailing slash), None when the application shows none
     ui: Optional[str]
-    #: headers every request to this UI carries (the YARN proxy's cookie)
-    headers: Tuple[Tuple[str, str], ...] = ()
+    #: the headers of each request to this UI, by the URL it is sent to (a YARN application's
+    #: :class:`ProxyCookie`: the proxy's cookie, at its proxy paths only), or None
+    headers: Optional[Callable[[str], Optional[Dict[str, str]]]] = None
 
 
 def _invalid(where: str, what: str) -> TargetError:
@@ -139,18 +148,17 @@ class UiPolicy:
     ``roots``, else below ``/proxy/``). Credentials are not this policy's
     business: the HTTP client sends them to the target's own origin only."""
 
-    def __init__(self, home_url: str, allowed: Iterable[str] = (), *, host_wide: bool, roots: bool):
+    def __init__(self, home_url, allowed: Iterable[str] = (), *, host_wide: bool, roots: bool):
         self.patterns = [parse_pattern(p) for p in allowed]
         self.host_wide, self.roots = host_wide, roots
-        home = _resolved(home_url) if home_url else None
-        self._home: Optional[Origin] = home.origin if home else None
+        # the target's own URL, or its URLs (a ResourceManager HA list: each RM is home)
+        homes = [home_url] if isinstance(home_url, str) else list(home_url or ())
+        self._homes: FrozenSet[Origin] = frozenset(r.origin for r in map(_resolved, filter(None, homes)) if r)
 
     def _on_home(self, origin: Origin) -> bool:
-        if self._home is None:
-            return False
         if self.host_wide:
-            return origin.host == self._home.host
-        return origin == self._home
+            return any(origin.host == h.host for h in self._homes)
+        return origin in self._homes
 
     def allows(self, url: str, app_id: Optional[str] = None) -> bool:
         """Whether the UI at ``url`` (its root) of application ``app_id`` may be read."""
@@ -182,10 +190,12 @@ class UiPolicy:
         return self.roots or (parts.path or "/").startswith("/proxy/")
 
 
-def ui_policy(discover: str, url: str, allowed: Iterable[str]) -> UiPolicy:
+def ui_policy(discover: str, url, allowed: Iterable[str]) -> UiPolicy:
     """The policy of a spark target with ``discover``: a YARN ResourceManager's UIs are its
-    own web proxy's ``/proxy/<application>`` (on its origin); a standalone master's are its
-    reverse proxy's, or drivers on the master's host (a driver in client mode there)."""
+    own web proxy's ``/proxy/<application>`` (on its origin; ``url`` may be the list of an HA
+    pair's RMs: each one's), where its AMs' AmIpFilter also sends direct requests
+    (``/proxy/redirect/<application>``, a redirect); a standalone master's are its reverse
+    proxy's, or drivers on the master's host (a driver in client mode there)."""
     if discover == "yarn":
         return UiPolicy(url, allowed, host_wide=False, roots=False)
     return UiPolicy(url, allowed, host_wide=True, roots=True)
@@ -392,19 +402,151 @@ def _look_up(http, base: str, app_ids: List[str], deadline: Deadline, concurrenc
 # --------------------------------------------------------------------------
 # YARN
 
+#: the REST list of applications, as every ResourceManager (and a gateway in front) serves it
+YARN_APPS_PATH = "/ws/v1/cluster/apps"
+#: what a standby ResourceManager without an active one says (RMWebAppFilter), kept in the error
+_NO_ACTIVE_RM = ("Can not find any active RM", "There is no active RM right now")
+#: bytes of such an answer quoted in the error
+_QUOTED = 200
+#: which reason a target whose every ResourceManager failed reports: the most telling one
+_REASON_ORDER = ("auth", "tls", "limit", "invalid_response", "http_status", "timeout", "connection")
 
-def yarn_apps(http, rm_url: str, deadline: Deadline) -> List[ClusterApp]:
-    """The running Spark applications a YARN ResourceManager lists, with the RM
-    web proxy's URL of each one's driver UI. Raises TargetError when the RM
-    cannot be read."""
-    base = rm_url.rstrip("/")
-    where = "GET /ws/v1/cluster/apps"
-    data = http.get_json(base + "/ws/v1/cluster/apps", deadline,
-                         params={"states": "RUNNING", "applicationTypes": "SPARK"}, expect=dict)
+
+class ProxyCookie:
+    """The web proxy's cookie for one application, ``checked_<app>=true`` (what
+    ``WebAppProxyServlet`` sets once a user has been warned and went on): called with
+    the URL of each request as it is sent, it gives the ``Cookie`` header for a request
+    to that application's proxy paths on a proxy's origin, and None for any other.
+
+    Its paths: ``/proxy/<app>`` (the cookie's own ``Path``) and ``/proxy/redirect/<app>``,
+    where an AM's ``AmIpFilter`` sends a direct request (an unmanaged AM, whose
+    trackingUrl is the driver itself); the proxy reads the cookie there too. Its
+    origins: the ResourceManagers of the target (whose web proxy is embedded), and a
+    separate web proxy (``yarn.web-proxy.address``) the trackingUrl names. A driver,
+    and the RM's REST API, never get it."""
+
+    __slots__ = ("origins", "prefixes", "header")
+
+    def __init__(self, app_id: str, origins: FrozenSet[Origin]):
+        self.origins = origins
+        self.prefixes = (f"/proxy/{app_id}", f"/proxy/redirect/{app_id}")
+        self.header = {"Cookie": f"checked_{app_id}=true"}
+
+    def __call__(self, url: str) -> Optional[Dict[str, str]]:
+        r = _resolved(url)
+        if r is None or r.origin not in self.origins:
+            return None
+        path = urlsplit(r.url).path
+        if any(path == p or path.startswith(p + "/") for p in self.prefixes):
+            return dict(self.header)
+        return None
+
+
+def _is_spark(app: dict) -> bool:
+    """Whether a listed application is a Spark one: ``applicationType`` compared as Hadoop
+    compares it (lower-cased); an RM or a gateway may ignore ``applicationTypes``. A record
+    without the field (no Hadoop release omits it) is kept."""
+    t = app.get("applicationType")
+    return t is None or (isinstance(t, str) and t.lower() == "spark")
+
+
+def _standby_text(head: bytes) -> Optional[str]:
+    """What a standby ResourceManager without an active one says, from its answer's first bytes."""
+    text = head.decode("utf-8", "replace")
+    if any(m in text for m in _NO_ACTIVE_RM):
+        return " ".join(text.split())
+    return None
+
+
+class YarnRms:
+    """The ResourceManagers of one target: one, or an HA list (``urls``: each RM's
+    ``yarn.resourcemanager.webapp.address``), and which one answered last.
+
+    :meth:`apps` asks that one first, then the others in the configured order, each
+    within a fair share of what is left of the deadline; a standby's ``307`` to the
+    active RM is followed only to a configured RM (the HTTP client's redirect policy;
+    the list's final origin is checked too), and the one that answered is remembered
+    for the next scrape. Credentials go to the configured RMs only (the HTTP client's
+    rule: they are the target's own origins)."""
+
+    def __init__(self, urls: Iterable[str]):
+        self.urls = [u.rstrip("/") for u in urls]
+        if not self.urls:
+            raise ValueError("no ResourceManager URL")
+        resolved = [_resolved(u) for u in self.urls]
+        self._origin_of = [r.origin if r is not None else None for r in resolved]
+        self.origins: FrozenSet[Origin] = frozenset(o for o in self._origin_of if o is not None)
+        self._active = 0
+
+    def apps(self, http, deadline: Deadline) -> List[ClusterApp]:
+        """The running Spark applications of the active ResourceManager. Raises TargetError
+        when none answers (its message says what each said)."""
+        order = [self._active] + [i for i in range(len(self.urls)) if i != self._active]
+        failed: List[Tuple[str, TargetError]] = []
+        for k, i in enumerate(order):
+            share = deadline if k == len(order) - 1 else Deadline(max(0.0, deadline.remaining()) / (len(order) - k))
+            try:
+                answered, apps = self._list(http, self.urls[i], share)
+            except TargetError as e:
+                failed.append((self.urls[i], e))
+                if deadline.expired():
+                    break
+                continue
+            self._active = answered
+            return apps
+        if len(self.urls) == 1:
+            raise failed[0][1]
+        reasons = [e.reason for _, e in failed]
+        reason = next((r for r in _REASON_ORDER if r in reasons), reasons[0])
+        asked = {u for u, _ in failed}
+        said = "; ".join(e.message for _, e in failed)  # each names its RM's URL
+        if len(asked) < len(self.urls):
+            said += f"; not asked within the deadline: {', '.join(u for u in self.urls if u not in asked)}"
+        raise TargetError(reason, f"no ResourceManager of {len(self.urls)} answered: {said}")
+
+    def _list(self, http, base: str, deadline: Deadline) -> Tuple[int, List[ClusterApp]]:
+        """(the index of the RM that answered, its applications), asking ``base``."""
+        where = f"GET {base}{YARN_APPS_PATH}"
+        try:
+            resp = http.get(base + YARN_APPS_PATH, deadline, params={"states": "RUNNING", "applicationTypes": "SPARK"},
+                            ok_statuses=(200, 307))
+        except TargetError as e:
+            if "redirect" in e.message and "not allowed" in e.message:
+                raise TargetError(e.reason, f"{e.message} (a standby ResourceManager sends to the active one: "
+                                            "list every ResourceManager of the cluster in urls)") from None
+            raise
+        final = _resolved(resp.url or base)
+        answered = next((i for i, o in enumerate(self._origin_of) if final is not None and o == final.origin), None)
+        if answered is None:
+            raise TargetError("invalid_response", f"{where}: redirected to {_origin_text(resp.url)}, not a "
+                                                  "configured ResourceManager")
+        head = bytes(memoryview(resp.content)[:_QUOTED])
+        if resp.status_code == 307 or head.lstrip()[:1] not in (b"{", b"["):
+            # not JSON: RMWebAppFilter's answer (a 307 with Refresh, or a 200 once it gave up)
+            standby = _standby_text(head)
+            if resp.status_code == 307 or standby:
+                raise TargetError("http_status", f"{where}: a standby ResourceManager with no active one: "
+                                                 f"{standby or 'HTTP 307 without a Location'}")
+        data = decode_json(resp.content, base + YARN_APPS_PATH, resp.headers.get("Content-Type", ""), dict,
+                           budget=http.budget)
+        del resp
+        return answered, _apps_of(data, self.urls[answered], where, self.origins, deadline)
+
+
+def _origin_text(url: Optional[str]) -> str:
+    r = _resolved(url or "")
+    return f"{r.origin.scheme}://{r.origin.host}:{r.origin.port}" if r is not None else "a refused URL"
+
+
+def _apps_of(data: dict, base: str, where: str, rm_origins: FrozenSet[Origin],
+             deadline: Deadline) -> List[ClusterApp]:
+    """The running Spark applications of an answer of ``base``, each with its trackingUrl
+    (the RM web proxy's ``<rm>/proxy/<id>/``; an unmanaged AM's own URL) as its UI. A list
+    too long to go through within the deadline (some 30 us an application) is a timeout."""
     if "apps" not in data:
         raise _invalid(where, "no 'apps' (is this a YARN ResourceManager?)")
     apps = data["apps"]
-    if apps is None:
+    if apps is None:  # Hadoop 2: nothing matches
         return []
     if not isinstance(apps, dict):
         raise _invalid(where, "'apps' is not an object")
@@ -412,10 +554,12 @@ def yarn_apps(http, rm_url: str, deadline: Deadline) -> List[ClusterApp]:
     if not isinstance(items, list):
         raise _invalid(where, "'apps.app' is not a list")
     out = []
-    for a in items:
+    for n, a in enumerate(items):
+        if n % 256 == 0 and deadline.expired():
+            raise TargetError("timeout", f"{where}: {len(items)} applications not gone through within the deadline")
         if not isinstance(a, dict) or not isinstance(a.get("id"), str):
             raise _invalid(where, "an application without a string id")
-        if a.get("state") not in (None, "RUNNING"):
+        if a.get("state") not in (None, "RUNNING") or not _is_spark(a):
             continue
         name = a.get("name") if isinstance(a.get("name"), str) else ""
         if not APP_ID.fullmatch(a["id"]):  # no such id goes into a cookie
@@ -423,7 +567,11 @@ def yarn_apps(http, rm_url: str, deadline: Deadline) -> List[ClusterApp]:
             continue
         tracking = a.get("trackingUrl")
         ui = None
+        origins = rm_origins
         if isinstance(tracking, str) and tracking.strip().startswith(("http://", "https://", "/")):
             ui = urljoin(base + "/", tracking.strip()).rstrip("/")
-        out.append(ClusterApp(a["id"], name, ui, (("Cookie", f"checked_{a['id']}=true"),)))
+            r = _resolved(ui)
+            if r is not None and _PROXY_PATH.fullmatch(urlsplit(r.url).path or "/"):
+                origins = rm_origins | {r.origin}  # a web proxy of its own (yarn.web-proxy.address)
+        out.append(ClusterApp(a["id"], name, ui, ProxyCookie(a["id"], origins)))
     return out

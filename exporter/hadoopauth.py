@@ -22,7 +22,7 @@ nothing an application sets may reach the ResourceManager.
 from __future__ import annotations
 
 import re
-from typing import List, Optional
+from typing import Dict, List, Optional
 from urllib.parse import urlsplit
 
 import requests
@@ -62,15 +62,25 @@ def challenges(headers) -> List[str]:
 
 
 class PseudoAuth(requests.auth.AuthBase):
-    """Hadoop's pseudo authentication as ``user`` (see the module's documentation)."""
+    """Hadoop's pseudo authentication as ``user`` (see the module's documentation). The
+    ``hadoop.auth`` cookie is kept per origin (each ResourceManager of an HA pair signs its
+    own, unless they share a signer secret), at most :data:`MAX_ORIGINS` of them."""
+
+    MAX_ORIGINS = 16
 
     def __init__(self, user: str):
         self.user = user
-        #: the hadoop.auth cookie's value as the server set it (None: none yet)
-        self.token: Optional[str] = None
+        #: origin (scheme://host:port as the URL writes it) -> the hadoop.auth cookie's value
+        #: as that server set it
+        self.tokens: Dict[str, str] = {}
+
+    @staticmethod
+    def _origin(url: Optional[str]) -> str:
+        parts = urlsplit(url or "")
+        return f"{parts.scheme}://{parts.netloc}"
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        token = self.token
+        token = self.tokens.get(self._origin(r.url))
         if token is not None:
             add_cookie(r, AUTH_COOKIE, token)
         r.register_hook("response", self._answered)
@@ -91,19 +101,23 @@ class PseudoAuth(requests.auth.AuthBase):
 
     def _keep(self, resp: requests.Response) -> None:
         """Keep the hadoop.auth cookie the server set on an answer of its own."""
+        origin = self._origin(resp.request.url)
+        if resp.status_code == 401:
+            self.tokens.pop(origin, None)
+            return
         path = urlsplit(resp.request.url or "").path
         if path == "/proxy" or path.startswith("/proxy/") or resp.status_code >= 400:
-            if resp.status_code == 401:
-                self.token = None
-            return
+            return  # through the proxy, the application's own headers
         raw = getattr(resp.raw, "headers", None)
-        values = raw.getlist("Set-Cookie") if hasattr(raw, "getlist") else []
-        for v in values:
-            first = v.split(";", 1)[0].strip()
-            name, eq, value = first.partition("=")
-            if eq and name.strip() == AUTH_COOKIE:
-                value = value.strip()
-                self.token = value if _COOKIE_VALUE.fullmatch(value) else None
+        for v in raw.getlist("Set-Cookie") if hasattr(raw, "getlist") else ():
+            name, eq, value = v.split(";", 1)[0].strip().partition("=")
+            if not eq or name.strip() != AUTH_COOKIE:
+                continue
+            value = value.strip()
+            if _COOKIE_VALUE.fullmatch(value) and (origin in self.tokens or len(self.tokens) < self.MAX_ORIGINS):
+                self.tokens[origin] = value
+            else:  # emptied (hadoop.auth=; on a refusal), or not a value to send back
+                self.tokens.pop(origin, None)
 
 
 def auth_hint(status: int, headers, target, own_origin: bool) -> str:

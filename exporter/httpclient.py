@@ -42,6 +42,7 @@ import urllib3
 
 from . import __version__
 from .collector import Deadline, TargetError
+from .hadoopauth import auth_hint
 # the limits and the count of requests in flight are named here too (F401): the tests and
 # benchmarks that check them read them from the client
 from .httpbody import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTES, PROCESS_BUDGET,  # noqa: F401
@@ -85,11 +86,14 @@ class HttpClient:
             parsed = [parse_pattern(p) for p in patterns]
             redirect_allowed = lambda url: any(p.matches(url) for p in parsed)  # noqa: E731
         self.redirect_allowed = redirect_allowed
-        try:
-            #: the target's own origin: the only one its credentials go to
-            self._origin: Optional[Origin] = resolve(target.url).origin
-        except ValueError:
-            self._origin = None  # the configuration refuses such a URL; no credentials to anything
+        #: the target's own origins (its url; a ResourceManager HA list's urls): the only ones its
+        #: credentials go to (a URL the configuration would refuse: no credentials to anything)
+        self._origins: set[Origin] = set()
+        for u in target.own_urls() if hasattr(target, "own_urls") else [target.url]:
+            try:
+                self._origins.add(resolve(u).origin)
+            except ValueError:
+                pass
         tls = target.tls_config
         verify: Any = True
         if tls.insecure_skip_verify:
@@ -101,6 +105,9 @@ class HttpClient:
         if target.basic_auth is not None:
             # as UTF-8 bytes: requests would encode str as Latin-1 and quote what it cannot
             s.auth = (target.basic_auth.username.encode(), target.basic_auth.resolve_password().encode())
+        auth = target.session_auth() if hasattr(target, "session_auth") else None
+        if auth is not None:  # Kerberos, Hadoop's pseudo authentication (targetconfig.HttpTarget.session_auth)
+            s.auth = auth
         token = target.bearer_token()
         if token:
             s.headers["Authorization"] = f"Bearer {token}"
@@ -173,9 +180,11 @@ class HttpClient:
                 first_origin = dest.origin
             # credentials (auth, token, client certificate) only to the target's own origin,
             # decided on the URL exactly as it is sent
-            session = self.session if dest.origin == self._origin else self._bare
-            prep = session.prepare_request(requests.Request(
-                "GET", dest.url, headers=headers if dest.origin == first_origin else None))
+            session = self.session if dest.origin in self._origins else self._bare
+            # headers: a dict goes to the first request's origin only; a callable says, for each
+            # hop's URL as sent, which (cookies scoped to an origin and path: sparkwatch.clusters)
+            hop_headers = headers(dest.url) if callable(headers) else headers if dest.origin == first_origin else None
+            prep = session.prepare_request(requests.Request("GET", dest.url, headers=hop_headers))
             if prep.url != dest.url:
                 raise TargetError("invalid_response", f"GET {where}: URL changed when prepared")
             timeout = deadline.timeout(self.target.timeout)
@@ -209,7 +218,8 @@ class HttpClient:
             raise TargetError("invalid_response", f"GET {where}: more than {MAX_REDIRECTS} redirects")
         if resp.status_code not in ok_statuses:
             if resp.status_code in (401, 403):
-                raise TargetError("auth", f"GET {where}: HTTP {resp.status_code} (check basic_auth / bearer token)")
+                hint = auth_hint(resp.status_code, resp.headers, self.target, dest.origin in self._origins)
+                raise TargetError("auth", f"GET {where}: HTTP {resp.status_code} ({hint})")
             raise TargetError("http_status", f"GET {where}: HTTP {resp.status_code}")
         return resp
 
