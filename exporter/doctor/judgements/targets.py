@@ -35,7 +35,8 @@ def targets_down(j: Judge) -> None:
                    "exporter.scrape_timeout; each target has its own timeout.)",
         "connection": "Nothing answered: is it running, and are the URL, host and port right?",
         "tls": "The TLS handshake failed: check tls_config (ca_file, server name, client certificate).",
-        "auth": "It refused the credentials: check basic_auth, bearer_token or digest_auth.",
+        "auth": "It refused the request: the error says what it wants (e.g. Kerberos) or which of the "
+                "target's credentials it refused.",
         "http_status": "It answered with an error status: is the URL that of the right service?",
         "invalid_response": "It answered something that is not what this kind of target sends: is the URL "
                             "that of the right service (not a proxy's page)?",
