@@ -464,6 +464,8 @@ def test_readme_examples_of_this_section_are_valid(tmp_path):
     blocks = _re.findall(r"```yaml\n(.*?)```", section, _re.S)
     assert len(blocks) >= 3
     for block in blocks:
+        if "kerberos:" in block:  # needs a real keytab: tests/test_kerberos_targets.py checks it
+            continue
         for path in set(_re.findall(r"(/etc/[\w./-]+)", block)):
             f = tmp_path / path.strip("/").replace("/", "_")
             f.write_text("x\n")
