@@ -8,10 +8,27 @@ expressions they are part of (see ``promql.py``).
 
 from __future__ import annotations
 
+from typing import Dict
+
+from .model import Evidence
+
 #: the labels that identify one local JVM (jvm collector series), for by (...) and on (...)
 JVM_SERIES_LABELS = "job, instance, target, process, app_id, executor_id, pid"
 #: the labels that identify one Spark application (spark collector series)
 APP_SERIES_LABELS = "job, instance, target, app_id, app_name"
+#: the labels that join one Spark application's series (on (...)): its name may differ between them
+APP_JOIN_LABELS = "job, instance, target, app_id"
+
+
+def floor(metric: str, offset: str = "") -> str:
+    """The floor of ``metric``: its minimum over ``$floor_window`` (``offset`` ago, e.g.
+    ``$trend_window``)."""
+    return f"min_over_time({metric}[$floor_window]{' offset ' + offset if offset else ''})"
+
+
+def floor_evidence(metric: str, on: str) -> Dict[str, Evidence]:
+    """The numbers behind :func:`rising_floor`: the floor now and ``$trend_window`` ago."""
+    return {"floor": Evidence(floor(metric), on), "floor_before": Evidence(floor(metric, "$trend_window"), on)}
 
 
 def rising_floor(metric: str, threshold: str, relative: bool = False) -> str:
@@ -23,10 +40,7 @@ def rising_floor(metric: str, threshold: str, relative: bool = False) -> str:
     (``threshold`` 0.25 is 25%) instead of absolute amounts.
     """
 
-    def floor(offset: str = "") -> str:
-        return f"min_over_time({metric}[$floor_window]{offset})"
-
-    now, middle, start = floor(), floor(" offset $trend_window_half"), floor(" offset $trend_window")
+    now, middle, start = floor(metric), floor(metric, "$trend_window_half"), floor(metric, "$trend_window")
 
     def rise(later: str, earlier: str) -> str:
         if relative:
@@ -49,18 +63,30 @@ def collected_in_every_floor_window(counter: str, on: str) -> str:
     return "\n" + "\n".join(clauses)
 
 
+def state_change(on: str) -> str:
+    """The largest relative change, over ``$trend_window``, of the streaming state rows of
+    the queries of an application (identified by the labels ``on``)."""
+    return f"""max by ({on}) (
+  abs(spark_streaming_state_rows - spark_streaming_state_rows offset $trend_window)
+  / clamp_min(spark_streaming_state_rows offset $trend_window, 1)
+)"""
+
+
 def flat_state(on: str) -> str:
     """``and`` the streaming state rows of the same application (joined ``on`` these
     labels) changed by less than ``$max_state_change`` (relative) over ``$trend_window``:
     the condition that rules the state out of a rising heap floor."""
     return f"""
 and on ({on})
-max by ({on}) (
-  abs(spark_streaming_state_rows - spark_streaming_state_rows offset $trend_window)
-  / clamp_min(spark_streaming_state_rows offset $trend_window, 1)
-)
+{state_change(on)}
 < $max_state_change
 """
+
+
+def state_evidence(on: str) -> Dict[str, Evidence]:
+    """The numbers behind :func:`flat_state`: the application's state rows now and their change."""
+    return {"state_rows": Evidence(f"sum by ({on}) (spark_streaming_state_rows)", on),
+            "state_rows_change": Evidence(state_change(on), on)}
 
 
 def predicted(series: str) -> str:

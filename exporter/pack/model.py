@@ -53,6 +53,21 @@ class Replay:
     failure_is: str = ""
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """A number behind an alert, for each series it fires for: the figures its trend
+    compares (the floor now and a trend window ago, the use against the limit). Read
+    from Prometheus by ``sparkwatch doctor --prometheus`` and reported with the finding.
+
+    ``expr``: PromQL with the alert's ``$param`` placeholders, rendered as the alert's
+    expression is (selectors, parameters); build it from the templates the expression
+    is built from (``expressions.py``). ``on``: the labels (comma-separated) that tie a
+    result to one of the alert's series; the alert's series carry them."""
+
+    expr: str
+    on: str
+
+
 @dataclass(eq=False)
 class Alert:
     """One alert of the pack: everything its rule, runbook, promtool tests and
@@ -78,6 +93,8 @@ class Alert:
     action: str  # runbook: what to do now (the signature's fix follows)
     story: Replay  # the war story, replayed: must fire, and not too early
     healthy: List[Replay]  # healthy or merely busy: must stay quiet
+    #: the numbers behind it, by name (``sparkwatch doctor --prometheus``); the rule's own value is read too
+    evidence: Dict[str, Evidence] = field(default_factory=dict)
 
 
 def series(metric: str, **labels: str) -> str:

@@ -80,8 +80,10 @@ def matchers(alert: Alert, cfg: RulesConfig) -> Dict[str, str]:
     return {p: join_matchers(cfg.selector, getattr(cfg.selectors, p), settings.selector) for p in PREFIXES}
 
 
-def render_expr(alert: Alert, cfg: RulesConfig) -> str:
-    expr = textwrap.dedent(alert.expr).strip()
+def render_expr(alert: Alert, cfg: RulesConfig, expr: Optional[str] = None) -> str:
+    """The alert's expression under ``cfg`` (selectors injected, parameters substituted), or
+    ``expr`` rendered the same way (one of its ``evidence`` expressions)."""
+    expr = textwrap.dedent(alert.expr if expr is None else expr).strip()
     return substitute(inject(expr, matchers(alert, cfg)), param_values(alert, cfg))
 
 

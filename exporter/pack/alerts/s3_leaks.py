@@ -5,17 +5,23 @@ from __future__ import annotations
 
 from typing import List
 
-from ..model import DURATION, NUMBER, REGEX, Alert, Param, Replay, at, saw, series, values, wiggle
+from ..model import DURATION, NUMBER, REGEX, Alert, Evidence, Param, Replay, at, saw, series, values, wiggle
 from ..expressions import (
+    APP_JOIN_LABELS,
     APP_SERIES_LABELS,
     JVM_SERIES_LABELS,
     collected_in_every_floor_window,
     driver_pools_as_jvm_series,
     flat_state,
+    floor_evidence,
     predicted,
     predicted_exhaustion,
     rising_floor,
+    state_evidence,
 )
+
+#: the old generation of a JVM (jvm collector)
+OLD_SPACE_USED = 'jvm_memory_space_used_bytes{space=~"$old_space"}'
 
 #: the stateful streaming application of S3's war story
 STREAMING_APP = dict(target="app", app_id="app-1", app_name="sessions")
@@ -128,6 +134,9 @@ JVM_THREADS_PREDICTED_TO_HIT_LIMIT = Alert(
         Replay("a busy JVM with 3,000 threads, steady",
                [(executor_thread_headroom(), values(wiggle(1096, 20, 400)))], quiet=["2h", "6h"]),
     ],
+    evidence={"thread_headroom": Evidence(f"min by ({JVM_SERIES_LABELS}) (jvm_process_thread_headroom)",
+                                          JVM_SERIES_LABELS),
+              "thread_limit": Evidence(f"min by ({JVM_SERIES_LABELS}) (jvm_process_thread_limit)", JVM_SERIES_LABELS)},
 )
 
 SPARK_HEAP_FLOOR_RISING_WITH_FLAT_STATE = Alert(
@@ -137,8 +146,7 @@ SPARK_HEAP_FLOOR_RISING_WITH_FLAT_STATE = Alert(
     description="Application {{ $labels.app_name }} ({{ $labels.app_id }}, target {{ $labels.target }}): "
                 "the driver's lowest heap over $floor_window rose by more than $min_growth_pct% in "
                 "$trend_window, in both halves of it, while its streaming state rows changed by less than $max_state_change_pct%.",
-    expr=rising_floor("spark_driver_jvm_heap_used_bytes", "$min_growth", relative=True)
-    + flat_state("job, instance, target, app_id"),
+    expr=rising_floor("spark_driver_jvm_heap_used_bytes", "$min_growth", relative=True) + flat_state(APP_JOIN_LABELS),
     for_="1h",
     params=FLOOR_WITH_FLAT_STATE,
     meaning="The heap in use goes up and down with every collection; its floor (the lowest value over "
@@ -173,6 +181,7 @@ SPARK_HEAP_FLOOR_RISING_WITH_FLAT_STATE = Alert(
                [(driver_heap_used(), values(saw(1e9, 3e9, 10, 600))), (state_rows(), values(wiggle(1079, 10, 600)))],
                quiet=["7h", "10h"]),
     ],
+    evidence=dict(floor_evidence("spark_driver_jvm_heap_used_bytes", APP_JOIN_LABELS), **state_evidence(APP_JOIN_LABELS)),
 )
 
 JVM_HEAP_FLOOR_RISING_WITH_FLAT_STATE = Alert(
@@ -184,7 +193,7 @@ JVM_HEAP_FLOOR_RISING_WITH_FLAT_STATE = Alert(
                 "collections of it, rose by more than $min_growth_pct% in $trend_window, in both halves of "
                 "it, while the application's streaming state rows changed by less than "
                 "$max_state_change_pct%.",
-    expr=rising_floor('jvm_memory_space_used_bytes{space=~"$old_space"}', "$min_growth", relative=True)
+    expr=rising_floor(OLD_SPACE_USED, "$min_growth", relative=True)
     + collected_in_every_floor_window('jvm_gc_collections_total{collector=~"$old_collector"}',
                                       JVM_SERIES_LABELS)
     + flat_state("app_id"),
@@ -243,6 +252,7 @@ JVM_HEAP_FLOOR_RISING_WITH_FLAT_STATE = Alert(
                 (executor_collections(), "0x600"), (executor_collections("G1 full collection pauses"), "0x600"),
                 (state_rows(), values(wiggle(1079, 10, 600)))], quiet=["7h", "10h"]),
     ],
+    evidence=dict(floor_evidence(OLD_SPACE_USED, JVM_SERIES_LABELS), **state_evidence("app_id")),
 )
 
 JVM_HEAP_FLOOR_NEARLY_FULL = Alert(
@@ -375,6 +385,7 @@ JVM_THREADS_LEAKING = Alert(
                     [(live_threads(), values(saw(100, 300, 10, 480)))], quiet=["7h", "8h"]),
              Replay("warm-up: pools grow to 600 threads in the first hour, then stay",
                     [(live_threads(), "20+10x60 620x420")], quiet=["6h30m", "7h", "8h"])],
+    evidence=floor_evidence("jvm_threads_live", JVM_SERIES_LABELS),
 )
 
 JVM_FILE_DESCRIPTORS_PREDICTED_EXHAUSTED = Alert(
@@ -403,6 +414,8 @@ jvm_process_open_fds / jvm_process_max_fds > $min_ratio
         labels=[at(target="local", process="executor")]),
     healthy=[Replay("a busy server holding 40,000 descriptors, steady",
                     [(open_fds(), "40000x600"), (max_fds(), "65536x600")], quiet=["3h", "9h"])],
+    evidence={"open_fds": Evidence("jvm_process_open_fds", JVM_SERIES_LABELS),
+              "max_fds": Evidence("jvm_process_max_fds", JVM_SERIES_LABELS)},
 )
 
 ALERTS: List[Alert] = [

@@ -6,13 +6,24 @@ from __future__ import annotations
 
 from typing import List
 
-from ..model import DURATION, NUMBER, REGEX, Alert, Param, Replay, at, saw, series, values
-from ..expressions import APP_SERIES_LABELS, driver_pools_as_jvm_series, predicted_exhaustion, rising_floor
+from ..model import DURATION, NUMBER, REGEX, Alert, Evidence, Param, Replay, at, saw, series, values
+from ..expressions import (
+    APP_JOIN_LABELS,
+    APP_SERIES_LABELS,
+    JVM_SERIES_LABELS,
+    driver_pools_as_jvm_series,
+    floor_evidence,
+    predicted_exhaustion,
+    rising_floor,
+)
 
 CODE_POOLS = Param("codeheap_.*|code_?cache", REGEX,
                    "Spark JvmSource memory pools (pool label) that are code cache heaps")
 CODE_POOL_USED = 'spark_driver_jvm_memory_pool_used_bytes{pool=~"$code_pools"}'
 CODE_POOL_MAX = 'spark_driver_jvm_memory_pool_max_bytes{pool=~"$code_pools"}'
+
+#: a code cache heap: a JVM's (jvm collector), or a pool of a driver's (relabelled like it)
+CODE_HEAP_ON = JVM_SERIES_LABELS + ", heap"
 
 MB = 1024 * 1024
 #: the long-running service of S5's war story
@@ -107,6 +118,7 @@ JVM_LOADED_CLASSES_RISING = Alert(
                     [(loaded_classes(), values(saw(30000, 35000, 10, 540)))], quiet=["7h", "9h"]),
              Replay("warm-up: 25,000 classes loaded in the first hour, then flat",
                     [(loaded_classes(), "2000+400x60 26000x480")], quiet=["6h30m", "7h", "8h"])],
+    evidence=floor_evidence("jvm_classes_currently_loaded", JVM_SERIES_LABELS),
 )
 
 JVM_CODE_CACHE_PREDICTED_FULL = Alert(
@@ -148,6 +160,10 @@ and {CODE_POOL_USED}
                     [(codecache_used(), f"{120 * MB}x300"), (codecache_max(), f"{240 * MB}x300"),
                      (codecache_used("non-nmethods"), f"{4 * MB}x300"), (codecache_max("non-nmethods"), f"{6 * MB}x300")],
                     quiet=["2h", "5h"])],
+    evidence={"used": Evidence("jvm_codecache_used_bytes\nor\n" + driver_pools_as_jvm_series(CODE_POOL_USED, "heap"),
+                               CODE_HEAP_ON),
+              "max": Evidence("jvm_codecache_max_bytes\nor\n" + driver_pools_as_jvm_series(CODE_POOL_MAX, "heap"),
+                              CODE_HEAP_ON)},
 )
 
 JVM_CODE_CACHE_NEARLY_FULL = Alert(
@@ -387,6 +403,9 @@ and on (job, instance, target, app_id)
                                              base=lambda t: 100 * MB + 200 * MB * min(t, 120) / 120)))],
                quiet=["6h", "7h", "8h", "10h"]),
     ],
+    evidence=dict(floor_evidence("spark_driver_jvm_nonheap_used_bytes", APP_JOIN_LABELS),
+              periodic_gc_interval_seconds=Evidence("spark_cleaner_periodic_gc_interval_seconds", APP_JOIN_LABELS),
+              reference_tracking_blocking=Evidence("spark_cleaner_reference_tracking_blocking", APP_JOIN_LABELS)),
 )
 
 ALERTS: List[Alert] = [
