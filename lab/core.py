@@ -26,6 +26,7 @@ import requests
 import yaml
 
 from testbed.procs import free_port, stop_process_group
+from testbed.prometheus import command as prometheus_command
 from testbed.spark import SPARK_PYTHONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,11 +187,8 @@ class Prometheus:
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> "Prometheus":
-        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-        self.proc = start([binary, f"--config.file={self.config_file}",
-                           f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-                           f"--web.listen-address=127.0.0.1:{self.port}",
-                           "--storage.tsdb.retention.time=1d", "--log.level=warn"], self.log)
+        self.proc = start(prometheus_command(self.config_file, self.workdir / "tsdb", self.port,
+                                             "--storage.tsdb.retention.time=1d"), self.log)
         wait_for("prometheus", lambda: requests.get(self.url + "/-/ready", timeout=2).ok, 60, alive=self.proc,
                  logfile=self.log)
         groups = requests.get(self.url + "/api/v1/rules", timeout=5).json()["data"]["groups"]

@@ -8,16 +8,13 @@ NO_DATA_EXPECTED with the condition their signal needs."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict
 
 import pytest
 import requests
-import yaml
 from kazoo.client import KazooClient
 
 from sparkwatch.pack.alerts import ALERTS
@@ -27,14 +24,14 @@ from sparkwatch.pack.rules import rules_yaml
 from sparkwatch.pack.rulesconfig import parse_rules_config
 from testbed.exporter import running_exporter
 from testbed.livy_server import livy_server
-from testbed.procs import free_port, stop_process_group
+from testbed.prometheus import PROMETHEUS
+from testbed.prometheus import prometheus_server as prometheus
 from testbed.spark import spark_app
 from testbed.zookeeper import available as zookeeper_available
 from testbed.zookeeper import write_livy_store, zookeeper_server
 from tests.helpers import spark_python
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 SCRAPE = "2s"  # the exporter's deadline is the scrape timeout; Spark on 2 busy cores needs a little
 RATE_INTERVAL = "10s"  # what Grafana's $__rate_interval is at a 2 s scrape interval (4 x)
 
@@ -57,37 +54,6 @@ pytestmark = [
     pytest.mark.spark, pytest.mark.zookeeper, pytest.mark.slow,
     pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="prometheus not installed"),
 ]
-
-
-@contextmanager
-def prometheus(config: dict, rule_files: List[Path], workdir: Path) -> Iterator[str]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    cfg = dict(config, rule_files=[str(p) for p in rule_files])
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-    log = open(workdir / "prometheus.log", "wb")
-    proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        end = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {(workdir / 'prometheus.log').read_text()[-3000:]}")
-            try:
-                if requests.get(url + "/-/ready", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > end:
-                raise RuntimeError("prometheus not ready within 60 s")
-            time.sleep(0.3)
-        yield url
-    finally:
-        stop_process_group(proc, grace=20)
-        log.close()
 
 
 def _query(prom: str, expr: str) -> list:
