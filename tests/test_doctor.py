@@ -604,23 +604,72 @@ def test_cleaner_settings_alone_are_info_a_rising_nonheap_floor_with_them_a_warn
     assert "non-heap" in f.summary
 
 
+def test_prometheus_joins_the_readings_finding_about_the_same_series():
+    """With --prometheus, an alert Prometheus has firing for a series a reading's finding is already
+    about joins that finding (its state added, the worse severity kept); for another series of the
+    same target it is a finding of its own; pending, it is one step below the alert's severity."""
+    from sparkwatch.config import parse_config
+    from sparkwatch.doctor.findings import Judge
+    from sparkwatch.doctor.prometheus import Active, History
+    from sparkwatch.doctor.reading import Reading, TargetStatus
+    from sparkwatch.doctor.thresholds import Thresholds
+    from sparkwatch.pack.alerts.s2_restart import JVM_THREADS_NEAR_LIMIT
+    from sparkwatch.pack.alerts.s3_leaks import JVM_GC_TIME_HIGH
+
+    now = time.time()
+    jvm = {"target": "local", "process": "executor", "app_id": "app-1", "executor_id": "2", "pid": ""}
+    reading = Reading(0.0, now, [("jvm_process_thread_headroom", jvm, 5.0), ("jvm_process_thread_limit", jvm, 4096.0)],
+                      [TargetStatus("jvm", "local", True, "", {})])
+    at = dict(jvm, job="sparkwatch", instance="node7:9951", severity="critical", signature="S2")
+    other = dict(at, executor_id="3")
+    history = History("http://prometheus:9090", now, active=[
+        Active(JVM_THREADS_NEAR_LIMIT, "firing", at, since=now - 1800, value=5.0),
+        Active(JVM_THREADS_NEAR_LIMIT, "firing", other, since=now - 60, value=7.0),
+        Active(JVM_GC_TIME_HIGH, "pending", at, since=now - 120, value=0.4)])
+    found = Judge([reading], Thresholds(), None, parse_config({}), history=history).judge()
+    near = [f for f in found if f.runbook.endswith("/JvmThreadsNearLimit.md")]
+    assert len(near) == 2
+    joined = next(f for f in near if "executor 2" in f.subject)
+    assert joined.summary.startswith("Only 5 more threads can start")
+    assert joined.summary.endswith(f"Prometheus: {JVM_THREADS_NEAR_LIMIT.name} firing for 30min.")
+    assert joined.evidence["prometheus_firing"] == 1 and joined.evidence["thread_headroom"] == 5
+    alone = next(f for f in near if f is not joined)
+    assert alone.subject == "process executor (app app-1, executor 3) on node7:9951" and alone.severity == "critical"
+    assert alone.summary == f"{JVM_THREADS_NEAR_LIMIT.summary} Prometheus: {JVM_THREADS_NEAR_LIMIT.name} firing for " \
+                            "1min; the rule's value: 7."
+    [gc] = [f for f in found if f.runbook.endswith("/JvmGcTimeHigh.md")]
+    assert gc.severity == "info" and "pending for 2min (it fires after 15min)" in gc.summary
+    # without --prometheus, none of it
+    assert len(Judge([reading], Thresholds(), None, parse_config({})).judge()) == 1
+
+
 # ------------------------------------------------------------------ one definition: the pack's alerts
 
 
 def test_every_alert_is_judged_by_the_doctor_or_says_why_not():
-    """For every alert of the pack: the doctor's judgements that cover it, or the reason one or
-    two readings cannot judge it (a trend over hours, a series that is gone). An alert added,
-    renamed or retired without its judgement fails here, not silently in the doctor."""
+    """For every alert of the pack: the doctor's judgements of the readings that cover it, or the
+    reason one or two readings cannot judge it (a trend over hours, a series that is gone) together
+    with the judgement that reads it from Prometheus (--prometheus). An alert added, renamed or
+    retired without its judgement fails here, not silently in the doctor."""
     from sparkwatch.doctor.judgements import JUDGEMENTS, NOT_JUDGED
     from sparkwatch.pack.alerts import ALERTS
 
-    covered = {}
+    read, from_prometheus, fallback = {}, {}, set()
     for j in JUDGEMENTS:
         for a in j.alerts:
-            covered.setdefault(a.name, []).append(j.name)
-    table = {a.name: covered.get(a.name) or NOT_JUDGED.get(a) for a in ALERTS}
+            if j.fallback:
+                fallback.add(a.name)
+            else:
+                (from_prometheus if j.prometheus else read).setdefault(a.name, []).append(j.name)
+    table = {a.name: read.get(a.name) or (NOT_JUDGED.get(a) and from_prometheus.get(a.name)) for a in ALERTS}
     assert all(table.values()), {name: how for name, how in table.items() if not how}
-    assert not [a.name for a in NOT_JUDGED if a.name in covered], "both judged and not judgeable"
+    assert not [a.name for a in NOT_JUDGED if a.name in read], "both judged from the readings and not judgeable"
+    # with --prometheus, whatever Prometheus has firing or pending is reported: by its own judgement or the fallback
+    assert fallback == {a.name for a in ALERTS}
+    # the trend alerts over hours have a judgement from Prometheus of their own (with their numbers)
+    for a in ALERTS:
+        if a.evidence:
+            assert a.name in from_prometheus, f"{a.name} declares evidence that no judgement reports"
     # a retired alert still named by the doctor
     assert all(a in ALERTS for a in NOT_JUDGED) and all(a in ALERTS for j in JUDGEMENTS for a in j.alerts)
     assert all(len(reason.split()) >= 5 for reason in NOT_JUDGED.values()), NOT_JUDGED

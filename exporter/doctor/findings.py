@@ -9,6 +9,12 @@ an alert takes that alert's severity (as a rules configuration sets it), its
 action as the fix, and its runbook's path, and is reported only if the rules
 configuration leaves the alert enabled. A judgement reports only the alerts it
 declares; findings about the doctor's own setup (``setup``) name no alert.
+
+With ``--prometheus`` the judgements declared ``@judges(..., prometheus=True)``
+run after the others, on what Prometheus says (:mod:`.prometheus`): the pack's
+alerts that are firing or pending and the numbers behind them. A finding they
+add for a series a reading's finding already covers (the same alert, target
+and identifying labels) joins that finding instead of repeating it.
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..pack.model import Alert
 from ..pack.signatures import SIGNATURE_ORDER
 from .reading import HostScan, Reading
 from .thresholds import Thresholds
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .prometheus import Active, History
 
 log = logging.getLogger("sparkwatch.doctor")
 
@@ -35,6 +44,10 @@ APP_KEY = ("target", "app_id", "app_name")
 DOCS_JVM = "docs/jvm.md"
 DOCS_LIVY = "docs/livy.md"
 DOCS_CONFIG = "docs/configuration.md"
+DOCS_DOCTOR = "docs/doctor.md"
+#: the labels that say which series a finding is about (a JVM, an application, a query, ...):
+#: a Prometheus finding joins a reading's finding of the same alert when the labels both have agree
+IDENTITY = ("target", "process", "app_id", "executor_id", "pid", "query", "kind", "queue", "heap", "space")
 
 
 @dataclass
@@ -107,11 +120,16 @@ def key_of(labels: Dict[str, str], keys: Iterable[str]) -> Tuple[str, ...]:
 class Judgement:
     """A judgement: a function of the :class:`Judge` that reports findings, and the
     alerts of the pack it applies (none for one that reports setup findings only).
+    ``prometheus``: it judges what Prometheus says (runs only with ``--prometheus``);
+    ``fallback``: it reports the alerts no other Prometheus judgement declares.
     Made with :func:`judges`."""
 
-    def __init__(self, func: Callable[["Judge"], None], alerts: Sequence[Alert]):
+    def __init__(self, func: Callable[["Judge"], None], alerts: Sequence[Alert], prometheus: bool = False,
+                 fallback: bool = False):
         self.func = func
         self.alerts: Tuple[Alert, ...] = tuple(alerts)
+        self.prometheus = prometheus
+        self.fallback = fallback
         self.name = func.__name__
         self.module = func.__module__
         self.__doc__ = func.__doc__
@@ -123,16 +141,22 @@ class Judgement:
         return f"<judgement {self.module}.{self.name}: {', '.join(a.name for a in self.alerts) or 'setup'}>"
 
 
-def judges(*alerts: Alert) -> Callable[[Callable[["Judge"], None]], Judgement]:
+def judges(*alerts: Alert, prometheus: bool = False,
+           fallback: bool = False) -> Callable[[Callable[["Judge"], None]], Judgement]:
     """Declare a judgement and the alerts it applies::
 
         @judges(JVM_GC_TIME_HIGH)
         def s3_gc(j: Judge) -> None:
             ...
-            j.add(JVM_GC_TIME_HIGH, target=..., subject=..., summary=..., evidence={...})
+            j.add(JVM_GC_TIME_HIGH, target=..., subject=..., summary=..., evidence={...}, labels=lbl)
+
+        @judges(JVM_THREADS_LEAKING, prometheus=True)
+        def s3_threads_leaking_history(j: Judge) -> None:
+            for active in j.active(JVM_THREADS_LEAKING):
+                j.add_active(active, summary=..., evidence={...})
 
     The modules of :mod:`.judgements` are read for the judgements they define, in order."""
-    return lambda func: Judgement(func, alerts)
+    return lambda func: Judgement(func, alerts, prometheus, fallback)
 
 
 class Judge:
@@ -145,10 +169,12 @@ class Judge:
     unless ``judgements`` is given) and returns the findings, worst first."""
 
     def __init__(self, readings: List[Reading], thresholds: Thresholds, host: Optional[HostScan], config,
-                 judgements: Optional[Sequence[Judgement]] = None):
+                 judgements: Optional[Sequence[Judgement]] = None, history: Optional["History"] = None):
         if judgements is None:
             from .judgements import JUDGEMENTS as judgements
         self.judgements = list(judgements)
+        #: what Prometheus says (``--prometheus``), None without it
+        self.history = history
         self.readings = readings
         self.first, self.last = readings[0], readings[-1]
         self.watching = len(readings) > 1
@@ -158,9 +184,18 @@ class Judge:
         self.config = config
         self.findings: List[Finding] = []
         self._running: Optional[Judgement] = None
+        #: the findings of the readings, by alert, with the labels of the series they are about
+        self._read: Dict[Alert, List[Tuple[Dict[str, str], Finding]]] = {}
+        #: the alerts a Prometheus judgement other than the fallback reports
+        self.prometheus_judged = {a for rule in self.judgements if rule.prometheus and not rule.fallback
+                                  for a in rule.alerts}
 
     def judge(self) -> List[Finding]:
-        for rule in self.judgements:
+        rules = [r for r in self.judgements if not r.prometheus]
+        if self.history is not None:  # after the readings' judgements, whose findings they may join
+            rules += [r for r in self.judgements if r.prometheus and not r.fallback]
+            rules += [r for r in self.judgements if r.prometheus and r.fallback]
+        for rule in rules:
             self._running = rule
             try:
                 rule(self)
@@ -175,23 +210,83 @@ class Judge:
     # ------------------------------------------------------------ adding a finding
 
     def add(self, alert: Optional[Alert], signature: Optional[str] = None, severity: Optional[str] = None,
-            fix: Optional[str] = None, runbook: Optional[str] = None, **kw) -> None:
+            fix: Optional[str] = None, runbook: Optional[str] = None, labels: Optional[Dict[str, str]] = None,
+            **kw) -> Optional[Finding]:
         """A finding (``target``, ``subject``, ``summary``, ``evidence`` as keywords).
         For an ``alert``: by default its signature, severity, action and runbook, and
         nothing when the rules configuration disables it. Without one: a setup finding
-        that names its own ``signature``, ``severity``, ``fix`` and ``runbook``."""
+        that names its own ``signature``, ``severity``, ``fix`` and ``runbook``.
+        ``labels``: those of the series it is about (a Prometheus finding about the same
+        series joins it)."""
         if alert is not None:
             if self._running is not None and alert not in self._running.alerts:
                 raise ValueError(f"{alert.name} is not an alert of the judgement {self._running.name}")
             if not self.t.enabled(alert):
-                return
+                return None
             signature = signature or (SETUP if alert.signature == TARGETS else alert.signature)
             severity = severity or self.t.severity(alert)
             fix = fix if fix is not None else alert.action
             runbook = runbook or self.t.runbook(alert)
         ev = {k: _num(float(v)) for k, v in kw.pop("evidence", {}).items() if v is not None and math.isfinite(v)}
-        self.findings.append(Finding(severity, signature, kw["target"], kw["subject"], kw["summary"], ev,
-                                     fix or "", runbook or ""))
+        finding = Finding(severity, signature, kw["target"], kw["subject"], kw["summary"], ev, fix or "",
+                          runbook or "")
+        self.findings.append(finding)
+        if alert is not None and labels is not None and not (self._running and self._running.prometheus):
+            self._read.setdefault(alert, []).append((dict(labels, target=kw["target"]), finding))
+        return finding
+
+    # ------------------------------------------------------------ what Prometheus says
+
+    def active(self, *alerts: Alert) -> List["Active"]:
+        """The series of ``alerts`` Prometheus has firing or pending (none without ``--prometheus``)."""
+        if self.history is None:
+            return []
+        return [a for a in self.history.active if a.alert in alerts]
+
+    def add_active(self, active: "Active", summary: str, evidence: Optional[Dict[str, Optional[float]]] = None,
+                   fix: Optional[str] = None) -> None:
+        """A finding for an alert Prometheus has firing or pending (``active``): the alert's
+        severity when it fires, one step lower while it is pending (its condition holds,
+        not yet for its ``for:``); ``summary`` with the numbers, then what Prometheus says.
+        When a reading's finding is about the same series (the same alert; the target and
+        the identifying labels they both carry agree), it joins that finding."""
+        from .prometheus import describe, subject_of, target_of
+
+        alert = active.alert
+        ev = dict(evidence or {}, **active.numbers())
+        for labels, finding in self._read.get(alert, []):
+            shared = [k for k in IDENTITY if k in labels and k in active.labels]
+            if shared and all(labels[k] == active.labels[k] for k in shared):
+                finding.summary = f"{finding.summary} {describe(active, self.t, self.history.at)}"
+                finding.evidence.update({k: _num(float(v)) for k, v in ev.items()
+                                         if v is not None and math.isfinite(v) and k not in finding.evidence})
+                severity = self.t.severity(alert) if active.state == "firing" else finding.severity
+                if SEVERITIES.index(severity) < SEVERITIES.index(finding.severity):
+                    finding.severity = severity
+                return
+        severity = self.t.severity(alert)
+        if active.state != "firing":
+            severity = SEVERITIES[min(SEVERITIES.index(severity) + 1, len(SEVERITIES) - 1)]
+        state = describe(active, self.t, self.history.at, value=not evidence)  # the rule's value: no other numbers
+        self.add(alert, severity=severity, fix=fix, target=target_of(active.labels, self.history),
+                 subject=subject_of(alert, active.labels), summary=f"{summary} {state}", evidence=ev)
+
+    def add_rising_count(self, active: "Active", what: str, key: str, meaning: str) -> None:
+        """A finding for an alert on a count whose floor rises (the pack's ``rising_floor`` with its
+        ``min_increase``, ``floor_window`` and ``trend_window``): the floor now and a trend window ago
+        (its ``floor`` and ``floor_before`` evidence), as ``{key}_floor`` and ``{key}_floor_before``."""
+        alert = active.alert
+        trend, floor_window = self.t.seconds(alert, "trend_window"), self.t.seconds(alert, "floor_window")
+        min_increase = self.t.number(alert, "min_increase")
+        floor, before = active.evidence.get("floor"), active.evidence.get("floor_before")
+        if floor is not None and before is not None:
+            text = (f"The floor of {what} (the fewest over {duration(floor_window)}) rose from {count(before)} to "
+                    f"{count(floor)} in {duration(trend)}")
+        else:
+            text = f"The floor of {what} rose by more than {count(min_increase)} in {duration(trend)}"
+        self.add_active(active, summary=f"{text}: {meaning}", evidence={
+            f"{key}_floor": floor, f"{key}_floor_before": before, "min_increase": min_increase,
+            "trend_window_seconds": trend})
 
     # ------------------------------------------------------------ reading series
 

@@ -40,9 +40,9 @@ def _evidence(ev: dict) -> str:
 
 
 def to_text(findings: List[Finding], readings: List[Reading], colour: bool = False,
-            notes: Optional[List[str]] = None) -> str:
+            notes: Optional[List[str]] = None, history=None) -> str:
     """The report for a terminal or a ticket: at most 80 columns, worst first, then the targets
-    and the ``notes``."""
+    and the ``notes``; ``history``: what Prometheus said (``--prometheus``), in the head."""
     last = readings[-1]
     down = sum(1 for t in last.targets if not t.up)
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last.wall))
@@ -52,6 +52,14 @@ def to_text(findings: List[Finding], readings: List[Reading], colour: bool = Fal
         f"two readings {readings[-1].monotonic - readings[0].monotonic:.0f}s apart"
     lines.append(f"sparkwatch doctor, {when}")
     lines += _wrap("", f"Read {len(last.targets)} targets ({down} down), {how}.", 0)
+    if history is not None:
+        if history.error:
+            said = "could not be read"
+        else:
+            states = [a.state for a in history.active]
+            said = (f"{states.count('firing')} of the pack's alerts firing, {states.count('pending')} pending "
+                    "for these targets")
+        lines += _wrap("", f"Prometheus ({history.url}): {said}.", 0)
     verdict = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing found"
     lines += _wrap("", f"Verdict: {verdict}.", 0)
     for f in findings:

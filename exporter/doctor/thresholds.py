@@ -16,7 +16,8 @@ import re
 from typing import Dict, Optional
 
 from ..pack.model import Alert
-from ..pack.rules import param_values, severity
+from ..pack.promql import parse_duration
+from ..pack.rules import for_duration, param_values, severity
 from ..pack.rulesconfig import RulesConfig
 from ..pack.runbooks import runbook_path
 
@@ -49,6 +50,10 @@ class Thresholds:
     def regex(self, alert: Alert, param: str) -> "re.Pattern":
         """A REGEX parameter, anchored as PromQL anchors label matchers."""
         return re.compile(f"(?:{self.text(alert, param)})\\Z")
+
+    def for_seconds(self, alert: Alert) -> float:
+        """The alert's ``for:``, in seconds (as the rules configuration sets and scales it)."""
+        return parse_duration(for_duration(alert, self.cfg))
 
     def enabled(self, alert: Alert) -> bool:
         return self.cfg.alert(alert.name).enabled

@@ -49,13 +49,13 @@ def s1_finished_sessions(j: Judge) -> None:
             if growth is not None and growth > 0:
                 grow = (f"; at the pace of the last {duration(j.dt)}, {count(growth)} more per "
                         f"{duration(window)}")
-            j.add(a1, target=target, subject=f"Livy {kind} sessions",
+            j.add(a1, target=target, labels={"kind": kind}, subject=f"Livy {kind} sessions",
                   summary=f"Livy holds {count(finished)} finished {kind} sessions (more than "
                           f"{count(min_finished)}); nobody deletes them and the retention does not remove "
                           f"them{grow}. Oldest seen finished: {duration(age or 0)} (since sparkwatch first "
                           "saw it).", fix=fix, evidence=ev)
         elif age is not None and age > max_age:
-            j.add(a2, target=target, subject=f"Livy {kind} sessions",
+            j.add(a2, target=target, labels={"kind": kind}, subject=f"Livy {kind} sessions",
                   summary=f"The oldest finished {kind} session has been kept for more than "
                           f"{duration(age)} (the retention should remove it within {duration(max_age)}).",
                   fix=fix, evidence=ev)

@@ -74,7 +74,7 @@ def s2_restart(j: Judge) -> None:
               "user_threads": users.get(k, (None, None))[1], "ratio": ratio}
         subject = f"Livy {j.jvm_subject(hlbl)}"
         if sessions > ratio * room:
-            j.add(a, target=target, subject=subject,
+            j.add(a, target=target, labels=label, subject=subject,
                   summary=f"A restart of Livy would start {count(sessions)} threads, the limit leaves "
                           f"{count(room)} (limit {count(limit) if limit is not None else '?'}): it would die "
                           "with \"unable to create new native thread\". Do not restart Livy before the "
@@ -86,7 +86,7 @@ def s2_restart(j: Judge) -> None:
             ev.update(growth_per_hour=rate * 3600, predicted_sessions=predicted)
             if predicted > ratio_r * room:
                 left = (ratio_r * room - sessions) / rate
-                j.add(ar, target=target, subject=subject,
+                j.add(ar, target=target, labels=label, subject=subject,
                       summary=f"Livy's recovery store grows by {count(rate * 3600)} sessions an hour "
                               f"({count(sessions)} now; the thread headroom is {count(room)}): a restart "
                               f"after about {duration(left)} from now would fail.", evidence=ev)
@@ -101,7 +101,7 @@ def s2_threads_near_limit(j: Judge) -> None:
     for k, (lbl, room) in j.series(j.last, "jvm_process_thread_headroom").items():
         limit = limits.get(k, (None, None))[1]
         if limit is not None and room < r * limit:
-            j.add(a, target=lbl["target"], subject=j.jvm_subject(lbl),
+            j.add(a, target=lbl["target"], labels=lbl, subject=j.jvm_subject(lbl),
                   summary=f"Only {count(room)} more threads can start before the thread limit of "
                           f"{count(limit)} (less than {pct(r)} of it free): the next ones fail with "
                           "\"unable to create new native thread\".",

@@ -45,7 +45,7 @@ def s3_heap_floor(j: Judge) -> None:
         mx = maxes.get(k, (None, None))[1]
         if mx and used and min(used) / mx > ratio:
             floor = min(used)
-            j.add(a, target=lbl["target"], subject=j.jvm_subject(lbl),
+            j.add(a, target=lbl["target"], labels=lbl, subject=j.jvm_subject(lbl),
                   summary=f"Its old generation ({lbl['space']}) stays at {pct(floor / mx)} of its maximum "
                           f"({size(floor)} of {size(mx)}): collections free almost nothing; expect \"GC "
                           "overhead limit exceeded\" or \"Java heap space\".",
@@ -60,7 +60,7 @@ def s3_heap_floor(j: Judge) -> None:
         floor = after[k][1] if k in after else min(j.values_of("spark_driver_jvm_memory_pool_used_bytes",
                                                                keys, k) or [used])
         if mx and floor / mx > ratio:
-            j.add(a, target=lbl["target"], subject=f"driver of {j.app_subject(lbl)}",
+            j.add(a, target=lbl["target"], labels=lbl, subject=f"driver of {j.app_subject(lbl)}",
                   summary=f"The driver's old generation ({lbl['pool']}) stays at {pct(floor / mx)} of its "
                           f"maximum after GC ({size(floor)} of {size(mx)}): out of memory soon.",
                   evidence={"old_used_bytes": floor, "old_max_bytes": mx, "ratio": ratio})
@@ -88,7 +88,7 @@ def s3_gc(j: Judge) -> None:
                 continue
             share, over = vals[-1] / up, f"its {duration(up)} of uptime"
         if share > ratio:
-            j.add(a, target=lbl["target"], subject=j.jvm_subject(lbl),
+            j.add(a, target=lbl["target"], labels=lbl, subject=j.jvm_subject(lbl),
                   summary=f"It spent {pct(share)} of {over} collecting garbage (more than {pct(ratio)}).",
                   evidence={"gc_share": share, "ratio": ratio, "gc_seconds_total": vals[-1]})
 
@@ -112,7 +112,7 @@ def s3_executor_gc(j: Judge) -> None:
         else:
             continue
         if share > ratio:
-            j.add(a, target=lbl["target"], subject=f"executor {lbl['executor_id']} of {j.app_subject(lbl)}",
+            j.add(a, target=lbl["target"], labels=lbl, subject=f"executor {lbl['executor_id']} of {j.app_subject(lbl)}",
                   summary=f"It spent {pct(share)} of {over} in garbage collection (more than {pct(ratio)}).",
                   evidence={"gc_share": share, "ratio": ratio, "gc_seconds": g1, "run_seconds": r1})
 
@@ -129,7 +129,7 @@ def s3_threads_trend(j: Judge) -> None:
             continue
         rate = (h0 - h1) / j.dt
         if h1 - rate * horizon < 0:
-            j.add(a, target=lbl["target"], subject=j.jvm_subject(lbl),
+            j.add(a, target=lbl["target"], labels=lbl, subject=j.jvm_subject(lbl),
                   summary=f"Its thread headroom fell from {count(h0)} to {count(h1)} in {duration(j.dt)}: "
                           f"at that pace no thread can start in about {duration(h1 / rate)} (the pack warns "
                           f"within {duration(horizon)}).",
@@ -153,12 +153,76 @@ def s3_fds(j: Judge) -> None:
             rate = (f1 - f0) / j.dt
             ev["fds_per_hour"] = rate * 3600
             if f1 + rate * horizon >= mx:
-                j.add(a, target=lbl["target"], subject=j.jvm_subject(lbl),
+                j.add(a, target=lbl["target"], labels=lbl, subject=j.jvm_subject(lbl),
                       summary=f"It uses {count(f1)} of {count(mx)} file descriptors ({pct(f1 / mx)}) and "
                               f"opened {count(f1 - f0)} more in {duration(j.dt)}: at that pace it runs out "
                               f"in about {duration((mx - f1) / rate)}.", evidence=ev)
                 continue
-        j.add(a, severity="info", target=lbl["target"], subject=j.jvm_subject(lbl),
+        j.add(a, severity="info", target=lbl["target"], labels=lbl, subject=j.jvm_subject(lbl),
               summary=f"It uses {count(f1)} of {count(mx)} file descriptors ({pct(f1 / mx)})"
                       + ("; not growing." if j.watching else "; --watch shows whether they grow."),
               evidence=ev)
+
+
+# ------------------------------------------------------------------ from Prometheus (--prometheus)
+
+
+@judges(SPARK_HEAP_FLOOR_RISING_WITH_FLAT_STATE, JVM_HEAP_FLOOR_RISING_WITH_FLAT_STATE, prometheus=True)
+def s3_heap_floor_history(j: Judge) -> None:
+    """A heap floor that rose for hours while the streaming state rows stayed flat: the floor now
+    and a trend window ago, the state rows' change, from Prometheus."""
+    for a in j.active(SPARK_HEAP_FLOOR_RISING_WITH_FLAT_STATE, JVM_HEAP_FLOOR_RISING_WITH_FLAT_STATE):
+        t = j.t
+        trend, floor_window = t.seconds(a.alert, "trend_window"), t.seconds(a.alert, "floor_window")
+        min_growth = t.number(a.alert, "min_growth")
+        floor, before = a.evidence.get("floor"), a.evidence.get("floor_before")
+        rows, change = a.evidence.get("state_rows"), a.evidence.get("state_rows_change")
+        what = "the driver's heap" if a.alert is SPARK_HEAP_FLOOR_RISING_WITH_FLAT_STATE else "its old generation"
+        rise = (floor - before) / before if floor is not None and before else None
+        if rise is not None:
+            text = (f"The floor of {what} (its lowest use over {duration(floor_window)}) rose {pct(rise)} in "
+                    f"{duration(trend)}, from {size(before)} to {size(floor)}")
+        else:
+            text = f"The floor of {what} rose by more than {pct(min_growth)} in {duration(trend)}"
+        state = f"changed by {pct(change)}" if change is not None else "stayed flat"
+        text += (f", while the streaming state rows of {a.labels.get('app_id') or 'its application'} {state}"
+                 + (f" ({count(rows)} rows)" if rows is not None else "")
+                 + ": memory that no collection frees and the state does not explain, a leak.")
+        j.add_active(a, summary=text, evidence={
+            "heap_floor_bytes": floor, "heap_floor_before_bytes": before, "heap_floor_rise": rise,
+            "state_rows": rows, "state_rows_change": change, "min_growth": min_growth,
+            "trend_window_seconds": trend})
+
+
+@judges(JVM_THREADS_LEAKING, prometheus=True)
+def s3_threads_leaking_history(j: Judge) -> None:
+    """The floor of a JVM's live threads, now and a trend window ago, from Prometheus."""
+    for a in j.active(JVM_THREADS_LEAKING):
+        j.add_rising_count(a, "its live threads", "threads", "threads are started and never stopped.")
+
+
+@judges(JVM_THREADS_PREDICTED_TO_HIT_LIMIT, JVM_FILE_DESCRIPTORS_PREDICTED_EXHAUSTED, prometheus=True)
+def s3_predicted_history(j: Judge) -> None:
+    """Threads and file descriptors: the use against the limit now and the prediction, from Prometheus."""
+    for a in j.active(JVM_THREADS_PREDICTED_TO_HIT_LIMIT, JVM_FILE_DESCRIPTORS_PREDICTED_EXHAUSTED):
+        window, horizon = j.t.seconds(a.alert, "window"), j.t.seconds(a.alert, "horizon")
+        pace = f"at the trend of the last {duration(window)}"
+        if a.alert is JVM_THREADS_PREDICTED_TO_HIT_LIMIT:
+            room, limit = a.evidence.get("thread_headroom"), a.evidence.get("thread_limit")
+            now = (f"{count(room)} more threads can start before its limit"
+                   + (f" of {count(limit)}" if limit is not None else "") if room is not None else
+                   "Its thread headroom shrinks")
+            then = (f"; {pace} the headroom is {count(a.value)} in {duration(horizon)}" if a.value is not None
+                    else f"; {pace} it is gone within {duration(horizon)}")
+            j.add_active(a, summary=now + then + ": \"unable to create new native thread\" follows.",
+                         evidence={"thread_headroom": room, "thread_limit": limit,
+                                   "predicted_thread_headroom": a.value, "horizon_seconds": horizon})
+        else:
+            used, limit = a.evidence.get("open_fds"), a.evidence.get("max_fds")
+            now = (f"It uses {count(used)} of {count(limit)} file descriptors" if used is not None and limit
+                   else "Its file descriptors grow")
+            then = (f"; {pace} it would use {count(a.value)} in {duration(horizon)}" if a.value is not None
+                    else f"; {pace} they run out within {duration(horizon)}")
+            j.add_active(a, summary=now + then + ": \"Too many open files\" follows.",
+                         evidence={"open_fds": used, "max_fds": limit, "predicted_open_fds": a.value,
+                                   "horizon_seconds": horizon})

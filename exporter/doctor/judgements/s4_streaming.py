@@ -42,7 +42,7 @@ def s4_streaming(j: Judge) -> None:
         if j.watching and i0 is not None and d is not None and d[1] is not None:
             if i0 == i1 and d[1] == d[2] and i1 > 0:
                 full = j.dt >= window
-                j.add(stalled, severity=None if full else "warning", target=target, subject=subject,
+                j.add(stalled, severity=None if full else "warning", target=target, labels=lbl, subject=subject,
                       summary=f"No batch completed in {duration(j.dt)}: its progress figures are frozen "
                               f"(input {i1:.1f} rows/s, last batch {d[2]:.1f}s) while input arrives"
                               + ("." if full else f" (the pack pages after {duration(window)} of this; "
@@ -54,7 +54,7 @@ def s4_streaming(j: Judge) -> None:
         if j.watching and p is not None and p[1] is not None and i0 is not None:
             avg_in, avg_p = (i0 + i1) / 2, (p[1] + p[2]) / 2
             if avg_p < ratio * avg_in and avg_in > min_input:
-                j.add(behind, target=target, subject=subject,
+                j.add(behind, target=target, labels=lbl, subject=subject,
                       summary=f"It processes {avg_p:.1f} rows/s against {avg_in:.1f} rows/s arriving "
                               f"({pct(avg_p / avg_in)}, less than {pct(ratio)}): the backlog grows.",
                       evidence={"processed_rows_per_second": avg_p, "input_rows_per_second": avg_in,
@@ -62,7 +62,26 @@ def s4_streaming(j: Judge) -> None:
         if d is not None:
             durations = [v for v in (d[1], d[2]) if v is not None]
             if durations and min(durations) > trigger:
-                j.add(slow, severity=None if j.watching else "info", target=target, subject=subject,
+                j.add(slow, severity=None if j.watching else "info", target=target, labels=lbl, subject=subject,
                       summary=f"Its batches take {min(durations):.0f}s, longer than the "
                               f"{duration(trigger)} trigger interval the pack assumes: latency grows.",
                       evidence={"batch_duration_seconds": min(durations), "trigger_interval_seconds": trigger})
+
+
+# ------------------------------------------------------------------ from Prometheus (--prometheus)
+
+
+@judges(SPARK_STREAMING_QUERY_TERMINATED, SPARK_APPLICATION_VANISHED, prometheus=True)
+def s4_gone_history(j: Judge) -> None:
+    """A query, or a long-running application, whose series are gone: only Prometheus remembers them."""
+    for a in j.active(SPARK_STREAMING_QUERY_TERMINATED):
+        last = f" (its last input rate: {a.value:.1f} rows/s)" if a.value is not None else ""
+        j.add_active(a, summary=f"It reported within the last {duration(j.t.seconds(a.alert, 'window'))} and "
+                                f"no longer does{last}, while its application is still running: the query "
+                                "terminated (an exception, or stop()).",
+                     evidence={"last_input_rows_per_second": a.value})
+    for a in j.active(SPARK_APPLICATION_VANISHED):
+        ran = f"It had run for {duration(a.value)}" if a.value is not None else "It had run for long"
+        j.add_active(a, summary=f"{ran} and target {a.labels.get('target') or '?'} no longer lists it, while "
+                                "the target answers: the application ended.",
+                     evidence={"last_uptime_seconds": a.value})

@@ -43,7 +43,7 @@ def s5_codecache(j: Judge) -> None:
             continue
         ev = {"code_cache_used_bytes": u1, "code_cache_max_bytes": mx, "ratio": ratio}
         if u1 / mx > ratio:
-            j.add(full, target=lbl["target"], subject=subject,
+            j.add(full, target=lbl["target"], labels=lbl, subject=subject,
                   summary=f"Its JIT code cache heap '{heap}' is {pct(u1 / mx)} full ({size(u1)} of "
                           f"{size(mx)}, more than {pct(ratio)}): compilation is about to be disabled "
                           "(or already is).", evidence=ev)
@@ -53,12 +53,12 @@ def s5_codecache(j: Judge) -> None:
                 rate = (u1 - u0) / j.dt
                 ev["bytes_per_hour"] = rate * 3600
                 if u1 + rate * horizon >= mx:
-                    j.add(pred, target=lbl["target"], subject=subject,
+                    j.add(pred, target=lbl["target"], labels=lbl, subject=subject,
                           summary=f"Its code cache heap '{heap}' is {pct(u1 / mx)} full and grew "
                                   f"{size(u1 - u0)} in {duration(j.dt)}: full in about "
                                   f"{duration((mx - u1) / rate)}, then the JIT is switched off.", evidence=ev)
                     continue
-            j.add(pred, severity="info", target=lbl["target"], subject=subject,
+            j.add(pred, severity="info", target=lbl["target"], labels=lbl, subject=subject,
                   summary=f"Its code cache heap '{heap}' is {pct(u1 / mx)} full ({size(u1)} of {size(mx)}).",
                   evidence=ev)
 
@@ -71,7 +71,7 @@ def s5_jit(j: Judge) -> None:
     for k, (lbl, v) in j.series(j.last, "jvm_jit_compilation_enabled").items():
         if v == 0:
             n = full_events.get(k, (None, None))[1]
-            j.add(a, target=lbl["target"], subject=j.jvm_subject(lbl),
+            j.add(a, target=lbl["target"], labels=lbl, subject=j.jvm_subject(lbl),
                   summary="Its JIT compiler is disabled (\"compilation: disabled\"): the code cache filled "
                           f"up{f' ({count(n)} times)' if n else ''}, it now runs interpreted and stays slow "
                           "until restarted.",
@@ -97,7 +97,7 @@ def s5_classes(j: Judge) -> None:
         up = j.uptime(lbl)
         warm = up is not None and up < floor_window
         serious = not warm
-        j.add(a, severity=None if serious else "info", target=lbl["target"], subject=j.jvm_subject(lbl),
+        j.add(a, severity=None if serious else "info", target=lbl["target"], labels=lbl, subject=j.jvm_subject(lbl),
               summary=f"Loaded classes rose from {count(c0)} to {count(c1)} in {duration(j.dt)}: "
                       f"{count(pace)} per {duration(trend_window)} at that pace (the pack warns above "
                       f"{count(min_increase)})" + ("; it started less than "
@@ -142,7 +142,7 @@ def s5_cleaner(j: Judge) -> None:
                       min_growth=min_growth)
         if growth is not None and growth > min_growth:
             warm = up is not None and up < floor_window
-            j.add(a, severity="info" if warm else None, target=lbl["target"], subject=j.app_subject(lbl),
+            j.add(a, severity="info" if warm else None, target=lbl["target"], labels=lbl, subject=j.app_subject(lbl),
                   summary=f"{settings}, and its driver's non-heap memory (classes, compiled code) rose from "
                           f"{size(n0)} to {size(n1)} in {duration(j.dt)}: {pct(growth)} per "
                           f"{duration(trend_window)} at that pace (the pack warns above {pct(min_growth)}). "
@@ -155,7 +155,7 @@ def s5_cleaner(j: Judge) -> None:
                 "the readings." if growth is not None else
                 " Whether its driver's non-heap memory rises needs a second reading (--watch) or "
                 "Prometheus (--prometheus).")
-        j.add(a, severity="info", target=lbl["target"], subject=j.app_subject(lbl),
+        j.add(a, severity="info", target=lbl["target"], labels=lbl, subject=j.app_subject(lbl),
               summary=f"{settings}: the settings that let S5's war story's cleaner fall behind, Spark's "
                       f"defaults; a problem only when the driver keeps classes and compiled code it should "
                       f"free (its non-heap floor rising for hours).{seen}",
@@ -169,12 +169,12 @@ def s5_listener(j: Judge) -> None:
     keys = APP_KEY + ("queue",)
     for k, (lbl, d0, d1) in j.trend("spark_listener_dropped_events_total", keys).items():
         if d0 is not None and d1 > d0:
-            j.add(dropped, target=lbl["target"], subject=f"{j.app_subject(lbl)}, queue {lbl['queue']}",
+            j.add(dropped, target=lbl["target"], labels=lbl, subject=f"{j.app_subject(lbl)}, queue {lbl['queue']}",
                   summary=f"Its listener queue {lbl['queue']} dropped {count(d1 - d0)} events in the last "
                           f"{duration(j.dt)}: the UI, the cleaner and these figures fall behind.",
                   evidence={"dropped_events": d1 - d0, "dropped_events_total": d1})
         elif d1 > 0:
-            j.add(dropped, severity="info", target=lbl["target"],
+            j.add(dropped, severity="info", target=lbl["target"], labels=lbl,
                   subject=f"{j.app_subject(lbl)}, queue {lbl['queue']}",
                   summary=f"Its listener queue {lbl['queue']} has dropped {count(d1)} events since the "
                           "application started" + (", none in the last " + duration(j.dt) + "."
@@ -186,7 +186,7 @@ def s5_listener(j: Judge) -> None:
         cap = caps.get(k, (None, None))[1]
         vals = [v for v in (e0, e1) if v is not None]
         if cap and min(vals) / cap > ratio:
-            j.add(filling, severity=None if j.watching else "info", target=lbl["target"],
+            j.add(filling, severity=None if j.watching else "info", target=lbl["target"], labels=lbl,
                   subject=f"{j.app_subject(lbl)}, queue {lbl['queue']}",
                   summary=f"Its listener queue {lbl['queue']} holds {count(min(vals))} of {count(cap)} events "
                           f"({pct(min(vals) / cap)}): events will be dropped.",
@@ -201,7 +201,7 @@ def s5_jobs(j: Judge) -> None:
     max_jobs = j.t.number(piling, "max_jobs")
     for lbl, age in j.series(j.last, "spark_job_oldest_active_age_seconds", APP_KEY).values():
         if age > max_age:
-            j.add(too_long, target=lbl["target"], subject=j.app_subject(lbl),
+            j.add(too_long, target=lbl["target"], labels=lbl, subject=j.app_subject(lbl),
                   summary=f"Its oldest active job has been running for {duration(age)} (more than "
                           f"{duration(max_age)}): stuck or starved.",
                   evidence={"oldest_job_age_seconds": age, "max_age_seconds": max_age})
@@ -209,9 +209,60 @@ def s5_jobs(j: Judge) -> None:
         vals = [v for v in (j0, j1) if v is not None]
         if min(vals) > max_jobs:
             rising = j0 is not None and j1 > j0
-            j.add(piling, severity=None if rising else "info", target=lbl["target"],
+            j.add(piling, severity=None if rising else "info", target=lbl["target"], labels=lbl,
                   subject=j.app_subject(lbl),
                   summary=f"It has {count(j1)} active jobs (more than {count(max_jobs)})"
                           + (f", {count(j1 - j0)} more than {duration(j.dt)} ago: jobs pile up."
                              if rising else "."),
                   evidence={"active_jobs": j1, "max_jobs": max_jobs})
+
+
+# ------------------------------------------------------------------ from Prometheus (--prometheus)
+
+
+@judges(JVM_LOADED_CLASSES_RISING, prometheus=True)
+def s5_classes_history(j: Judge) -> None:
+    """The floor of a JVM's loaded classes, now and a trend window ago, from Prometheus."""
+    for a in j.active(JVM_LOADED_CLASSES_RISING):
+        j.add_rising_count(a, "its loaded classes", "classes",
+                           "classes are loaded and never unloaded; the code cache fills next.")
+
+
+@judges(JVM_CODE_CACHE_PREDICTED_FULL, prometheus=True)
+def s5_codecache_history(j: Judge) -> None:
+    """A code cache heap's use against its size, and where its trend leads, from Prometheus."""
+    for a in j.active(JVM_CODE_CACHE_PREDICTED_FULL):
+        window, horizon = j.t.seconds(a.alert, "window"), j.t.seconds(a.alert, "horizon")
+        used, mx = a.evidence.get("used"), a.evidence.get("max")
+        heap = a.labels.get("heap") or "?"
+        now = (f"Its code cache heap '{heap}' is {pct(used / mx)} full ({size(used)} of {size(mx)})"
+               if used is not None and mx else f"Its code cache heap '{heap}' fills up")
+        then = (f"; at the trend of the last {duration(window)} it holds {size(a.value)} in {duration(horizon)}"
+                if a.value is not None else f"; at the trend of the last {duration(window)} it is full within "
+                                            f"{duration(horizon)}")
+        j.add_active(a, summary=now + then + ": once full, the JIT is switched off.",
+                     evidence={"code_cache_used_bytes": used, "code_cache_max_bytes": mx,
+                               "predicted_code_cache_used_bytes": a.value, "horizon_seconds": horizon})
+
+
+@judges(SPARK_CLEANER_SETTINGS_RISKY, prometheus=True)
+def s5_cleaner_history(j: Judge) -> None:
+    """The cleaner settings of S5's war story with the driver's non-heap floor rising, from Prometheus."""
+    for a in j.active(SPARK_CLEANER_SETTINGS_RISKY):
+        trend, floor_window = j.t.seconds(a.alert, "trend_window"), j.t.seconds(a.alert, "floor_window")
+        interval = a.evidence.get("periodic_gc_interval_seconds")
+        blocking = a.evidence.get("reference_tracking_blocking")
+        floor, before = a.evidence.get("floor"), a.evidence.get("floor_before")
+        settings = [f"spark.cleaner.periodicGC.interval={duration(interval)}" if interval is not None else "",
+                    "spark.cleaner.referenceTracking.blocking=true" if blocking == 1 else ""]
+        settings_text = " and ".join(x for x in settings if x) or "S5's war story's cleaner settings"
+        rise = (floor - before) / before if floor is not None and before else None
+        grew = (f"rose {pct(rise)} in {duration(trend)}, from {size(before)} to {size(floor)}" if rise is not None
+                else f"rose for {duration(trend)}")
+        j.add_active(a, summary=f"It runs with {settings_text}, and the floor of its driver's non-heap memory "
+                                f"(classes, compiled code; the lowest over {duration(floor_window)}) {grew}: its "
+                                "cleaner is falling behind as in S5's war story.",
+                     fix=SIGNATURES[a.alert.signature].fix,
+                     evidence={"periodic_gc_interval_seconds": interval, "reference_tracking_blocking": blocking,
+                               "nonheap_floor_bytes": floor, "nonheap_floor_before_bytes": before,
+                               "nonheap_floor_rise": rise, "trend_window_seconds": trend})

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+from ...pack.alerts import ALERTS
 from ...pack.alerts.targets import (
     JVM_WATCHED_PROCESS_MISSING,
     SPARK_METRICS_SOURCE_DISABLED,
     SPARKWATCH_EXPORTER_DOWN,
     TARGET_DOWN,
 )
-from ..findings import APP_KEY, DOCS_CONFIG, DOCS_JVM, DOCS_LIVY, SETUP, Judge, judges
+from ..findings import APP_KEY, DOCS_CONFIG, DOCS_DOCTOR, DOCS_JVM, DOCS_LIVY, SETUP, Judge, judges
 from ..reading import NO_ATTACH_FLAG, NO_PERF_FLAGS, HostJvm, store_paths
 
 #: a JVM younger than this (seconds) may not have written its performance-data file yet
 YOUNG_JVM_SECONDS = 30.0
 
+#: what the readings cannot judge (the judgements from Prometheus below do, with --prometheus)
 NOT_JUDGED = {
     SPARKWATCH_EXPORTER_DOWN: "it is Prometheus' record of scraping the exporter (`up`); the doctor reads the "
                               "targets itself and never sees Prometheus' scrapes",
@@ -48,7 +50,7 @@ def targets_down(j: Judge) -> None:
         alert = TARGET_DOWN.get(ts.kind)
         action = alert.action if alert else "Restart or repair the target; if it is healthy, fix the exporter's " \
                                             "configuration for it."
-        j.add(alert, signature=SETUP, severity=None if alert else "warning", target=ts.name,
+        j.add(alert, signature=SETUP, severity=None if alert else "warning", target=ts.name, labels={},
               subject=f"{ts.kind} target",
               summary=f"The {ts.kind} target cannot be read ({reason or 'down'}): {ts.error}",
               fix=" ".join(x for x in (hints.get(reason, ""), action) if x),
@@ -80,7 +82,8 @@ def watched_missing(j: Judge) -> None:
     for labels, v in j.series(j.last, "jvm_processes", ("target",)).values():
         tc = next((t for t in j.config.jvm if t.display_name() == labels["target"]), None)
         if v == 0 and tc is not None and tc.match is not None and labels["target"] not in hidden:
-            j.add(JVM_WATCHED_PROCESS_MISSING, target=labels["target"], subject=f"process {labels['target']}",
+            j.add(JVM_WATCHED_PROCESS_MISSING, target=labels["target"], labels=labels,
+                  subject=f"process {labels['target']}",
                   summary=f"No running JVM matches the jvm entry {labels['target']!r} "
                           f"(match: {tc.match}): the process it watches is gone, or never started.",
                   evidence={"jvm_processes": 0})
@@ -94,7 +97,7 @@ def metrics_sources(j: Judge) -> None:
     for labels, v in j.series(j.last, "spark_metrics_source_enabled", APP_KEY + ("source",)).values():
         if v == 0:
             src = labels.get("source", "")
-            j.add(SPARK_METRICS_SOURCE_DISABLED, target=labels["target"], subject=j.app_subject(labels),
+            j.add(SPARK_METRICS_SOURCE_DISABLED, target=labels["target"], labels=labels, subject=j.app_subject(labels),
                   summary=f"Spark's {src} metrics source is off: {blind.get(src, 'its series are absent')}.",
                   evidence={f"metrics_source_{src}_enabled": 0})
 
@@ -192,3 +195,72 @@ def livy_store_setup(j: Judge) -> None:
                       "key-prefix (default 'livy'), and check that livy.server.recovery.mode=recovery uses "
                       "this ZooKeeper (livy.server.recovery.state-store.url); or set "
                       "livy_state_store.enabled: false.", runbook=DOCS_LIVY)
+
+
+# ------------------------------------------------------------------ from Prometheus (--prometheus)
+
+
+@judges(SPARKWATCH_EXPORTER_DOWN, prometheus=True)
+def exporter_down_history(j: Judge) -> None:
+    """Prometheus cannot scrape the exporter (its own `up`): the selector says which exporter is this one."""
+    for a in j.active(SPARKWATCH_EXPORTER_DOWN):
+        j.add_active(a, summary=f"Prometheus cannot scrape the exporter {a.labels.get('instance') or '?'} (job "
+                                f"{a.labels.get('job') or '?'}): no series of its targets arrive, and every "
+                                "alert about them is blind.",
+                     evidence={"up": a.value})
+
+
+#: what to check when Prometheus cannot be read, by the reason
+PROMETHEUS_HINTS = {
+    "connection": "Is Prometheus running, and is --prometheus its URL as this host reaches it (with its path "
+                  "prefix, if it has one)?",
+    "timeout": "It did not answer in time: raise --prometheus.timeout, or narrow what is read with "
+               "--prometheus.selector.",
+    "tls": "Give the CA that signed Prometheus' certificate: --prometheus.ca-file.",
+    "auth": "Give its credentials: --prometheus.user and --prometheus.password-file, or "
+            "--prometheus.bearer-token-file.",
+    "http_status": "Is --prometheus the URL of Prometheus itself (its HTTP API answers /api/v1/query)?",
+    "invalid_response": "Is --prometheus the URL of Prometheus itself (its HTTP API answers /api/v1/query), "
+                        "with no proxy page in between?",
+    "limit": "Its answer was too large: narrow it with --prometheus.selector.",
+}
+
+
+@judges(prometheus=True)
+def prometheus_setup(j: Judge) -> None:
+    """Prometheus that cannot be read, or does not hold the pack's rules: what --prometheus cannot see."""
+    h = j.history
+    if h is None:
+        return
+    if h.error:
+        j.add(None, signature=SETUP, severity="warning", target=h.url, subject="Prometheus",
+              summary=f"Prometheus could not be read ({h.reason}): {h.error}. The pack's alerts and trends "
+                      "are not in this report.",
+              fix=PROMETHEUS_HINTS.get(h.reason, "Check --prometheus and its options."), runbook=DOCS_DOCTOR)
+        return
+    enabled = [a for a in ALERTS if j.t.enabled(a)]
+    if h.missing is not None and enabled and len(h.missing) == len(enabled):
+        j.add(None, signature=SETUP, severity="warning", target=h.url, subject="Prometheus",
+              summary="Prometheus has none of the pack's alert rules loaded: none of them can be firing, and "
+                      "the trends they compute are not judged.",
+              fix="Add the pack's rules to Prometheus' rule_files (alerts/sparkwatch.rules.yml, or the output "
+                  "of sparkwatch rules --config with your rules configuration) and reload it.",
+              runbook=DOCS_DOCTOR, evidence={"rules_missing": len(h.missing)})
+    elif h.missing:
+        names = ", ".join(a.name for a in h.missing[:5]) + (", ..." if len(h.missing) > 5 else "")
+        j.add(None, signature=SETUP, severity="info", target=h.url, subject="Prometheus",
+              summary=f"Prometheus has no rule for {len(h.missing)} of the pack's alerts ({names}).",
+              fix="Load the rules generated with the same rules configuration as the doctor's --rules.config "
+                  "(sparkwatch rules --config FILE); disable in it the alerts you do not want.",
+              runbook=DOCS_DOCTOR, evidence={"rules_missing": len(h.missing)})
+    for alert, error in h.failing:
+        j.add(None, signature=SETUP, severity="warning", target=h.url, subject=f"Prometheus' rule {alert.name}",
+              summary=f"Prometheus fails to evaluate the rule: {error or 'no error given'}. It cannot fire.",
+              fix="Check the rule against the metrics Prometheus holds (a relabelling that renamed them, "
+                  "two exporters with the same series).", runbook=j.t.runbook(alert))
+    if h.problems:
+        more = f" (and {len(h.problems) - 3} more)" if len(h.problems) > 3 else ""
+        j.add(None, signature=SETUP, severity="info", target=h.url, subject="Prometheus",
+              summary="Part of what Prometheus holds could not be read: " + "; ".join(h.problems[:3]) + more + ".",
+              fix="The findings from Prometheus above lack those numbers; run the doctor again, or read them "
+                  "in Prometheus.", runbook=DOCS_DOCTOR)
