@@ -279,3 +279,10 @@ def short_error(e: Exception) -> str:
         if marker in s:
             s = s.split(marker, 1)[1]
     return s.rstrip("'\")").strip()[:200]
+
+
+def detached(e: TargetError) -> TargetError:
+    """``e`` without its traceback and context: an error kept (by a future, until the
+    scrape ends) must not keep the frames of its request alive, nor the body they read."""
+    e.__context__ = e.__cause__ = None
+    return e.with_traceback(None)

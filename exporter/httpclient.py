@@ -46,12 +46,16 @@ from .hadoopauth import auth_hint
 # the limits and the count of requests in flight are named here too (F401): the tests and
 # benchmarks that check them read them from the client
 from .httpbody import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTES, PROCESS_BUDGET,  # noqa: F401
-                       RSS_OVERHEAD_BYTES, TARGET_FLOOR_BYTES, MemoryBudget, decode_json, fix_mmap_threshold, read_body,
-                       short_error)
+                       RSS_OVERHEAD_BYTES, TARGET_FLOOR_BYTES, MemoryBudget, decode_json, detached,
+                       fix_mmap_threshold, read_body, short_error)
 from .httpwatch import MAX_HEAD_BYTES, HeadTooLarge, Watch, WatchedAdapter, caused_by, requests_in_flight  # noqa: F401
-from .urlpattern import Origin, resolve
+from .urlpattern import Origin, ResolvedUrl, resolve
 
 MAX_REDIRECTS = 5
+#: where the first hop of a URL goes is remembered for URLs up to this long, this many per client
+#: (the collectors ask for the same few URLs at every scrape; redirects are decided every time)
+RESOLVED_URL_CHARS = 1024
+RESOLVED_URLS = 128
 #: connections kept per host (urllib3's default), more with a larger max_concurrency
 DEFAULT_POOL_SIZE = 10
 
@@ -114,6 +118,8 @@ class HttpClient:
         if tls.cert_file is not None:
             s.cert = (str(tls.cert_file), str(tls.key_file)) if tls.key_file else str(tls.cert_file)
         self.session = s
+        #: (url, params) -> the decision of :func:`~sparkwatch.urlpattern.resolve` on it (a function of them alone)
+        self._resolved: Dict[tuple, ResolvedUrl] = {}
         #: for other origins than the target's: no credentials
         self._bare = _session(verify, pool_size)
 
@@ -148,7 +154,7 @@ class HttpClient:
             finally:
                 self._slots.release()
         except TargetError as e:
-            raise _detached(e)
+            raise detached(e)
 
     def _watched_get(self, url: str, where: str, deadline: Deadline, params, ok_statuses, headers) -> requests.Response:
         with Watch(deadline) as watch:
@@ -163,14 +169,26 @@ class HttpClient:
                     raise TargetError("timeout", f"GET {where}: response not complete within the deadline") from None
                 raise TargetError("invalid_response", f"GET {where}: {type(e).__name__}") from None
 
-    def _resolve(self, url: str, params, where: str, hop: int):
+    def _resolve(self, url: str, params, where: str, hop: int) -> ResolvedUrl:
         """:func:`sparkwatch.urlpattern.resolve`, the one decision on where a request goes;
-        a URL it refuses is the target's invalid answer."""
+        a URL it refuses is the target's invalid answer. The decision on a first hop is
+        remembered (it depends on the URL and the params alone, in their order): a scrape
+        asks for the same URLs as the last one."""
+        key = _resolve_key(url, params) if hop == 0 and len(url) <= RESOLVED_URL_CHARS else None
+        if key is not None:
+            hit = self._resolved.get(key)
+            if hit is not None:
+                return hit
         try:
-            return resolve(url, params)
+            dest = resolve(url, params)
         except ValueError as e:
             what = "redirect to a refused URL" if hop else "refused URL"
             raise TargetError("invalid_response", f"GET {where}: {what}: {e}") from None
+        if key is not None:
+            if len(self._resolved) >= RESOLVED_URLS:
+                self._resolved.clear()
+            self._resolved[key] = dest
+        return dest
 
     def _get(self, url: str, where: str, deadline: Deadline, params, ok_statuses, headers) -> requests.Response:
         first_origin = None
@@ -232,7 +250,7 @@ class HttpClient:
         try:
             return decode_json(resp.content, path, resp.headers.get("Content-Type", ""), expect, budget=self.budget)
         except TargetError as e:
-            err = _detached(e)
+            err = detached(e)
         del resp  # the body is not kept alive by the error
         raise err
 
@@ -260,8 +278,18 @@ def _session(verify, pool_size: int = DEFAULT_POOL_SIZE) -> requests.Session:
     return s
 
 
-def _detached(e: TargetError) -> TargetError:
-    """``e`` without its traceback and context: an error kept (by a future, until the
-    scrape ends) must not keep the frames of its request alive, nor the body they read."""
-    e.__context__ = e.__cause__ = None
-    return e.with_traceback(None)
+def _resolve_key(url: str, params) -> Optional[tuple]:
+    """``(url, params)`` as a key, their order kept; None for params of another shape
+    than a dict of strings, numbers and lists of them."""
+    if params is None:
+        return (url, None)
+    if not isinstance(params, dict):
+        return None
+    items = []
+    for k, v in params.items():
+        if isinstance(v, list):
+            v = tuple(v)
+        if not (isinstance(k, str) and all(isinstance(x, (str, int)) for x in (v if isinstance(v, tuple) else (v,)))):
+            return None
+        items.append((k, v))
+    return (url, tuple(items))

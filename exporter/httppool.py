@@ -14,7 +14,8 @@ import threading
 from concurrent.futures import CancelledError, Future, wait
 from typing import Dict, Optional
 
-from .collector import Deadline
+from .collector import Deadline, TargetError
+from .httpbody import detached
 
 
 class RequestPool:
@@ -102,7 +103,10 @@ class Prefetch:
     :class:`RequestPool` whose threads make the requests submitted ahead; None:
     nothing is submitted, every request is made when it is asked for.
     ``headers`` go with every request (e.g. the YARN proxy's cookie for one
-    application; never with a redirect to another origin).
+    application; never with a redirect to another origin). A ``then`` given to
+    :meth:`get` (and the same one to :meth:`submit_get`) is applied to the answer
+    in the thread that made the request (decoding and reading it while other
+    requests are in flight), and its result is what :meth:`get` returns.
 
     :meth:`close` cancels what has not started and waits for what has (every
     request is bounded by its deadline), so that no request of a scrape
@@ -122,10 +126,19 @@ class Prefetch:
         """Whether requests can be submitted ahead (a pool that is not closed)."""
         return self.pool is not None
 
-    def _get(self, url, deadline, params, ok_statuses):
+    def _get(self, url, deadline, params, ok_statuses, then=None):
         if self.headers:
-            return self.client.get(url, deadline, params, ok_statuses, headers=self.headers)
-        return self.client.get(url, deadline, params, ok_statuses)
+            resp = self.client.get(url, deadline, params, ok_statuses, headers=self.headers)
+        else:
+            resp = self.client.get(url, deadline, params, ok_statuses)
+        if then is None:
+            return resp
+        try:
+            return then(resp)
+        except TargetError as e:
+            err = detached(e)
+        del resp  # the body is not kept alive by the error
+        raise err
 
     def _get_json(self, url, deadline, params, expect):
         if self.headers:
@@ -149,19 +162,20 @@ class Prefetch:
                 pass
         return fn(*args)
 
-    def submit_get(self, url: str, deadline: Deadline, params=None, ok_statuses=(200,)) -> None:
-        """Start ``get(url, deadline, params, ok_statuses)`` in the pool."""
-        self._submit(("get", url, _params_key(params), tuple(ok_statuses)), self._get, url, deadline, params,
-                     ok_statuses)
+    def submit_get(self, url: str, deadline: Deadline, params=None, ok_statuses=(200,), then=None) -> None:
+        """Start ``get(url, deadline, params, ok_statuses, then)`` in the pool."""
+        self._submit(("get", url, _params_key(params), tuple(ok_statuses), then), self._get, url, deadline, params,
+                     ok_statuses, then)
 
     def submit_json(self, url: str, deadline: Deadline, params=None, expect: type = object) -> None:
         """Start ``get_json(url, deadline, params, expect)`` in the pool."""
         self._submit(("json", url, _params_key(params), expect), self._get_json, url, deadline, params, expect)
 
-    def get(self, url: str, deadline: Deadline, params=None, ok_statuses=(200,)):
-        """The client's ``get``: the answer submitted ahead, or made now."""
-        return self._answer(("get", url, _params_key(params), tuple(ok_statuses)), self._get, url, deadline, params,
-                            ok_statuses)
+    def get(self, url: str, deadline: Deadline, params=None, ok_statuses=(200,), then=None):
+        """The client's ``get`` (``then(answer)`` with a ``then``): the answer submitted
+        ahead, or made now."""
+        return self._answer(("get", url, _params_key(params), tuple(ok_statuses), then), self._get, url, deadline,
+                            params, ok_statuses, then)
 
     def get_json(self, url: str, deadline: Deadline, params=None, expect: type = object):
         """The client's ``get_json``: the answer submitted ahead, or made now."""

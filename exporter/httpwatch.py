@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import http.client
 import itertools
+import math
 import socket
 import threading
 import time
@@ -50,18 +51,31 @@ class Watchdog:
         self._seq = itertools.count()
         self._active = 0
         self._thread: Optional[threading.Thread] = None
+        #: when the thread wakes up next (monotonic; inf while it is not waiting)
+        self._wakes_at = math.inf
 
     def add(self, watch: "Watch", at: float) -> list:
+        start = None
         with self._cv:
             entry = [at, next(self._seq), watch]
             heapq.heappush(self._heap, entry)
             self._active += 1
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="sparkwatch-http-deadline", daemon=True)
-                self._thread.start()
-            elif self._heap[0] is entry:
+                self._thread = start = threading.Thread(target=self._run, name="sparkwatch-http-deadline",
+                                                        daemon=True)
+            elif at < self._wakes_at:
                 self._cv.notify()  # earlier than what the thread sleeps for
-            return entry
+        if start is not None:
+            # started outside the lock: the other requests of the scrape register meanwhile
+            # (Thread.start waits until the thread runs, which takes a while on a busy machine)
+            try:
+                start.start()
+            except BaseException:
+                with self._cv:
+                    if self._thread is start:
+                        self._thread = None
+                raise
+        return entry
 
     def remove(self, entry: list) -> None:
         with self._cv:
@@ -80,7 +94,8 @@ class Watchdog:
                     while self._heap and self._heap[0][2] is None:
                         heapq.heappop(self._heap)
                     if not self._heap:
-                        self._thread = None
+                        if self._thread is threading.current_thread():
+                            self._thread = None
                         return
                     delay = self._heap[0][0] - time.monotonic()
                     if delay <= 0:
@@ -89,7 +104,9 @@ class Watchdog:
                         entry[2] = None
                         self._active -= 1
                         break
+                    self._wakes_at = self._heap[0][0]
                     self._cv.wait(delay)
+                    self._wakes_at = math.inf
             watch._fire()  # outside the lock: shutting sockets down may take a moment
 
 

@@ -408,6 +408,120 @@ def test_concurrent_requests_each_end_at_their_own_deadline():
     assert no_scrape_threads_within()
 
 
+def test_requests_register_while_the_watchdog_thread_is_starting():
+    """Starting the watchdog's thread waits until the thread runs, which takes a while on
+    a busy machine: the other requests of the scrape must not queue behind it. The first
+    request's thread start is held until a second request has registered; before, the
+    second waited for the first's start (the start ran under the watchdog's lock)."""
+    from sparkwatch.httpwatch import Watchdog
+
+    dog = Watchdog()
+    second_registered = threading.Event()
+    real_start = threading.Thread.start
+
+    def held_start(thread):
+        if thread.name == "sparkwatch-http-deadline":
+            second_registered.wait(10)
+        real_start(thread)
+
+    class Dummy:
+        def _fire(self):
+            pass
+
+    entries = []
+    first = threading.Thread(target=lambda: entries.append(dog.add(Dummy(), time.monotonic() + 60)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(threading.Thread, "start", held_start)
+        real_start(first)
+        end = time.monotonic() + 10
+        while dog._thread is None and time.monotonic() < end:  # the first request is starting it
+            time.sleep(0.001)
+        second = threading.Thread(target=lambda: (entries.append(dog.add(Dummy(), time.monotonic() + 60)),
+                                                  second_registered.set()))
+        real_start(second)
+        registered = second_registered.wait(5)
+        first.join(15)
+        second.join(15)
+    assert registered, "the second request waited for the watchdog thread of the first to start"
+    for entry in entries:
+        dog.remove(entry)
+    end = time.monotonic() + 5
+    while dog._thread is not None and time.monotonic() < end:
+        time.sleep(0.01)
+    assert dog._thread is None and dog._active == 0
+
+
+def test_the_origin_decision_is_made_once_per_url_not_at_every_request(monkeypatch):
+    """Where a URL leads (urlpattern.resolve) depends on the URL and its params alone: a
+    client decides it once per URL it asks for again, in the params' order; a URL it
+    refuses is refused every time."""
+    import sparkwatch.httpclient as httpclient_module
+
+    decided = []
+    real = httpclient_module.resolve
+
+    def counting(url, params=None):
+        decided.append((url, str(params)))
+        return real(url, params)
+
+    monkeypatch.setattr(httpclient_module, "resolve", counting)
+
+    with Counting(lambda path: (200, b"[]", JSON)) as srv:
+        http = HttpClient(SparkTarget(url=srv.url))
+        decided.clear()  # the target's own origin, decided once when the client is made
+        try:
+            for _ in range(3):
+                http.get_json("/x", Deadline(10), params={"status": ["active", "failed"], "limit": 2})
+            assert decided == [(srv.url + "/x", "{'status': ['active', 'failed'], 'limit': 2}")]
+            http.get_json("/x", Deadline(10), params={"limit": 2, "status": ["active", "failed"]})
+            assert len(decided) == 2  # another order is another URL
+            for _ in range(2):
+                with pytest.raises(TargetError) as e:
+                    http.get("http://a@127.0.0.1:1/x", Deadline(10))
+                assert e.value.reason == "invalid_response"
+            assert len(decided) == 4  # refused each time, never remembered
+        finally:
+            http.close()
+        assert len([p for p in srv.paths if p.startswith("/x?")]) == 4  # every request was made
+
+
+def test_the_servlet_answer_is_read_by_the_request_thread_while_the_list_is_in_flight(monkeypatch):
+    """The metrics servlet's answer is decoded and sorted by the thread that fetched it,
+    while the application list is still on its way, not by the scrape once the list is in."""
+    import sparkwatch.collectors.spark.scrape as scrape_module
+
+    readers = []
+    real = scrape_module.decode_json
+
+    def recording(body, path, *args, **kwargs):
+        readers.append((path, threading.current_thread().name))
+        return real(body, path, *args, **kwargs)
+
+    monkeypatch.setattr(scrape_module, "decode_json", recording)
+    rec = history(1)
+
+    def answer(path):
+        if path == "/metrics/json/":
+            return 200, _body("metrics.json"), JSON
+        if path == "/api/v1/applications":
+            time.sleep(0.3)  # the list comes last
+        return rec(path)
+
+    with Counting(answer) as srv:
+        c = SparkCollector(SparkTarget(url=srv.url, name="servlet"))
+        try:
+            for _ in range(2):  # the second scrape sends the servlet's request with the list's
+                out = MetricSet()
+                readers.clear()
+                c.collect(out, ScrapeContext.within(30))
+                assert out.errors == [] and app_ids(out) == ["app-0000"]
+        finally:
+            c.close()
+    assert [p for p, _ in readers] == ["/metrics/json/"]
+    assert readers[0][1].startswith("sparkwatch-spark-servlet-io"), readers
+    assert any(md.name == "spark_driver_jvm_heap_used_bytes" for md in out.samples)
+
+
 # ---------------------------------------------------------------- attach: once per JVM per interval
 
 

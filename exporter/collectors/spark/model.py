@@ -336,6 +336,8 @@ class DriverMetrics:
         finite number (Dropwizard gauges may hold anything, ``"NaN"`` included),
         are left out."""
         self.by_prefix: Dict[str, Dict[str, float]] = {}
+        #: what a reader made of each prefix's keys (the scrape: its samples)
+        self.plans: Dict[str, Any] = {}
         for section, key_field in (("gauges", "value"), ("counters", "count")):
             for key, v in (field(data, section, (dict,), "/metrics/json/") or {}).items():
                 if not isinstance(v, dict):
@@ -348,12 +350,17 @@ class DriverMetrics:
                     continue
                 self.by_prefix.setdefault(key[:i], {})[key[i + len(".driver."):]] = val
 
-    def for_app(self, app_id: str, n_apps: int) -> Optional[Dict[str, float]]:
-        """The driver keys of application ``app_id`` of ``n_apps`` listed; None when
-        the servlet has none that are certainly its."""
+    def prefix_for(self, app_id: str, n_apps: int) -> Optional[str]:
+        """The key prefix of application ``app_id`` of ``n_apps`` listed; None when
+        the servlet has no keys that are certainly its."""
         if app_id in self.by_prefix:
-            return self.by_prefix[app_id]
+            return app_id
         # spark.metrics.namespace replaces the app id: only unambiguous on a driver UI
         if n_apps == 1 and len(self.by_prefix) == 1:
-            return next(iter(self.by_prefix.values()))
+            return next(iter(self.by_prefix))
         return None
+
+    def for_app(self, app_id: str, n_apps: int) -> Optional[Dict[str, float]]:
+        """The driver keys of application ``app_id`` (see :meth:`prefix_for`)."""
+        prefix = self.prefix_for(app_id, n_apps)
+        return None if prefix is None else self.by_prefix[prefix]

@@ -28,9 +28,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from ...collector import Deadline, MetricSet, TargetError
+from ...collector import Deadline, MetricDef, MetricSet, TargetError
 from ...httpclient import decode_json
 from ...httppool import Prefetch, RequestPool
 from .cache import EnvironmentCache, env_key
@@ -184,7 +184,7 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
             # the list's, and the answers of any that is no longer listed are dropped
             previous = env_cache.listing(ui.base)
             if previous:
-                fetch.submit_get(ui.base + _SERVLET, deadline, ok_statuses=_SERVLET_STATUSES)
+                fetch.submit_get(ui.base + _SERVLET, deadline, ok_statuses=_SERVLET_STATUSES, then=_driver_metrics)
                 for app in previous[:ui.ahead]:
                     ui.send_ahead(app)
         # the list in this thread, meanwhile
@@ -215,7 +215,7 @@ def _scrape_apps(ui: UiScrape, apps: list, out: MetricSet) -> int:
     ``ui.ahead`` applications are in flight."""
     ui.n_apps = len(apps)
     if ui.ahead:
-        ui.http.submit_get(ui.base + _SERVLET, ui.deadline, ok_statuses=_SERVLET_STATUSES)
+        ui.http.submit_get(ui.base + _SERVLET, ui.deadline, ok_statuses=_SERVLET_STATUSES, then=_driver_metrics)
         for app in apps[:ui.ahead]:
             ui.send_ahead(app)
     _read_servlet(ui, out)
@@ -246,17 +246,26 @@ def _scrape_apps(ui: UiScrape, apps: list, out: MetricSet) -> int:
     return reported
 
 
+def _driver_metrics(resp) -> Optional[DriverMetrics]:
+    """The metrics servlet's answer read (in the thread that fetched it, while other
+    requests are in flight), each driver's samples sorted out; None when the UI has no
+    servlet."""
+    ctype = resp.headers.get("Content-Type", "")
+    # a history server has no servlet for its applications: it answers 404, or
+    # 200 with its HTML home page; neither is an error
+    if resp.status_code != 200 or ctype.lower().startswith("text/html"):
+        return None
+    driver = DriverMetrics(decode_json(resp.content, _SERVLET, ctype, expect=dict))
+    driver.plans = {prefix: DriverPlan(m) for prefix, m in driver.by_prefix.items()}
+    return driver
+
+
 def _read_servlet(ui: UiScrape, out: MetricSet) -> None:
     """The metrics servlet, into ``ui.driver``; a servlet that cannot be read costs its
     series (``partial``), not the applications."""
     try:
-        resp = ui.http.get(ui.base + _SERVLET, ui.deadline, ok_statuses=_SERVLET_STATUSES)
-        ctype = resp.headers.get("Content-Type", "")
-        # a history server has no servlet for its applications: it answers 404, or
-        # 200 with its HTML home page; neither is an error
-        if resp.status_code == 200 and not ctype.lower().startswith("text/html"):
-            ui.driver = DriverMetrics(decode_json(resp.content, _SERVLET, ctype, expect=dict))
-            ui.servlet_ok = True
+        ui.driver = ui.http.get(ui.base + _SERVLET, ui.deadline, ok_statuses=_SERVLET_STATUSES, then=_driver_metrics)
+        ui.servlet_ok = ui.driver is not None
     except TargetError as e:
         if e.reason in _FATAL:
             raise
@@ -268,10 +277,11 @@ def _scrape_app(ui: UiScrape, att: AppAttempt, out: MetricSet) -> tuple:
     """One application into ``out``; returns its key in the environment cache."""
     labels = {"app_id": att.app_id, "app_name": att.name}
     prefix = att.path(ui.api)
-    m = ui.driver.for_app(att.app_id, ui.n_apps) if ui.driver is not None else None
+    prefix_in_servlet = ui.driver.prefix_for(att.app_id, ui.n_apps) if ui.driver is not None else None
+    plan: Optional[DriverPlan] = ui.driver.plans[prefix_in_servlet] if prefix_in_servlet is not None else None
 
     # a stale application is measured to its last sign of life, not to now
-    stale = att.stale(ui.now, ui.stale_after, m is not None)
+    stale = att.stale(ui.now, ui.stale_after, plan is not None)
     as_of = att.last_updated if stale else ui.now
     _add(out, APP_INFO, 1, spark_version=att.spark_version, spark_user=att.spark_user, **labels)
     _add(out, APP_COMPLETED, att.completed, **labels)
@@ -300,14 +310,14 @@ def _scrape_app(ui: UiScrape, att: AppAttempt, out: MetricSet) -> tuple:
     _add(out, CLEANER_TRACKING, env.reference_tracking(), **labels)
 
     jvm_seen = streaming_seen = False
-    if m is not None:
-        jvm_seen, streaming_seen = emit_driver_metrics(out, m, labels)
-        for q in {k[len("LiveListenerBus.queue."):].rpartition(".")[0] for k in m
-                  if k.startswith("LiveListenerBus.queue.")}:
+    if plan is not None:
+        plan.emit(out, labels)
+        jvm_seen, streaming_seen = plan.jvm, plan.streaming
+        for q in plan.queues:
             if q:
                 _add(out, LQ_CAPACITY, env.queue_capacity(q), queue=q, **labels)
     # jvm: what the driver exports when its servlet is readable, else what is configured
-    jvm_on = jvm_seen if (ui.servlet_ok and m is not None) else env.jvm_source()
+    jvm_on = jvm_seen if (ui.servlet_ok and plan is not None) else env.jvm_source()
     _add(out, SOURCE_ENABLED, jvm_on, source="jvm", **labels)
     _add(out, SOURCE_ENABLED, streaming_seen or env.streaming_metrics(), source="streaming", **labels)
     return cache_key
@@ -394,63 +404,81 @@ DAG_FIELDS = {
 _JVM_NOT_GC = {"heap", "non-heap", "total", "pools", "direct", "mapped"}
 
 
-def emit_driver_metrics(out: MetricSet, m: Dict[str, float], labels: Dict[str, str]) -> Tuple[bool, bool]:
-    """Samples from one driver's servlet keys. Returns (jvm seen, streaming seen)."""
-    jvm = streaming = False
-    for key, v in m.items():
-        if key.startswith("jvm."):
-            jvm = True
-            rest = key[4:]
-            if rest.startswith("pools."):
-                pool, _, fld = rest[6:].rpartition(".")
-                md = POOL_FIELDS.get(fld)
-                if md is not None and pool:
-                    if fld == "max" and v < 0:  # undefined maximum
-                        continue
-                    _add(out, md, v, pool=normalise_name(pool), **labels)
-            elif rest == "heap.used":
-                _add(out, HEAP_USED, v, **labels)
-            elif rest == "heap.committed":
-                _add(out, HEAP_COMMITTED, v, **labels)
-            elif rest == "heap.max" and v >= 0:
-                _add(out, HEAP_MAX, v, **labels)
-            elif rest == "non-heap.used":
-                _add(out, NONHEAP_USED, v, **labels)
-            else:
-                name, _, fld = rest.rpartition(".")
-                if name and name not in _JVM_NOT_GC and "." not in name:
-                    if fld == "count":
-                        _add(out, GC_COUNT, v, gc=normalise_name(name), **labels)
-                    elif fld == "time":
-                        _add(out, GC_TIME, v / 1000.0, gc=normalise_name(name), **labels)
-        elif key.startswith("spark.streaming."):
-            rest = key[len("spark.streaming."):]
-            query, _, fld = rest.rpartition(".")
-            spec = STREAMING_FIELDS.get(fld)
-            if spec is None or not query:
-                continue
-            streaming = True
-            md, scale = spec
-            if md is ST_WATERMARK and v <= 0:  # no watermark defined
-                continue
-            _add(out, md, v * scale, query=query, **labels)
-        elif key.startswith("LiveListenerBus.queue."):
-            queue, _, fld = key[len("LiveListenerBus.queue."):].rpartition(".")
-            if fld == "size":
-                _add(out, LQ_EVENTS, v, queue=queue, **labels)
-            elif fld == "numDroppedEvents":
-                _add(out, LQ_DROPPED, v, queue=queue, **labels)
-        elif key == "LiveListenerBus.numEventsPosted":
-            _add(out, L_POSTED, v, **labels)
-        elif key == "JVMCPU.jvmCpuTime":
-            _add(out, DRIVER_CPU, v / 1e9, **labels)
-        elif key in DAG_FIELDS:
-            _add(out, DAG_FIELDS[key], v, **labels)
-    if not jvm:
-        # no JvmSource: the ExecutorMetrics source (spark.metrics.executorMetricsSource.enabled,
-        # on by default since 3.0) still has the driver's heap, so the heap alerts work on a default Spark
-        # (0 until the driver's first heartbeat snapshot: not recorded, as with the executors' peaks)
-        for key, md in (("ExecutorMetrics.JVMHeapMemory", HEAP_USED), ("ExecutorMetrics.JVMOffHeapMemory", NONHEAP_USED)):
-            if m.get(key, 0) > 0:
-                out.add(md, m[key], **labels)
-    return jvm, streaming
+class DriverPlan:
+    """One driver's servlet keys sorted out, without the labels of its application:
+    the samples they make (``(metric, value, labels of its own)``, in the keys'
+    order), whether the JvmSource and streaming metrics are on, and the listener bus
+    queues it has."""
+
+    __slots__ = ("samples", "jvm", "streaming", "queues")
+
+    def __init__(self, m: Dict[str, float]):
+        samples: List[Tuple[MetricDef, float, Dict[str, str]]] = []
+        add = samples.append
+        jvm = streaming = False
+        for key, v in m.items():
+            if key.startswith("jvm."):
+                jvm = True
+                rest = key[4:]
+                if rest.startswith("pools."):
+                    pool, _, fld = rest[6:].rpartition(".")
+                    md = POOL_FIELDS.get(fld)
+                    if md is not None and pool:
+                        if fld == "max" and v < 0:  # undefined maximum
+                            continue
+                        add((md, v, {"pool": normalise_name(pool)}))
+                elif rest == "heap.used":
+                    add((HEAP_USED, v, {}))
+                elif rest == "heap.committed":
+                    add((HEAP_COMMITTED, v, {}))
+                elif rest == "heap.max" and v >= 0:
+                    add((HEAP_MAX, v, {}))
+                elif rest == "non-heap.used":
+                    add((NONHEAP_USED, v, {}))
+                else:
+                    name, _, fld = rest.rpartition(".")
+                    if name and name not in _JVM_NOT_GC and "." not in name:
+                        if fld == "count":
+                            add((GC_COUNT, v, {"gc": normalise_name(name)}))
+                        elif fld == "time":
+                            add((GC_TIME, v / 1000.0, {"gc": normalise_name(name)}))
+            elif key.startswith("spark.streaming."):
+                rest = key[len("spark.streaming."):]
+                query, _, fld = rest.rpartition(".")
+                spec = STREAMING_FIELDS.get(fld)
+                if spec is None or not query:
+                    continue
+                streaming = True
+                md, scale = spec
+                if md is ST_WATERMARK and v <= 0:  # no watermark defined
+                    continue
+                add((md, v * scale, {"query": query}))
+            elif key.startswith("LiveListenerBus.queue."):
+                queue, _, fld = key[len("LiveListenerBus.queue."):].rpartition(".")
+                if fld == "size":
+                    add((LQ_EVENTS, v, {"queue": queue}))
+                elif fld == "numDroppedEvents":
+                    add((LQ_DROPPED, v, {"queue": queue}))
+            elif key == "LiveListenerBus.numEventsPosted":
+                add((L_POSTED, v, {}))
+            elif key == "JVMCPU.jvmCpuTime":
+                add((DRIVER_CPU, v / 1e9, {}))
+            elif key in DAG_FIELDS:
+                add((DAG_FIELDS[key], v, {}))
+        if not jvm:
+            # no JvmSource: the ExecutorMetrics source (spark.metrics.executorMetricsSource.enabled,
+            # on by default since 3.0) still has the driver's heap, so the heap alerts work on a default Spark
+            # (0 until the driver's first heartbeat snapshot: not recorded, as with the executors' peaks)
+            for key, md in (("ExecutorMetrics.JVMHeapMemory", HEAP_USED), ("ExecutorMetrics.JVMOffHeapMemory", NONHEAP_USED)):
+                if m.get(key, 0) > 0:
+                    add((md, m[key], {}))
+        self.samples = samples
+        self.jvm, self.streaming = jvm, streaming
+        #: the listener bus queues whose capacity is reported
+        self.queues = {k[len("LiveListenerBus.queue."):].rpartition(".")[0] for k in m
+                       if k.startswith("LiveListenerBus.queue.")}
+
+    def emit(self, out: MetricSet, labels: Dict[str, str]) -> None:
+        """The samples, with the application's labels."""
+        for md, v, own in self.samples:
+            _add(out, md, v, **own, **labels)
