@@ -710,3 +710,22 @@ def test_a_judgement_reports_only_the_alerts_it_declares():
     [f] = Judge([reading], Thresholds(), None, parse_config({}), judgements=[undeclared]).judge()
     assert (f.severity, f.signature, f.runbook) == ("info", "setup", "")
     assert "undeclared failed" in f.summary and JVM_THREADS_LEAKING.name in f.summary
+
+
+def test_the_report_carries_no_terminal_escape_a_target_or_application_chose():
+    """Names and error texts come from targets (an application's name, a server's error
+    text) and reach the person's terminal: an escape sequence in them could clear the
+    screen or rewrite the verdict. The text report holds only printable characters
+    (with colour off, not one ESC byte)."""
+    from sparkwatch.doctor.findings import Finding
+    from sparkwatch.doctor.reading import Reading, TargetStatus
+    from sparkwatch.doctor.render import to_text
+
+    esc = "\x1b[2J\x1b[1;1HVerdict: nothing found\r\x07"
+    reading = Reading(0.0, 1_700_000_000.0, [],
+                      [TargetStatus("spark", "ui" + esc, False, "HTTP 500: " + esc, {"http_status": 1})])
+    finding = Finding("warning", "S4", "ui" + esc, "app " + esc, "stalled " + esc, fix="restart " + esc)
+    text = to_text([finding], [reading], colour=False)
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    assert all(line.isprintable() for line in text.splitlines())
+    assert "stalled" in text and "HTTP 500" in text

@@ -13,6 +13,7 @@ import textwrap
 import time
 from typing import List, Optional
 
+from ..collector import safe_text
 from .findings import Finding
 from .reading import Reading
 
@@ -29,9 +30,16 @@ def to_json(findings: List[Finding], reading: Reading) -> str:
     }, indent=2)
 
 
+def _printable(text) -> str:
+    """What a target, an application or Prometheus chose (names, error texts) reaches a
+    terminal only as printable characters: an escape sequence cannot move the cursor,
+    clear the screen or recolour the verdict."""
+    return safe_text(text, 100_000)
+
+
 def _wrap(label: str, text: str, indent: int = 2) -> List[str]:
     head = " " * indent + label
-    return textwrap.wrap(text, WIDTH, initial_indent=head, subsequent_indent=" " * len(head),
+    return textwrap.wrap(_printable(text), WIDTH, initial_indent=head, subsequent_indent=" " * len(head),
                          break_long_words=True, break_on_hyphens=False) or [head.rstrip()]
 
 
@@ -67,7 +75,7 @@ def to_text(findings: List[Finding], readings: List[Reading], colour: bool = Fal
         sev = f.severity.upper()
         if colour:
             sev = COLOURS[f.severity] + sev + RESET
-        head = f"{sev} {f.signature} | {f.target} | {f.subject}"
+        head = f"{sev} {f.signature} | {_printable(f.target)} | {_printable(f.subject)}"
         lines += textwrap.wrap(head, WIDTH + (len(sev) - len(f.severity)), subsequent_indent="  ",
                                break_on_hyphens=False)
         lines += _wrap("", f.summary)
@@ -82,10 +90,10 @@ def to_text(findings: List[Finding], readings: List[Reading], colour: bool = Fal
     name_w = min(30, max([len(t.name) for t in last.targets] + [4]))
     for t in last.targets:
         state = "up" if t.up else "DOWN"
-        row = f"  {state:<4}  {t.kind:<9}  {t.name[:name_w]:<{name_w}}"
+        row = f"  {state:<4}  {t.kind:<9}  {_printable(t.name)[:name_w]:<{name_w}}"
         lines.append(row.rstrip())
         if t.error:
-            lines += textwrap.wrap(t.error, WIDTH, initial_indent=" " * 8, subsequent_indent=" " * 8,
+            lines += textwrap.wrap(_printable(t.error), WIDTH, initial_indent=" " * 8, subsequent_indent=" " * 8,
                                    break_on_hyphens=False)
     for note in notes or []:
         lines.append("")
