@@ -41,7 +41,11 @@ URLs: the active one is found (a standby answers ``307`` to it, or, with none,
 Where a driver UI may be read is :class:`UiPolicy`'s decision (the Livy
 collector's discovered UIs follow it too): the URLs come from whoever submits
 an application. Credentials go to the cluster manager's own origin only (the
-HTTP client's rule), never to a driver elsewhere.
+HTTP client's rule), never to a driver elsewhere; nor to a standalone master's
+reverse proxy (:func:`standalone_relayed_paths`), which relays them to the
+driver. YARN's web proxy passes on a fixed list of headers
+(``WebAppProxyServlet.PASS_THROUGH_HEADERS``), no credential among them: its
+``/proxy/`` paths get them like the rest of the ResourceManager.
 """
 
 from __future__ import annotations
@@ -146,7 +150,8 @@ class UiPolicy:
     Redirects from a UI's requests are followed only to URLs the same rules allow
     (any path below an allowed pattern; on the target's host any path with
     ``roots``, else below ``/proxy/``). Credentials are not this policy's
-    business: the HTTP client sends them to the target's own origin only."""
+    business: the HTTP client sends them to the target's own origin only, and
+    not to a standalone master's reverse proxy (:func:`standalone_relayed_paths`)."""
 
     def __init__(self, home_url, allowed: Iterable[str] = (), *, host_wide: bool, roots: bool):
         self.patterns = [parse_pattern(p) for p in allowed]
@@ -188,6 +193,18 @@ class UiPolicy:
         if not self._on_home(r.origin):
             return False
         return self.roots or (parts.path or "/").startswith("/proxy/")
+
+
+def standalone_relayed_paths(master_url: str) -> List[str]:
+    """The paths of a standalone master that it relays to an address an application chose: its
+    reverse proxy (``spark.ui.reverseProxy``), ``/proxy`` below the master's URL (a front that
+    serves the master below a path serves the proxy below it too). ``JettyUtils.createProxyHandler``
+    is a Jetty ``ProxyServlet``, which passes on every request header but ``Host`` and the
+    hop-by-hop ones (``AbstractProxyServlet.copyRequestHeaders``): ``Authorization`` and ``Cookie``
+    reach the address the application registered as its UI (``appUiUrl``), so whoever submits an
+    application would receive the target's credentials. The HTTP client sends none there
+    (``HttpTarget.relayed_paths``)."""
+    return [urlsplit(master_url).path.rstrip("/") + "/proxy"]
 
 
 def ui_policy(discover: str, url, allowed: Iterable[str]) -> UiPolicy:

@@ -120,11 +120,15 @@ class PseudoAuth(requests.auth.AuthBase):
                 self.tokens.pop(origin, None)
 
 
-def auth_hint(status: int, headers, target, own_origin: bool) -> str:
+def auth_hint(status: int, headers, target, own_origin: bool, relayed: bool = False) -> str:
     """What to check when a request of ``target`` got ``status`` (401 or 403): what the
-    server asks for (its ``WWW-Authenticate``) against what the target is configured with."""
+    server asks for (its ``WWW-Authenticate``) against what the target is configured with.
+    ``relayed``: the path is one the target's server relays elsewhere (its ``relayed_paths``)."""
     if not own_origin:
         return "no credentials are sent there: it is not the target's own origin"
+    if relayed:
+        return ("no credentials are sent there: the server relays that path, headers and all, to an address "
+                "an application chose (a standalone master's reverse proxy; see credentials_through_reverse_proxy)")
     configured = target.auth_names() if hasattr(target, "auth_names") else []
     if status == 403:
         who = " / ".join(configured) or "an anonymous client"

@@ -25,9 +25,11 @@ Where a request goes is decided once per hop, by
 :func:`sparkwatch.urlpattern.resolve`, on the URL as requests prepares and
 connects with it; the prepared URL is what is sent. The target's credentials
 (basic auth, bearer token, client certificate) go only when that origin is the
-target's own; a URL the decision refuses (user info, a backslash, an escape or
-a control character where the host is) is an ``invalid_response``, never
-requested.
+target's own (to a path there that its server relays elsewhere, the target's
+``relayed_paths`` as :func:`~sparkwatch.urlpattern.routed_under` reads paths,
+the client certificate only); a URL the decision refuses (user info, a
+backslash, an escape or a control character where the host is) is an
+``invalid_response``, never requested.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from .httpbody import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTES, PROCESS
                        RSS_OVERHEAD_BYTES, TARGET_FLOOR_BYTES, MemoryBudget, decode_json, detached,
                        fix_mmap_threshold, read_body, short_error)
 from .httpwatch import MAX_HEAD_BYTES, HeadTooLarge, Watch, WatchedAdapter, caused_by, requests_in_flight  # noqa: F401
-from .urlpattern import Origin, ResolvedUrl, resolve
+from .urlpattern import Origin, ResolvedUrl, resolve, routed_under
 
 MAX_REDIRECTS = 5
 #: where the first hop of a URL goes is remembered for URLs up to this long, this many per client
@@ -98,6 +100,9 @@ class HttpClient:
                 self._origins.add(resolve(u).origin)
             except ValueError:
                 pass
+        #: paths of those origins that their server relays, headers and all, to an address someone else
+        #: chose (a standalone master's reverse proxy): no credentials there either
+        self._relayed_paths = tuple(target.relayed_paths()) if hasattr(target, "relayed_paths") else ()
         tls = target.tls_config
         verify: Any = True
         if tls.insecure_skip_verify:
@@ -122,10 +127,24 @@ class HttpClient:
         self._resolved: Dict[tuple, ResolvedUrl] = {}
         #: for other origins than the target's: no credentials
         self._bare = _session(verify, pool_size)
+        #: for those relayed paths: the client certificate (the TLS connection ends at the target), nothing else
+        self._relayed = _session(verify, pool_size)
+        self._relayed.cert = s.cert
 
     def close(self) -> None:
         self.session.close()
         self._bare.close()
+        self._relayed.close()
+
+    def _session_for(self, dest: ResolvedUrl) -> requests.Session:
+        """Credentials (auth, token, client certificate) only to the target's own origins, decided on
+        the URL exactly as it is sent; at a path there that the server relays elsewhere, the client
+        certificate only."""
+        if dest.origin not in self._origins:
+            return self._bare
+        if any(routed_under(dest.url, p) for p in self._relayed_paths):
+            return self._relayed
+        return self.session
 
     def url(self, path: str) -> str:
         if path.startswith("http://") or path.startswith("https://"):
@@ -196,9 +215,7 @@ class HttpClient:
             dest = self._resolve(url, params if hop == 0 else None, where, hop)
             if first_origin is None:
                 first_origin = dest.origin
-            # credentials (auth, token, client certificate) only to the target's own origin,
-            # decided on the URL exactly as it is sent
-            session = self.session if dest.origin in self._origins else self._bare
+            session = self._session_for(dest)
             # headers: a dict goes to the first request's origin only; a callable says, for each
             # hop's URL as sent, which (cookies scoped to an origin and path: sparkwatch.clusters)
             hop_headers = headers(dest.url) if callable(headers) else headers if dest.origin == first_origin else None
@@ -236,7 +253,8 @@ class HttpClient:
             raise TargetError("invalid_response", f"GET {where}: more than {MAX_REDIRECTS} redirects")
         if resp.status_code not in ok_statuses:
             if resp.status_code in (401, 403):
-                hint = auth_hint(resp.status_code, resp.headers, self.target, dest.origin in self._origins)
+                hint = auth_hint(resp.status_code, resp.headers, self.target, dest.origin in self._origins,
+                                 relayed=session is self._relayed)
                 raise TargetError("auth", f"GET {where}: HTTP {resp.status_code} ({hint})")
             raise TargetError("http_status", f"GET {where}: HTTP {resp.status_code}")
         return resp

@@ -311,6 +311,13 @@ class HttpTarget(TargetBase):
         """The URLs of the target's own origins: the only ones its credentials go to."""
         return [self.url]
 
+    def relayed_paths(self) -> List[str]:
+        """Paths of the target's own origins that its server relays, headers and all, to an address
+        someone else chose (a standalone master's reverse proxy): the HTTP client sends no
+        credentials there, only the client certificate (:func:`sparkwatch.urlpattern.routed_under`
+        reads paths the widest way servers do)."""
+        return []
+
     def session_auth(self):
         """The ``requests`` auth for the target's own origins besides basic auth and a bearer
         token (which the HTTP client sets itself): Kerberos or pseudo authentication, or None."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
-from urllib.parse import urlparse, urlsplit
+from urllib.parse import unquote, urlparse, urlsplit
 
 import requests
 from urllib3.util import parse_url
@@ -178,6 +178,48 @@ def parse_pattern(text: str) -> UrlPattern:
 
 def _host_regex(host: str) -> "re.Pattern[str]":
     return re.compile("".join(f"{_LABEL_CHARS}*" if c == "*" else re.escape(c) for c in host.strip("[]")))
+
+
+#: percent-escapes decoded at most this many times over (a path still changing is taken as routed)
+_DECODE_ROUNDS = 4
+
+
+def _route_segments(path: str) -> Optional[list]:
+    """``path`` as a server may route it, read the widest way servlet containers do: percent-escapes
+    decoded (again, while that changes it), backslashes as slashes, each segment's path parameters
+    (``;x``) dropped, empty and ``.`` segments gone, ``..`` resolved, case ignored. None when it
+    does not settle."""
+    for _ in range(_DECODE_ROUNDS):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    else:
+        return None
+    out: list = []
+    for seg in path.replace("\\", "/").split("/"):
+        seg = seg.split(";", 1)[0].lower()
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(seg)
+    return out
+
+
+def routed_under(url: str, prefix: str) -> bool:
+    """Whether a server may route ``url`` (as :func:`resolve` prepares it) to the path ``prefix``
+    or below it, on segment boundaries, however the path spells it: ``/json/..;x/proxy/a`` and
+    ``/proxy;x/a`` are ``/proxy/a`` to Jetty. It errs towards yes: it decides which paths do not
+    get what must not reach what is below ``prefix`` (the target's credentials, when its server
+    relays that path elsewhere)."""
+    path = _route_segments(urlsplit(url).path)
+    under = _route_segments(prefix)
+    if path is None or under is None:
+        return True
+    return path[:len(under)] == under
 
 
 def any_matches(patterns: Iterable[UrlPattern], url: str) -> bool:

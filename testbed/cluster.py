@@ -22,7 +22,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import psutil
 import requests
@@ -64,8 +64,10 @@ def _start(cmd: List[str], env: dict, log_prefix: str, logs: List[str]) -> subpr
 @contextmanager
 def standalone_cluster(version: str = "4.0", workers: int = 1, worker_cores: int = 2,
                        worker_memory: str = "3g", python: Optional[Path] = None,
+                       master_conf: Optional[Dict[str, str]] = None,
                        timeout: float = 180.0) -> Iterator[Cluster]:
-    """A master and ``workers`` workers; yields once every worker has registered."""
+    """A master and ``workers`` workers; yields once every worker has registered. ``master_conf``:
+    Spark settings of the master alone (``SPARK_MASTER_OPTS``), e.g. ``spark.ui.reverseProxy``."""
     python = python or SPARK_PYTHONS[version]
     home = spark_home(python)
     env = loopback_env(home)
@@ -82,8 +84,11 @@ def standalone_cluster(version: str = "4.0", workers: int = 1, worker_cores: int
                 stop_process_group(p, grace=15)
 
         stack.callback(stop_all)
+        master_env = dict(env)
+        if master_conf:
+            master_env["SPARK_MASTER_OPTS"] = " ".join(f"-D{k}={v}" for k, v in master_conf.items())
         procs.append(_start([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                             "--port", str(port), "--webui-port", str(web)], env, "spark-master-", c.logs))
+                             "--port", str(port), "--webui-port", str(web)], master_env, "spark-master-", c.logs))
         _wait(lambda: requests.get(c.web_url + "/json/", timeout=5).status_code == 200, timeout,
               "the master's web UI", c, procs)
         for wweb in worker_webs:

@@ -5,13 +5,18 @@ trackingUrl), its name, and how many applications there are.
 - a discovered UI is fetched only where the policy allows (the manager's own
   proxy, the master's host, or ``discovered_ui_allowed``), and never with the
   manager's credentials; a refused UI is counted, never silently dropped;
+- a standalone master's reverse proxy relays a request's Authorization to the
+  address the application registered: the master's credentials never go to its
+  /proxy paths, however spelt (the stand-in, and a real master of Spark 3.5 and
+  4.0 with spark.ui.reverseProxy);
 - the master's home page costs bounded bytes and CPU, and no CPU after the
   scrape has answered;
 - applications missing from the home page are looked up at most
   ``max_applications`` at a time and within the deadline: the target is
   ``partial``, not down.
 
-The masters are testbed.standalone_master (recorded pages of real masters),
+The masters are testbed.standalone_master (recorded pages of real masters, and
+the reverse proxy as Spark's Jetty ProxyServlet relays), and one real master,
 the ResourceManager testbed.yarn (rebuilt from Hadoop's sources: an unmanaged
 AM reports whatever tracking URL it registered), the drivers recorded answers of real
 drivers.
@@ -20,8 +25,10 @@ drivers.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import tracemalloc
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -31,7 +38,7 @@ from sparkwatch.config import ConfigError, parse_config
 from testbed.exporter import find, no_scrape_threads_within, running_exporter, samples, scrape, value
 from testbed.faulty_http import faulty_server
 from testbed.spark import ReplayServer, recording_dirs, routes_from_recording
-from testbed.standalone_master import MasterApp, StandaloneMaster
+from testbed.standalone_master import MasterApp, StandaloneMaster, jetty_path
 from testbed.yarn import LoopbackServer, Reply, YarnCluster
 
 AUTH = {"username": "manager", "password": "s3cret-of-the-manager"}
@@ -175,7 +182,120 @@ def test_standalone_links_off_the_masters_host_are_refused_unless_allowed_and_ge
     assert m.requests and all("Authorization" in h for _, h in m.requests)
 
 
-def test_standalone_reverse_proxy_paths_are_the_masters_and_get_its_credentials():
+class _RecordingDriver:
+    """A driver UI answering from recorded routes, keeping every request's path and headers
+    (``received``); a path of ``redirects`` is answered with a 302 to the URL it maps to."""
+
+    def __init__(self, routes, redirects=None):
+        self.routes, self.redirects = routes, dict(redirects or {})
+        self.received = []
+        self.server = LoopbackServer(self._handle)
+
+    def _handle(self, req):
+        self.received.append((req.raw_path, list(req.headers)))
+        if req.uri in self.redirects:
+            return Reply(302, b"", "text/plain", [("Location", self.redirects[req.uri])])
+        route = self.routes.get(req.uri)
+        if route is None:
+            return Reply(404, b"no such path\n", "text/plain")
+        status, body, ctype = route[:3]
+        return Reply(status, body() if callable(body) else body, ctype)
+
+    def __enter__(self):
+        self.server.start()
+        self.url = self.server.url
+        return self
+
+    def __exit__(self, *exc):
+        self.server.stop()
+
+
+def _credentials(kind, tmp_path):
+    if kind == "basic_auth":
+        return {"basic_auth": AUTH}
+    token = tmp_path / "token"
+    token.write_text("token-of-the-manager\n")
+    token.chmod(0o600)
+    return {"bearer_token_file": str(token)}
+
+
+def _own_pages(m):
+    """The master's own requests (those its reverse proxy does not relay, as Jetty routes paths)."""
+    return [(p, h) for p, h in m.requests if not jetty_path(urlsplit(p).path).startswith("/proxy")]
+
+
+@pytest.mark.parametrize("credentials", ["basic_auth", "bearer_token"])
+def test_standalone_reverse_proxy_relays_to_a_driver_that_never_gets_the_masters_credentials(credentials, tmp_path):
+    """spark.ui.reverseProxy: the master's /proxy/<id> relays every request header but the hop-by-hop
+    ones (Jetty's ProxyServlet) to the address the application registered: whoever submits an
+    application would receive the master's credentials. They stay off the proxy paths."""
+    rec = _recorded()
+    app_id = "app-20261201000000-0000"
+    with _RecordingDriver(rec[0][1]) as driver, StandaloneMaster(reverse_proxy=True) as m:
+        m.apps = [MasterApp(app_id, "proxied", ui=driver.url)]
+        cfg = {"exporter": {"scrape_timeout": 10},
+               "spark": [{"name": "m", "url": m.url, "discover": "standalone", **_credentials(credentials, tmp_path)}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+    # read through the master's proxy: the application's series are there
+    assert value(ss, "spark_cluster_applications_scraped", target="m") == 1
+    assert find(ss, "spark_app_info", target="m", app_id=rec[0][0])
+    assert m.relayed and all(u.startswith(driver.url + "/") for u, _ in m.relayed)
+    # what the proxy relayed reached the driver, and nothing of it was a credential
+    assert driver.received and all(p.startswith(("/api/v1/", "/metrics/json")) for p, _ in driver.received)
+    assert not any(_has_auth(h) for _, h in driver.received)
+    assert not any(_has_auth(h.items()) for p, h in m.requests if p.startswith("/proxy/"))
+    # the master's own pages got them
+    own = _own_pages(m)
+    assert {urlsplit(p).path for p, _ in own} >= {"/json/", "/"}
+    assert all(_has_auth(h.items()) for _, h in own)
+
+
+@pytest.mark.parametrize("spelling", ["/proxy;jsessionid=1/{id}", "/json/..;x/proxy/{id}"])
+def test_no_spelling_of_the_proxy_path_gets_the_credentials(spelling):
+    """A driver behind the proxy redirects to its own proxy path spelt otherwise: Jetty drops path
+    parameters before it routes, so /proxy;x/<id> and /json/..;x/proxy/<id> are the proxy too (a
+    spelling requests would change when preparing, /json/%2e%2e/proxy, is refused before it is sent).
+    The redirect is followed (the master's host), without the credentials."""
+    rec = _recorded()
+    app_id = "app-20261201000000-0000"
+    with StandaloneMaster(reverse_proxy=True) as m:
+        back = m.url + spelling.format(id=app_id) + "/again/api/v1/applications"
+        routes = dict(rec[0][1])
+        routes["/again/api/v1/applications"] = routes["/api/v1/applications"]
+        with _RecordingDriver(routes, redirects={"/api/v1/applications": back}) as driver:
+            m.apps = [MasterApp(app_id, "proxied", ui=driver.url)]
+            cfg = {"exporter": {"scrape_timeout": 10},
+                   "spark": [{"name": "m", "url": m.url, "discover": "standalone", "basic_auth": AUTH}]}
+            with running_exporter(cfg) as (base, _):
+                scrape(base)
+    assert any(p.startswith("/again/") for p, _ in driver.received)  # the redirect was followed
+    assert not any(_has_auth(h) for _, h in driver.received)
+    assert all(_has_auth(h.items()) for _, h in _own_pages(m))
+
+
+def test_credentials_through_reverse_proxy_is_an_explicit_choice(tmp_path):
+    """With an authenticating front before the master that needs them on /proxy/ too (and strips
+    them before the master): the key sends them there, and the driver gets them if the front does not."""
+    rec = _recorded()
+    app_id = "app-20261201000000-0000"
+    with _RecordingDriver(rec[0][1]) as driver, StandaloneMaster(reverse_proxy=True) as m:
+        m.apps = [MasterApp(app_id, "proxied", ui=driver.url)]
+        cfg = {"exporter": {"scrape_timeout": 10},
+               "spark": [{"name": "m", "url": m.url, "discover": "standalone", "basic_auth": AUTH,
+                          "credentials_through_reverse_proxy": True}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base))
+    assert value(ss, "spark_cluster_applications_scraped", target="m") == 1
+    assert all(_has_auth(h.items()) for _, h in m.requests)
+    assert driver.received and all(_has_auth(h) for _, h in driver.received)
+    for discover in ("ui", "yarn"):
+        with pytest.raises(ConfigError, match=r"spark\[0\].*credentials_through_reverse_proxy"):
+            parse_config({"spark": [{"url": "http://m:8080", "discover": discover,
+                                     "credentials_through_reverse_proxy": True}]})
+
+
+def test_a_link_to_another_applications_proxy_path_is_refused():
     with StandaloneMaster() as m:
         m.apps = [MasterApp("app-20261201000000-0000", "proxied", ui="/proxy/app-20261201000000-0000"),
                   MasterApp("app-20261201000000-0001", "other", ui="/proxy/app-20261201000000-0000")]
@@ -183,12 +303,25 @@ def test_standalone_reverse_proxy_paths_are_the_masters_and_get_its_credentials(
                "spark": [{"name": "m", "url": m.url, "discover": "standalone", "basic_auth": AUTH}]}
         with running_exporter(cfg) as (base, _):
             ss = samples(scrape(base))
-    # the first is read through the master's proxy (404 from this stand-in: partial), the
-    # second names another application's proxy path and is refused
+    # the first is read through the master's proxy (404 from this master without reverse proxy:
+    # partial), the second names another application's proxy path and is refused
     proxied = [p for p, _ in m.requests if p.startswith("/proxy/")]
     assert proxied and all(p.startswith("/proxy/app-20261201000000-0000/") for p in proxied)
     assert value(ss, "spark_cluster_rejected_uis", target="m") == 1
-    assert all("Authorization" in h for _, h in m.requests)
+
+
+def test_which_paths_a_server_may_route_to_its_proxy():
+    from sparkwatch.urlpattern import routed_under
+
+    for path in ("/proxy", "/proxy/", "/proxy/app-1/jobs", "/json/../proxy/a", "/json/%2e%2e/proxy/a",
+                 "/proxy;x=1/a", "/%70roxy/a", "/PROXY/a", "//proxy/a", "/x/%2E%2E/proxy", "/proxy%2Fa",
+                 "/a/%252e%252e/proxy/b", "/a\\..\\proxy/b", "/json/..;x/proxy/a"):
+        assert routed_under("http://m:8080" + path, "/proxy"), path
+    for path in ("/", "/json/", "/app/", "/proxyx/a", "/app/proxy/a", "/json/proxy"):
+        assert not routed_under("http://m:8080" + path, "/proxy"), path
+    assert routed_under("http://front/spark/proxy/a", "/spark/proxy")
+    assert not routed_under("http://front/spark/json/", "/spark/proxy")
+    assert not routed_under("http://front/proxy/a", "/spark/proxy")
 
 
 def test_discovered_ui_allowed_is_validated_and_only_with_discover():
@@ -292,3 +425,86 @@ def test_three_thousand_hidden_applications_leave_the_target_partial_not_down(on
         assert lookups == []
     else:
         assert 0 < len(lookups) <= 50
+
+
+# ---------------------------------------------------------------- a real master's reverse proxy
+
+
+class _RecordingRelay:
+    """A server at ``host``:``port`` that keeps every request's path and headers (``received``)
+    and answers it from ``upstream`` (the real driver UI on 127.0.0.1)."""
+
+    def __init__(self, host: str, port: int, upstream: str):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from testbed.yarn import fetch
+
+        relay = self
+        self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):  # noqa: N802
+                relay.received.append((self.path, list(self.headers.items())))
+                try:
+                    status, got, body = fetch(upstream + self.path, [("Accept", "application/json")], 20.0,
+                                              follow=False)
+                except OSError:
+                    status, got, body = 502, [], b"bad gateway"
+                self.send_response(status)
+                for k, v in got:
+                    if k.lower() in ("content-type", "location"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["4.0", "3.5"])
+def test_a_real_masters_reverse_proxy_relays_authorization_and_the_driver_never_gets_the_masters(version):
+    """A real master with spark.ui.reverseProxy=true and an application that registered
+    127.0.0.3:<its UI port> as its UI (spark.driver.host), where a recorder relays to the real
+    driver UI: the master's proxy passes Authorization on (the premise), and sparkwatch, with
+    the master's basic auth, reads the application through the proxy without it."""
+    import requests
+
+    from testbed.cluster import standalone_cluster
+    from testbed.spark import spark_app
+    from tests.helpers import spark_python
+
+    spark_python(version)  # skips when that pyspark is not installed
+    proxied = {"spark.driver.host": "127.0.0.3", "spark.driver.bindAddress": "127.0.0.3"}
+    with standalone_cluster(version, master_conf={"spark.ui.reverseProxy": "true"}) as c, \
+            spark_app(version, master=c.master_url, app_name="proxied", stream=False, conf=proxied) as app, \
+            _RecordingRelay("127.0.0.3", app.port, app.url) as driver:
+        r = requests.get(f"{c.web_url}/proxy/{app.app_id}/api/v1/applications",
+                         headers={"Authorization": "Basic bm90OnRoaXM="}, timeout=30)
+        assert r.status_code == 200 and app.app_id in r.text, c.log_tail()
+        assert [h for _, h in driver.received if _has_auth(h)], "the master's proxy kept Authorization back"
+        driver.received.clear()
+
+        cfg = {"exporter": {"scrape_timeout": 30},
+               "spark": [{"name": "m", "url": c.web_url, "discover": "standalone", "basic_auth": AUTH}]}
+        with running_exporter(cfg) as (base, _):
+            ss = samples(scrape(base, timeout_header=30))
+    assert value(ss, "spark_cluster_applications_scraped", target="m") == 1
+    assert find(ss, "spark_app_info", target="m", app_id=app.app_id)
+    assert driver.received and not any(_has_auth(h) for _, h in driver.received)

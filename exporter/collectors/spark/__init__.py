@@ -57,6 +57,10 @@ class SparkTarget(HttpTarget):
     #: with discover: URL patterns (scheme://host[:port][/path], '*' within a host label or as the
     #: port) of driver UIs that may be read besides the manager's own (see docs/spark.md)
     discovered_ui_allowed: clusters.UiPatterns = []
+    #: with discover: standalone: send the target's credentials to the master's reverse proxy
+    #: (/proxy/) too, which relays them to each driver unless a front before the master strips
+    #: them (docs/spark.md, docs/security.md)
+    credentials_through_reverse_proxy: bool = False
     #: seconds an application's /environment answer is reused (0 = read it on every scrape)
     environment_refresh: Interval = 300.0
     #: seconds after the last update of its event log that an application which has not
@@ -94,10 +98,17 @@ class SparkTarget(HttpTarget):
             raise ValueError("discovered_ui_allowed is only for discover: standalone or yarn")
         if self.urls is not None and self.discover != "yarn":
             raise ValueError("urls (a ResourceManager HA list) is only for discover: yarn; give url")
+        if self.credentials_through_reverse_proxy and self.discover != "standalone":
+            raise ValueError("credentials_through_reverse_proxy is only for discover: standalone")
         return self
 
     def own_urls(self) -> List[str]:
         return list(self.urls) if self.urls else [self.url]
+
+    def relayed_paths(self) -> List[str]:
+        if self.discover != "standalone" or self.credentials_through_reverse_proxy:
+            return []
+        return clusters.standalone_relayed_paths(self.url)
 
 
 class SparkCollector(Collector):
@@ -114,6 +125,10 @@ class SparkCollector(Collector):
     def __init__(self, config: SparkTarget):
         super().__init__(config)
         redirect_allowed = None
+        if config.credentials_through_reverse_proxy and config.auth_names():
+            log.warning("spark target %s: credentials_through_reverse_proxy: the master's reverse proxy relays "
+                        "the target's credentials to every driver unless a front before the master strips "
+                        "them (docs/spark.md)", self.name)
         if config.discover != "ui":
             # the driver UIs a cluster manager names are read only where the policy allows;
             # a redirect (from the manager or a UI) only to the manager's own origin, where
