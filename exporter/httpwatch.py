@@ -121,6 +121,10 @@ def requests_in_flight() -> int:
 
 
 class Watch:
+    """One request under its deadline (``with Watch(deadline):`` around it): the
+    connections the calling thread uses meanwhile are shut down when the deadline
+    passes, and :attr:`fired` says it did."""
+
     def __init__(self, deadline: Deadline):
         self._lock = threading.Lock()
         self._conns: List[HTTPConnection] = []
@@ -164,7 +168,7 @@ def _shutdown(conn: HTTPConnection) -> None:
 
 
 class HeadTooLarge(http.client.HTTPException):
-    pass
+    """A response's status line and headers larger than :data:`MAX_HEAD_BYTES`."""
 
 
 class _HeadReader:
@@ -249,6 +253,9 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 
 
 class WatchedAdapter(HTTPAdapter):
+    """requests' adapter with connections that register with the calling thread's
+    :class:`Watch` and read a response's head within :data:`MAX_HEAD_BYTES`."""
+
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
