@@ -24,6 +24,11 @@ for ``--rounds`` rounds:
   ``git archive``), loaded under another name: a change's before and after in
   the same rounds, under the same load.
 
+``--replay`` serves the recorded answers of a Spark 4.0.1 driver
+(``tests/data/spark-4.0.1``) instead, one server per driver, each in a process
+of its own, answering at once with keep-alive (as Jetty does): no Spark, little
+noise, and all of a round's time is the client's, the worst case for the ratio.
+
 The figure, per N: the median of the per-round ratios sparkwatch / raw (each
 round times both back to back, so that a burst of load on a shared machine
 weighs on both sides of the ratio it falls in); the goal is at most 1.2x.
@@ -37,7 +42,7 @@ thread's CPU time (``--profile-clock cpu``) or by the clock (``wall``: where
 the threads wait), prints the top functions and writes the merged statistics
 to FILE (``python -m pstats FILE``).
 
-    .venv/bin/python benchmarks/bench_overhead.py [--drivers 1,3] [--jobs 1000] [--rounds 30] \
+    .venv/bin/python benchmarks/bench_overhead.py [--drivers 1,3] [--jobs 1000] [--rounds 30] [--replay] \
         [--version 4.0] [--sequential] [--profile /tmp/overhead.pstats] [--profile-clock cpu]
 
 Start it under the heavy-work lock on a shared machine (it starts Spark):
@@ -49,6 +54,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
+import multiprocessing
 import platform
 import pstats
 import statistics
@@ -56,9 +63,10 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -68,9 +76,41 @@ sys.path.insert(0, str(ROOT))
 
 from sparkwatch.collector import MetricSet  # noqa: E402
 from sparkwatch.collectors.spark import SparkCollector, SparkTarget  # noqa: E402
-from testbed.spark import SPARK_PYTHONS, spark_app  # noqa: E402
+from testbed.counting_http import COUNTS_PATH, CountingServer  # noqa: E402
+from testbed.spark import DATA, SPARK_PYTHONS, routes_from_recording, spark_app  # noqa: E402
 
 GOAL = 1.2
+REPLAYED = DATA / "spark-4.0.1"
+
+
+@dataclass
+class Replayed:
+    """A driver replayed from a recording (what ``spark_app`` yields, as far as this needs)."""
+
+    url: str
+    app_id: str
+
+
+@contextmanager
+def replayed_driver() -> Iterator[Replayed]:
+    """The recorded driver's answers from a :class:`CountingServer` in a process of its own
+    (its CPU is not the client's)."""
+    routes = routes_from_recording(REPLAYED)
+    srv = CountingServer(lambda path, query: routes.get(path, (404, b"no such path", "text/plain")))
+    proc = multiprocessing.get_context("fork").Process(target=srv.serve, daemon=True)
+    proc.start()
+    srv.httpd.server_close()  # the child serves; the listening socket stays open there
+    try:
+        for _ in range(100):
+            try:
+                requests.get(srv.url + COUNTS_PATH, timeout=10)
+                break
+            except requests.RequestException:
+                time.sleep(0.05)
+        yield Replayed(srv.url, json.loads((REPLAYED / "index.json").read_text())["app_id"])
+    finally:
+        proc.terminate()
+        proc.join(10)
 
 
 def median_ms(xs):
@@ -157,7 +197,6 @@ class ThreadProfiles:
             profiles = list(self.profiles)
         st = pstats.Stats(profiles[0], stream=io.StringIO())
         for p in profiles[1:]:
-            # an idle request thread: its profiler still holds what it recorded
             p.create_stats()
             st.add(p)
         return st
@@ -169,6 +208,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1000, help="finished jobs each application runs first")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--version", choices=list(SPARK_PYTHONS), default="4.0")
+    ap.add_argument("--replay", action="store_true", help="recorded answers instead of real drivers")
     ap.add_argument("--sequential", action="store_true", help="also time the collectors with max_concurrency 1")
     ap.add_argument("--compare", metavar="DIR", help="also time the collectors of the sparkwatch source in DIR")
     ap.add_argument("--profile", metavar="FILE", help="then profile scrapes of one driver (cProfile, every thread)")
@@ -183,9 +223,13 @@ def main() -> int:
 
     with ExitStack() as stack:
         # the drivers start one after another (each runs its jobs on both cores)
-        apps = [stack.enter_context(spark_app(a.version, metrics=True, finished_jobs=a.jobs, failing_job=True,
-                                              timeout=900)) for _ in range(counts[-1])]
-        for app in apps:
+        if a.replay:
+            apps = [stack.enter_context(replayed_driver()) for _ in range(counts[-1])]
+            print(f"{len(apps)} replayed Spark 4.0.1 drivers ({REPLAYED.relative_to(ROOT)})")
+        else:
+            apps = [stack.enter_context(spark_app(a.version, metrics=True, finished_jobs=a.jobs, failing_job=True,
+                                                  timeout=900)) for _ in range(counts[-1])]
+        for app in apps if not a.replay else []:
             api = f"{app.url}/api/v1/applications/{app.app_id}"
             jobs = requests.get(f"{api}/jobs", timeout=60).json()
             stages = requests.get(f"{api}/stages", timeout=60).json()
@@ -235,7 +279,7 @@ def main() -> int:
         profile_text = None
         if a.profile:
             with ThreadProfiles(time.thread_time if a.profile_clock == "cpu" else None) as prof:
-                c = SparkCollector(targets[0])
+                c = SparkCollector(SparkTarget(url=apps[0].url, name="profiled", timeout=30))
                 for _ in range(3):
                     collect(c)
                 t0 = time.perf_counter()
@@ -243,6 +287,12 @@ def main() -> int:
                     collect(c)
                 took = time.perf_counter() - t0
             c.close()
+            # the request threads' profiles are read once they have ended (a profile read while
+            # its thread waits for work counts that wait with another thread's clock)
+            end = time.monotonic() + 30
+            while (any(t.name.startswith("sparkwatch-spark-profiled-io") for t in threading.enumerate())
+                   and time.monotonic() < end):
+                time.sleep(0.05)
             st = prof.stats()
             st.dump_stats(a.profile)
             buf = io.StringIO()
