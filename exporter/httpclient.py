@@ -217,7 +217,7 @@ class HttpClient:
                 first_origin = dest.origin
             session = self._session_for(dest)
             # headers: a dict goes to the first request's origin only; a callable says, for each
-            # hop's URL as sent, which (cookies scoped to an origin and path: sparkwatch.clusters)
+            # hop's URL as sent, which (cookies scoped to an origin and path: collectors.spark.clusters)
             hop_headers = headers(dest.url) if callable(headers) else headers if dest.origin == first_origin else None
             prep = session.prepare_request(requests.Request("GET", dest.url, headers=hop_headers))
             if prep.url != dest.url:

@@ -110,6 +110,14 @@ def resolve(url: str, params: Any = None) -> ResolvedUrl:
     return ResolvedUrl(prepared, Origin(scheme, host, port if port is not None else DEFAULT_PORTS[scheme]))
 
 
+def resolve_or_none(url: str) -> Optional[ResolvedUrl]:
+    """:func:`resolve` on ``url``, or None for a URL it refuses."""
+    try:
+        return resolve(url)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class UrlPattern:
     text: str

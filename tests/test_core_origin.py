@@ -10,7 +10,7 @@ Real listeners on 127.0.0.1, 127.0.0.2 and 127.0.0.3 (ephemeral ports) record
 every connection and request they get. A corpus of awkward URLs is fetched
 through an :class:`~sparkwatch.httpclient.HttpClient` whose target is the
 listener on 127.0.0.1 (with basic auth, or a bearer token): as an absolute URL
-(what clusters.py passes for a discovered UI) and as the Location of a
+(what collectors/spark/clusters.py passes for a discovered UI) and as the Location of a
 redirect from the target. Whatever happens, the bytes only ever reach the
 origin decided, and credentials only ever reach the configured origin.
 """

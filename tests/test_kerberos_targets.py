@@ -216,7 +216,7 @@ def test_the_secured_yarn_example_of_docs_spark_md_is_valid_and_allows_what_it_s
     """The example, with its keytab made for real (its principal, in this realm) and its CA file."""
     import re
 
-    from sparkwatch.clusters import ui_policy
+    from sparkwatch.collectors.spark.clusters import ui_policy
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "spark.md").read_text()
     (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "kerberos:" in b]

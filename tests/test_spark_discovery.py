@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sparkwatch.clusters import ui_link_of_app_page, ui_links_of_master_page
+from sparkwatch.collectors.spark.clusters import ui_link_of_app_page, ui_links_of_master_page
 from sparkwatch.config import ConfigError, parse_config
 from testbed.exporter import running_exporter, samples, scrape, value
 from testbed.faulty_http import faulty_server
@@ -194,7 +194,7 @@ def test_the_examples_of_docs_spark_md_are_valid_and_allow_what_they_say():
 
     import yaml
 
-    from sparkwatch.clusters import ui_policy
+    from sparkwatch.collectors.spark.clusters import ui_policy
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "spark.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from sparkwatch.clusters import ui_links_of_master_page
+from sparkwatch.collectors.spark.clusters import ui_links_of_master_page
 from sparkwatch.collector import Deadline
 from sparkwatch.config import ConfigError, parse_config
 from testbed.exporter import find, no_scrape_threads_within, running_exporter, samples, scrape, value

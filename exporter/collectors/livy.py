@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from ..clusters import UiPatterns, UiPolicy
+from ..uipolicy import UiPatterns, UiPolicy
 from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, gauge, info
 from ..httpclient import HttpClient, decode_json
 from ..livystore import RECOVERY_SESSIONS, SESSION_KINDS, count_fs_state_store

@@ -3,10 +3,11 @@ or a cluster manager whose running applications it finds (``discover``).
 
 The package: the collector (here), its metrics (:mod:`.metrics`), what it
 reads of Spark's answers (:mod:`.model`), scraping one Spark UI
-(:mod:`.scrape`, which the Livy collector uses too for the UIs it discovers)
-and what is remembered between scrapes (:mod:`.cache`); how a standalone
-master or a YARN ResourceManager is asked for its applications, in
-:mod:`sparkwatch.clusters`.
+(:mod:`.scrape`, which the Livy collector uses too for the UIs it discovers),
+what is remembered between scrapes (:mod:`.cache`), and how a standalone
+master or a YARN ResourceManager is asked for its applications
+(:mod:`.clusters`); where discovered UIs may be read is
+:mod:`sparkwatch.uipolicy`'s, shared with the Livy collector.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import List, Literal, Optional, Tuple
 
 from pydantic import Field, field_validator, model_validator
 
-from ... import clusters
 from ...collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError
 from ...httpclient import HttpClient
 from ...httppool import RequestPool
 from ...logsafe import RateLimitedLog
 from ...targetconfig import HttpTarget, Interval, check_http_url
+from ...uipolicy import UiPatterns, UiPolicy
+from . import clusters
 from .cache import EnvironmentCache
 from .metrics import CLUSTER_APPS, CLUSTER_APPS_SCRAPED, CLUSTER_METRICS, CLUSTER_REJECTED_UIS, UI_METRICS
 from .scrape import DEFAULT_STALE_AFTER, merge, scrape_spark_ui
@@ -56,7 +58,7 @@ class SparkTarget(HttpTarget):
     max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=64)
     #: with discover: URL patterns (scheme://host[:port][/path], '*' within a host label or as the
     #: port) of driver UIs that may be read besides the manager's own (see docs/spark.md)
-    discovered_ui_allowed: clusters.UiPatterns = []
+    discovered_ui_allowed: UiPatterns = []
     #: with discover: standalone: send the target's credentials to the master's reverse proxy
     #: (/proxy/) too, which relays them to each driver unless a front before the master strips
     #: them (docs/spark.md, docs/security.md)
@@ -135,7 +137,7 @@ class SparkCollector(Collector):
             # redirects_allowed_to says, or where a discovered UI may be. Credentials go to
             # the manager's origin only (the HttpClient's rule).
             self.ui_policy = clusters.ui_policy(config.discover, config.own_urls(), config.discovered_ui_allowed)
-            own = clusters.UiPolicy(config.own_urls(), config.redirects_allowed_to or (), host_wide=False, roots=True)
+            own = UiPolicy(config.own_urls(), config.redirects_allowed_to or (), host_wide=False, roots=True)
             redirect_allowed = lambda url: own.allows_redirect(url) or self.ui_policy.allows_redirect(url)  # noqa: E731
         # every request of this target, whatever thread makes it, takes one of max_concurrency slots
         self.http = HttpClient(config, max_concurrency=config.max_concurrency, redirect_allowed=redirect_allowed)

@@ -3,7 +3,7 @@
 A ``spark`` target with ``discover: standalone`` or ``discover: yarn`` names a
 cluster manager instead of one UI; the Spark collector asks it for the
 running applications and scrapes each one's driver UI with
-:mod:`sparkwatch.sparkui`.
+:mod:`.scrape`.
 
 Standalone master (Spark 3.5 and 4.x, ``org.apache.spark.deploy.master``):
 ``GET /json/`` (``JsonProtocol.writeMasterState``) lists ``activeapps`` with
@@ -38,9 +38,9 @@ on the proxies' origins, and nowhere else. A ResourceManager HA pair is a list o
 URLs: the active one is found (a standby answers ``307`` to it, or, with none,
 "Can not find any active RM"), remembered, and only configured RMs are asked.
 
-Where a driver UI may be read is :class:`UiPolicy`'s decision (the Livy
-collector's discovered UIs follow it too): the URLs come from whoever submits
-an application. Credentials go to the cluster manager's own origin only (the
+Where a driver UI may be read is :class:`sparkwatch.uipolicy.UiPolicy`'s decision
+(:func:`ui_policy` is a cluster target's; the Livy collector's discovered UIs
+follow it too): the URLs come from whoever submits an application. Credentials go to the cluster manager's own origin only (the
 HTTP client's rule), never to a driver elsewhere; nor to a standalone master's
 reverse proxy (:func:`standalone_relayed_paths`), which relays them to the
 driver. YARN's web proxy passes on a fixed list of headers
@@ -54,14 +54,13 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Annotated, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
-from urllib.parse import parse_qs, urljoin, urlsplit, urlunsplit
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from urllib.parse import parse_qs, urljoin, urlsplit
 
-from pydantic import AfterValidator
-
-from .collector import Deadline, TargetError
-from .httpclient import decode_json
-from .urlpattern import Origin, ResolvedUrl, parse_pattern, resolve
+from ...collector import Deadline, TargetError
+from ...httpclient import decode_json
+from ...uipolicy import PROXY_PATH, UiPolicy
+from ...urlpattern import Origin, resolve_or_none
 
 #: standalone application states in which a driver (and its UI) is alive
 STANDALONE_ALIVE = ("RUNNING", "WAITING")
@@ -109,90 +108,7 @@ def _invalid(where: str, what: str) -> TargetError:
 
 
 # --------------------------------------------------------------------------
-# Which discovered UIs may be read
-
-#: a proxy path to one application's UI: YARN's web proxy, a standalone master's reverse proxy
-_PROXY_PATH = re.compile(r"/proxy/([A-Za-z0-9][A-Za-z0-9_.-]*)/?")
-
-
-def _check_patterns(v: List[str]) -> List[str]:
-    for p in v:
-        parse_pattern(p)  # ValueError names the pattern
-    return v
-
-
-#: a configuration key holding URL patterns (``discovered_ui_allowed``), checked when loaded
-UiPatterns = Annotated[List[str], AfterValidator(_check_patterns)]
-
-
-def _resolved(url: str) -> Optional[ResolvedUrl]:
-    try:
-        return resolve(url)
-    except ValueError:
-        return None
-
-
-class UiPolicy:
-    """Where the discovered Spark UIs of one target may be read.
-
-    A discovered UI's URL is data from the target (a Livy session's
-    ``appInfo.sparkUiUrl``, a standalone master's link, a YARN ``trackingUrl``):
-    whoever submits an application chooses it. A UI is read only when its URL is
-    one the HTTP client accepts (:func:`sparkwatch.urlpattern.resolve`: no user
-    info, backslash or control character) with no query or fragment, and
-
-    - matches one of ``allowed`` (URL patterns, :mod:`sparkwatch.urlpattern`), or
-    - is on the target's own host (any port and either scheme with ``host_wide``;
-      else the target's own origin) and is a proxy path ``/proxy/<id>`` (``<id>``
-      the application's own id when it is known) or, with ``roots``, a UI root
-      (a driver on that host).
-
-    Redirects from a UI's requests are followed only to URLs the same rules allow
-    (any path below an allowed pattern; on the target's host any path with
-    ``roots``, else below ``/proxy/``). Credentials are not this policy's
-    business: the HTTP client sends them to the target's own origin only, and
-    not to a standalone master's reverse proxy (:func:`standalone_relayed_paths`)."""
-
-    def __init__(self, home_url, allowed: Iterable[str] = (), *, host_wide: bool, roots: bool):
-        self.patterns = [parse_pattern(p) for p in allowed]
-        self.host_wide, self.roots = host_wide, roots
-        # the target's own URL, or its URLs (a ResourceManager HA list: each RM is home)
-        homes = [home_url] if isinstance(home_url, str) else list(home_url or ())
-        self._homes: FrozenSet[Origin] = frozenset(r.origin for r in map(_resolved, filter(None, homes)) if r)
-
-    def _on_home(self, origin: Origin) -> bool:
-        if self.host_wide:
-            return any(origin.host == h.host for h in self._homes)
-        return origin in self._homes
-
-    def allows(self, url: str, app_id: Optional[str] = None) -> bool:
-        """Whether the UI at ``url`` (its root) of application ``app_id`` may be read."""
-        r = _resolved(url)
-        if r is None:
-            return False
-        parts = urlsplit(r.url)
-        if parts.query or parts.fragment or "?" in url or "#" in url:
-            return False
-        if any(p.matches(url) for p in self.patterns):
-            return True
-        if not self._on_home(r.origin):
-            return False
-        proxy = _PROXY_PATH.fullmatch(parts.path or "/")
-        if proxy:
-            return app_id is None or proxy.group(1) == app_id
-        return self.roots and (parts.path or "/") == "/"
-
-    def allows_redirect(self, url: str) -> bool:
-        """Whether a redirect from a discovered UI's request may be followed to ``url``."""
-        r = _resolved(url)
-        if r is None:
-            return False
-        parts = urlsplit(r.url)
-        if any(p.matches(urlunsplit(parts._replace(query="", fragment=""))) for p in self.patterns):
-            return True
-        if not self._on_home(r.origin):
-            return False
-        return self.roots or (parts.path or "/").startswith("/proxy/")
+# Which discovered UIs may be read, and where credentials go
 
 
 def standalone_relayed_paths(master_url: str) -> List[str]:
@@ -450,7 +366,7 @@ class ProxyCookie:
         self.header = {"Cookie": f"checked_{app_id}=true"}
 
     def __call__(self, url: str) -> Optional[Dict[str, str]]:
-        r = _resolved(url)
+        r = resolve_or_none(url)
         if r is None or r.origin not in self.origins:
             return None
         path = urlsplit(r.url).path
@@ -490,7 +406,7 @@ class YarnRms:
         self.urls = [u.rstrip("/") for u in urls]
         if not self.urls:
             raise ValueError("no ResourceManager URL")
-        resolved = [_resolved(u) for u in self.urls]
+        resolved = [resolve_or_none(u) for u in self.urls]
         self._origin_of = [r.origin if r is not None else None for r in resolved]
         self.origins: FrozenSet[Origin] = frozenset(o for o in self._origin_of if o is not None)
         self._active = 0
@@ -532,7 +448,7 @@ class YarnRms:
                 raise TargetError(e.reason, f"{e.message} (a standby ResourceManager sends to the active one: "
                                             "list every ResourceManager of the cluster in urls)") from None
             raise
-        final = _resolved(resp.url or base)
+        final = resolve_or_none(resp.url or base)
         answered = next((i for i, o in enumerate(self._origin_of) if final is not None and o == final.origin), None)
         if answered is None:
             raise TargetError("invalid_response", f"{where}: redirected to {_origin_text(resp.url)}, not a "
@@ -551,7 +467,7 @@ class YarnRms:
 
 
 def _origin_text(url: Optional[str]) -> str:
-    r = _resolved(url or "")
+    r = resolve_or_none(url or "")
     return f"{r.origin.scheme}://{r.origin.host}:{r.origin.port}" if r is not None else "a refused URL"
 
 
@@ -587,8 +503,8 @@ def _apps_of(data: dict, base: str, where: str, rm_origins: FrozenSet[Origin],
         origins = rm_origins
         if isinstance(tracking, str) and tracking.strip().startswith(("http://", "https://", "/")):
             ui = urljoin(base + "/", tracking.strip()).rstrip("/")
-            r = _resolved(ui)
-            if r is not None and _PROXY_PATH.fullmatch(urlsplit(r.url).path or "/"):
+            r = resolve_or_none(ui)
+            if r is not None and PROXY_PATH.fullmatch(urlsplit(r.url).path or "/"):
                 origins = rm_origins | {r.origin}  # a web proxy of its own (yarn.web-proxy.address)
         out.append(ClusterApp(a["id"], name, ui, ProxyCookie(a["id"], origins)))
     return out
