@@ -288,7 +288,9 @@ class JvmCollector(Collector):
             counts[base] = counts.get(base, 0) + 1
         live = set()
         late = set()
-        tcp_cache: Dict[str, Dict[str, str]] = {}
+        tcp_cache = procstats.TcpTables(deadline)  # each network namespace read once, for all the JVMs in it
+        if self.config.tcp_connections:
+            tcp_cache.expect(ref.pid for _, ref, _, _ in labelled)
         for base, ref, pd, main in labelled:
             if deadline.remaining() < MARGIN:
                 late.add(ref.pid)  # reported next time: known JVMs are read first
@@ -338,9 +340,12 @@ class JvmCollector(Collector):
                           self.name, total, "; ".join(parts), key=quiet)
 
     def _one(self, out: MetricSet, deadline: Deadline, ref: JvmRef, pd: perfdata.PerfData, main: str,
-             labels: Dict[str, str], snap: procstats.HostSnapshot, tcp_cache: dict) -> None:
+             labels: Dict[str, str], snap: procstats.HostSnapshot, tcp_cache: procstats.TcpTables) -> None:
         # process stats first: a JVM that has exited raises ProcessGone before anything is added
         ps = procstats.process_stats(ref.pid, snap, tcp=self.config.tcp_connections, tcp_cache=tcp_cache)
+        if ps.tcp_unread:  # its jvm_process_tcp_connections left out
+            self._warn(ref.pid, f"TCP sockets not counted: {ps.tcp_unread}")
+            out.error("partial")
         user = ""
         if ps.ruid is not None:
             try:
