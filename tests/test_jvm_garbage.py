@@ -327,3 +327,65 @@ def test_a_containers_tmp_that_is_a_symbolic_link_is_not_followed(tmp_path):
     finally:
         stop_process_group(real, grace=0)
         stop_process_group(linked, grace=0)
+
+
+#: run as `unshare -m python -c _TWO_PID_ONES`: a /tmp of its own, with the perf-data file
+#: /tmp/hsperfdata_root/1, and two processes that are pid 1 each, in pid namespaces of their
+#: own, in this mount namespace: one with 30,000 mappings of another file, one that maps the
+#: perf-data file; their pids (ours) printed, the one that maps the file last
+_TWO_PID_ONES = r"""
+import os, subprocess, sys
+subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/tmp"], check=True)
+os.mkdir("/tmp/hsperfdata_root")
+for path in ("/tmp/hsperfdata_root/1", "/tmp/other"):
+    with open(path, "wb") as f:
+        f.write(bytes(8192))
+kids = [subprocess.Popen(["unshare", "-p", "--fork", sys.executable, "-c", sys.argv[1], path, n],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for path, n in (("/tmp/other", "30000"), ("/tmp/hsperfdata_root/1", "1"))]
+for k in kids:
+    assert k.stdout.readline().strip() == "ready"
+pids = []
+for k in kids:  # the python under unshare --fork
+    with open(f"/proc/{k.pid}/task/{k.pid}/children") as f:
+        pids.append(f.read().split()[0])
+print(*pids, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (unshare, mount)")
+def test_two_processes_with_the_files_pid_are_told_apart_within_the_deadline():
+    """Two processes of one mount namespace whose pid (in their own pid namespaces) is the
+    file's name: the one that maps it is its process. Their mappings are read with the
+    clock looked at as for any other (whoever runs the processes chooses how many
+    mappings they have): when the time is up, the file is left unread, and said so."""
+    import sys
+
+    from sparkwatch import procstats
+    from sparkwatch.hotspot import discovery
+
+    p = subprocess.Popen(["unshare", "-m", "--propagation", "private", sys.executable, "-c", _TWO_PID_ONES,
+                          _MANY_MAPPINGS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        crowded, mapper = (int(x) for x in p.stdout.readline().split())
+        snap = procstats.host_snapshot()
+        assert snap.procs[crowded].nspid[-1] == snap.procs[mapper].nspid[-1] == 1
+        assert snap.procs[crowded].mntns == snap.procs[mapper].mntns != snap.self_mntns
+
+        def ours(refs):
+            return [r for r in refs if r.pid in (crowded, mapper)]
+
+        assert [r.pid for r in ours(discovery.find_jvms(snap))] == [mapper]  # time enough
+
+        looks = []
+        unread = []
+        refs = discovery.find_jvms(snap, out_of_time=lambda: looks.append(1) or True, unread=unread)
+        assert not ours(refs)
+        assert len(unread) == 1 and unread[0].endswith("/root/tmp/hsperfdata_root/1")
+        assert len(looks) == 1  # the first look (256 mappings) found the time up: no more read
+    finally:
+        stop_process_group(p, grace=0)
+        p.stdin.close()
+        p.stdout.close()

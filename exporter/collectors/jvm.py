@@ -260,8 +260,11 @@ class JvmCollector(Collector):
 
     def collect(self, out: MetricSet, scrape: ScrapeContext) -> None:
         deadline = scrape.deadline
-        # one /proc pass per scrape, shared by all jvm targets
-        snap, refs = scrape.shared("jvm.scan_host", scan_host)
+        def scan():  # one /proc pass per scrape, shared by all jvm targets
+            unread: List[str] = []  # files whose process could not be told in time
+            return (*scan_host(deadline, unread), unread)
+
+        snap, refs, unread = scrape.shared("jvm.scan_host", scan)
         deadline.timeout()
         cands = []
         for ref in refs:
@@ -271,6 +274,8 @@ class JvmCollector(Collector):
             cands.append((ref, args))
         reading = self._files.read(cands, deadline)
         skipped = reading.skipped
+        for path in unread:
+            skipped.add("unread", path)
         for pid, message in reading.unreadable:  # a JVM whose own file cannot be read
             self._warn(pid, message)
             out.error("partial")

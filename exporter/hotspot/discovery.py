@@ -62,7 +62,8 @@ class JvmRef:
     file_id: Tuple[int, int] = (0, 0)  # the file's (st_dev, st_ino)
 
 
-def find_jvms(snap: procstats.HostSnapshot) -> List[JvmRef]:
+def find_jvms(snap: procstats.HostSnapshot, out_of_time: Optional[Callable[[], bool]] = None,
+              unread: Optional[List[str]] = None) -> List[JvmRef]:
     """Every live process with a perf-data file, in our mount namespace or another one.
 
     Processes are grouped by mount namespace; each namespace's
@@ -74,7 +75,14 @@ def find_jvms(snap: procstats.HostSnapshot) -> List[JvmRef]:
     (HotSpot makes neither one). Whether the process is a JVM, and the file
     its own, is for :class:`PerfFiles` to find out (any user can leave any file
     named after any of their processes).
+
+    Two processes of one namespace may have the file's pid, each in a pid namespace
+    of its own: the one that maps the file is its process, their mappings read as
+    :class:`PerfFiles` reads them (``out_of_time`` asked every
+    :data:`MAPS_LINES_PER_LOOK` lines). Once it says the time is up, such files are
+    left out, their paths added to ``unread``.
     """
+    late = False
     groups: Dict[str, List[procstats.ProcInfo]] = {}
     for pi in snap.procs.values():
         key = "" if (not pi.mntns or not snap.self_mntns or pi.mntns == snap.self_mntns) else pi.mntns
@@ -104,12 +112,22 @@ def find_jvms(snap: procstats.HostSnapshot) -> List[JvmRef]:
             owner = st.st_uid
             # root: a JVM started as root that then switched users (jsvc) keeps a root-owned file
             cands = [c for c in cands if owner in (c.euid, c.ruid, 0)]
+            rel = f"tmp/{dirname}/{n}"
             if len(cands) > 1:  # e.g. a JVM that is pid 1 of a pid namespace sharing our /tmp
-                cands = [c for c in cands if _maps_file(c.pid, dirname, n)]
+                mapping = []
+                for c in cands:
+                    mapped = OUT_OF_TIME if late else _maps_file(c.pid, dirname, n, out_of_time)
+                    if mapped is OUT_OF_TIME:
+                        late = True
+                        if unread is not None:
+                            unread.append(f"{root}/{rel}" if key else f"/{rel}")
+                        break
+                    if mapped:
+                        mapping.append(c)
+                cands = [] if late else mapping
             if len(cands) != 1:
                 continue
             jp = cands[0]
-            rel = f"tmp/{dirname}/{n}"
             out.append(JvmRef(jp.pid, n, f"/proc/{jp.pid}/root/{rel}" if key else f"/{rel}", owner,
                               (st.st_dev, st.st_ino)))
     return out
@@ -194,10 +212,17 @@ def _maps_file(pid: int, dirname: str, n: int, out_of_time: Optional[Callable[[]
         return False
 
 
-def scan_host() -> Tuple[procstats.HostSnapshot, List[JvmRef]]:
-    """One pass over /proc: the host's processes and its JVMs."""
+def scan_host(deadline=None, unread: Optional[List[str]] = None) -> Tuple[procstats.HostSnapshot, List[JvmRef]]:
+    """One pass over /proc: the host's processes and its JVMs; telling apart two processes
+    with a file's pid may take :data:`FILES_SHARE` of the time left in ``deadline`` (an
+    :class:`sparkwatch.collector.Deadline`), the files left are added to ``unread``
+    (see :func:`find_jvms`)."""
     snap = procstats.host_snapshot()
-    return snap, find_jvms(snap)
+    out_of_time = None
+    if deadline is not None:
+        reserve = deadline.remaining() * (1 - FILES_SHARE)
+        out_of_time = lambda: deadline.remaining() <= reserve  # noqa: E731
+    return snap, find_jvms(snap, out_of_time, unread)
 
 
 # --------------------------------------------------------------------------
