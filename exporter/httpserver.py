@@ -16,12 +16,13 @@ A connection never gets a thread of its own just by being open:
   or whose ``Authorization`` header passed a check before (the cache of
   :class:`sparkwatch.webconfig.BasicAuth`), goes on; one without credentials is
   answered ``401`` at once; any other waits, without a thread, for its bcrypt
-  check on the one verifier thread. At most ``AUTH_WAITING`` requests wait,
-  ``AUTH_WAITING_PER_CLIENT`` of them from one client address; beyond, the
-  request is answered ``429`` at once. A failed check is answered ``401`` by the
-  verifier; a passed one goes on to a slot. So failed logins, however many,
-  never hold the slots valid requests need, and a flood from one address leaves
-  room in the queue for the first login of another.
+  check on the one verifier thread (:mod:`sparkwatch.authqueue`). At most
+  ``AUTH_WAITING`` requests wait, ``AUTH_WAITING_PER_CLIENT`` of them from one
+  client network (an IPv4 address, an IPv6 /64); beyond, the request is
+  answered ``429`` at once. A failed check is answered ``401`` by the verifier;
+  a passed one goes on to a slot. So failed logins, however many, never hold
+  the slots valid requests need, and a flood from one network leaves room in
+  the queue for the first login of another.
 * A complete request goes to a worker thread; at most ``max_connections``
   (``--web.max-connections``, :class:`Slots`) run at once. When all are busy the
   request is answered ``503`` at once, never queued, and a rate-limited warning
@@ -46,12 +47,12 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 from urllib.parse import unquote
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from . import __version__
+from .authqueue import CredentialChecks
 from .logsafe import RateLimitedLog
 from .webconfig import UNAUTHORIZED_BODY
 
@@ -68,7 +69,7 @@ LISTEN_BACKLOG = 1024
 MAX_HEAD_BYTES = 16 * 1024
 #: requests waiting for a bcrypt check at most; beyond, 429
 AUTH_WAITING = 32
-#: of them from one client address at most
+#: of them from one client network (an IPv4 address, an IPv6 /64) at most
 AUTH_WAITING_PER_CLIENT = 4
 #: seconds between two warnings of the same kind (the next one says how many were held back)
 WARNING_INTERVAL = 10.0
@@ -283,12 +284,9 @@ class Server(WSGIServer):
         self._idle.set()
         self._accept_paused_until = 0.0
         self._log = RateLimitedLog(log, WARNING_INTERVAL)
-        # requests waiting for their bcrypt check (with the gate): (connection, header, client address)
-        self._verifying: "deque[Tuple[_Pending, str, str]]" = deque()
-        self._verifying_from: Dict[str, int] = {}
-        self._verify_cond = threading.Condition()
-        self._verifier: Optional[threading.Thread] = None
-        self._verifier_stop = False
+        # requests waiting for their bcrypt check (with the gate)
+        self._checks = CredentialChecks(gate.verify, self._checked, AUTH_WAITING,
+                                        AUTH_WAITING_PER_CLIENT) if gate is not None else None
         extra = "".join(f"{k}: {v}\r\n" for k, v in (gate.headers if gate is not None else ()))
         self._response_unauthorized = _canned("401 Unauthorized", UNAUTHORIZED_BODY,
                                               "WWW-Authenticate: Basic\r\n" + extra)
@@ -335,7 +333,8 @@ class Server(WSGIServer):
         finally:
             for c in list(self._pending.values()):
                 self._drop(c)
-            self._stop_verifier()
+            if self._checks is not None:
+                self._checks.stop()
             sel.close()
             self._sel = None
             self._stop = False
@@ -362,8 +361,7 @@ class Server(WSGIServer):
 
     def credential_checks_waiting(self) -> int:
         """Requests waiting for their bcrypt check, queued or in it (for tests and debugging)."""
-        with self._verify_cond:
-            return sum(self._verifying_from.values())
+        return self._checks.waiting() if self._checks is not None else 0
 
     # -------------------------------------------------- the accept loop
 
@@ -509,61 +507,21 @@ class Server(WSGIServer):
     # -------------------------------------------------- bcrypt checks, one at a time, on a thread of their own
 
     def _verify_later(self, c: _Pending, header: str) -> None:
-        client = c.addr[0] if isinstance(c.addr, tuple) else str(c.addr)
-        with self._verify_cond:  # waiting: queued, or in the check
-            waiting, from_client = sum(self._verifying_from.values()), self._verifying_from.get(client, 0)
-            queued = waiting < AUTH_WAITING and from_client < AUTH_WAITING_PER_CLIENT
-            if queued:
-                self._verifying.append((c, header, client))
-                self._verifying_from[client] = from_client + 1
-                self._verify_cond.notify()
-        if not queued:
+        refused = self._checks.offer(c, header, c.addr)
+        if refused is not None:
             self._log.warning("refused a request with 429: %d requests wait for their credential check (bcrypt), "
-                              "%d of them from client %s (at most %d, %d from one client)", waiting, from_client,
-                              client, AUTH_WAITING, AUTH_WAITING_PER_CLIENT)
+                              "%d of them from client %s (at most %d, %d from one client)", *refused,
+                              AUTH_WAITING, AUTH_WAITING_PER_CLIENT)
             self._answer_and_close(c.sock, self._response_auth_busy)
-            return
-        if self._verifier is None:
-            self._verifier = threading.Thread(target=self._verify_loop, daemon=True, name="sparkwatch-http-auth")
-            self._verifier.start()
 
-    def _verify_loop(self) -> None:
-        while True:
-            with self._verify_cond:
-                while not self._verifying and not self._verifier_stop:
-                    self._verify_cond.wait()
-                if self._verifier_stop:
-                    return
-                c, header, client = self._verifying.popleft()
-            try:
-                ok = self.gate.verify(header)
-            except Exception:
-                log.debug("credential check failed", exc_info=True)
-                ok = False
-            with self._verify_cond:
-                n = self._verifying_from.pop(client, 1) - 1  # (cleared when stopped)
-                if n:
-                    self._verifying_from[client] = n
-                stopped = self._verifier_stop
-            if stopped:
-                c.sock.close()
-            elif ok:
-                self._start(c)
-            else:
-                self._answer_and_close(c.sock, self._response_unauthorized)
-
-    def _stop_verifier(self) -> None:
-        with self._verify_cond:
-            self._verifier_stop = True
-            waiting = list(self._verifying)
-            self._verifying.clear()
-            self._verifying_from.clear()
-            self._verify_cond.notify_all()
-        for c, _, _ in waiting:
+    def _checked(self, c: _Pending, ok: Optional[bool]) -> None:
+        """The verdict of ``c``'s credential check (None: not checked, the server stops)."""
+        if ok is None:
             c.sock.close()
-        if self._verifier is not None:
-            self._verifier.join(30)
-        self._verifier, self._verifier_stop = None, False
+        elif ok:
+            self._start(c)
+        else:
+            self._answer_and_close(c.sock, self._response_unauthorized)
 
     # -------------------------------------------------- the workers
 
