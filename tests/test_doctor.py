@@ -729,3 +729,34 @@ def test_the_report_carries_no_terminal_escape_a_target_or_application_chose():
     assert "\x1b" not in text and "\r" not in text and "\x07" not in text
     assert all(line.isprintable() for line in text.splitlines())
     assert "stalled" in text and "HTTP 500" in text
+
+
+def test_the_host_scan_reads_no_file_once_its_deadline_has_passed(monkeypatch):
+    """The doctor's look at the host's JVMs is bounded as the jvm collector's scrape is:
+    files a local user leaves for processes named java (never ready, each read three
+    times with a sleep) cannot hold it; past the deadline a file is not read and its
+    JVM says why."""
+    from testbed.jvm import compile_apps, have_java, running_jvm
+
+    if not have_java():
+        pytest.skip("no JDK")
+    from sparkwatch.collector import Deadline
+    from sparkwatch.collectors.jvm import JvmTarget
+    from sparkwatch.doctor import reading
+    from sparkwatch.hotspot import perfdata
+
+    reads = []
+    real_read = perfdata.read_file
+    monkeypatch.setattr(perfdata, "read_file", lambda *a, **k: reads.append(a) or real_read(*a, **k))
+    import tempfile
+    with tempfile.TemporaryDirectory() as d, running_jvm(compile_apps(Path(d)), "Workload", args=["doctor-deadline"]) as jvm:
+        clock = [0.0]
+        expired = Deadline(5.0, clock=lambda: clock[0])
+        clock[0] = 10.0
+        scan = reading.scan_jvms([JvmTarget(discover=True)], expired)
+        mine = [j for j in scan.jvms if j.pid == jvm.pid]
+        assert mine and not mine[0].perf_readable and "ran out" in mine[0].perf_error
+        assert not reads
+        scan = reading.scan_jvms([JvmTarget(discover=True)], Deadline(30.0))
+        mine = [j for j in scan.jvms if j.pid == jvm.pid]
+        assert mine and mine[0].perf_readable and mine[0].main == "Workload" and reads

@@ -30,6 +30,7 @@ import sys
 import time
 from typing import Callable, List, Optional
 
+from ..collector import Deadline
 from ..config import ConfigError, load_config
 
 __all__ = ["cmd_doctor", "run"]
@@ -125,7 +126,7 @@ def run(config, rules_config=None, watch: Optional[float] = None, host: bool = T
     finally:
         reader.close()
     history = prometheus.read(config, thresholds) if prometheus is not None else None
-    scan = scan_jvms(list(config.jvm)) if host and config.jvm else None
+    scan = scan_jvms(list(config.jvm), Deadline(config.exporter.scrape_timeout)) if host and config.jvm else None
     findings = Judge(readings, thresholds, scan, config, history=history).judge()
     return findings, readings, history
 

@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import psutil
 
 from .. import procstats
+from ..collector import Deadline
 from ..collectors import build_collectors
 from ..collectors.jvm import JvmTarget, flag, main_class, short_name
 from ..collectors.zookeeper import ZooKeeperTarget
@@ -198,11 +199,15 @@ def _age(pid: int) -> Optional[float]:
         return None
 
 
-def scan_jvms(jvm_targets: List[JvmTarget]) -> HostScan:
+def scan_jvms(jvm_targets: List[JvmTarget], deadline: Optional[Deadline] = None) -> HostScan:
     """Every java process of this host (its ``comm`` is ``java``, or its command starts
     with a ``java`` binary), with the performance-data file the jvm collector would read
-    and the jvm targets that would watch it, labelled as that collector labels it."""
-    snap, refs = scan_host()
+    and the jvm targets that would watch it, labelled as that collector labels it.
+
+    ``deadline`` bounds it as a scrape of the jvm collector is bounded: any local user
+    can leave hundreds of files that are never ready for processes named ``java``; once
+    it has passed, a file is not read (its JVM says so) instead of being retried."""
+    snap, refs = scan_host(deadline)
     by_pid = {r.pid: r for r in refs}
     matchers = [(t, re.compile(t.match)) for t in jvm_targets if t.match is not None]
     discover = [t for t in jvm_targets if t.discover]
@@ -220,9 +225,13 @@ def scan_jvms(jvm_targets: List[JvmTarget]) -> HostScan:
         readable = path is not None and os.access(path, os.R_OK)
         error = "permission" if path is not None and not readable else ""
         main = ""
-        if path is not None and readable:
+        if path is not None and readable and deadline is not None and deadline.expired():
+            readable, error = False, "not read: the doctor's time for the host's JVMs ran out"
+        elif path is not None and readable:
             try:
-                main = main_class(perfdata.read_file(path).str("sun.rt.javaCommand") or "")
+                pd = perfdata.read_file(path, deadline_remaining=deadline.remaining if deadline else None,
+                                        file_id=ref.file_id if ref.file_id != (0, 0) else None)
+                main = main_class(pd.str("sun.rt.javaCommand") or "")
             except (perfdata.PerfDataError, OSError) as e:
                 readable, error = False, str(e) or type(e).__name__
         if not main:
