@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from sparkwatch import procstats
+from sparkwatch import procstats, tcptables
 from sparkwatch.hotspot import attach as hs_attach
 from testbed.procs import stop_process_group
 
@@ -91,7 +91,7 @@ def test_tcp_states_of_a_process():
     cli = socket.create_connection(srv.getsockname())
     conn, _ = srv.accept()
     try:
-        got = procstats.tcp_states(os.getpid())
+        got = tcptables.tcp_states(os.getpid())
         assert got["listen"] >= 1 and got["established"] >= 2
     finally:
         for s in (cli, conn, srv):
@@ -146,11 +146,11 @@ def test_netlink_and_proc_tcp_tables_agree():
     cli.close()  # conn is now in CLOSE_WAIT
     try:
         mine = {os.fstat(s.fileno()).st_ino for s in (srv, conn)}
-        via_netlink = procstats.netlink_tcp_table(mine)
-        via_proc = procstats.proc_tcp_table(os.getpid(), mine)
+        via_netlink = tcptables.netlink_tcp_table(mine)
+        via_proc = tcptables.proc_tcp_table(os.getpid(), mine)
         assert via_netlink == via_proc
         assert sorted(via_proc.values()) == ["close_wait", "listen"]
-        assert procstats.tcp_states(os.getpid())["close_wait"] == 1
+        assert tcptables.tcp_states(os.getpid())["close_wait"] == 1
     finally:
         conn.close()
         srv.close()

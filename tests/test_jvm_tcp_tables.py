@@ -18,7 +18,7 @@ import tracemalloc
 
 import pytest
 
-from sparkwatch import procstats
+from sparkwatch import procstats, tcptables
 from testbed.exporter import find, running_exporter, samples, scrape, value
 from testbed.jvm import running_jvm
 from testbed.procs import stop_process_group
@@ -79,7 +79,7 @@ print(a_pid, b_pid, flush=True)
 sys.stdin.read()
 """
 
-NONE = {s: 0 for s in procstats.TCP_STATES.values()}
+NONE = {s: 0 for s in tcptables.TCP_STATES.values()}
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +119,8 @@ def test_counting_a_processes_sockets_costs_what_it_holds_not_its_namespace(crow
     _, a_pid, b_pid = crowded
     tracemalloc.start()
     try:
-        got_a = procstats.tcp_states(a_pid)
-        got_b = procstats.tcp_states(b_pid)
+        got_a = tcptables.tcp_states(a_pid)
+        got_b = tcptables.tcp_states(b_pid)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -133,8 +133,8 @@ def test_through_netlink_too(crowded):
     """In the exporter's own namespace the table comes through NETLINK_SOCK_DIAG: the same bound
     (run in the crowded namespace, as an exporter of that namespace would)."""
     owner, a_pid, _ = crowded
-    code = ("import sys, tracemalloc; from sparkwatch import procstats; tracemalloc.start(); "
-            "got = procstats.tcp_states(int(sys.argv[1])); "
+    code = ("import sys, tracemalloc; from sparkwatch import tcptables; tracemalloc.start(); "
+            "got = tcptables.tcp_states(int(sys.argv[1])); "
             "print(got['listen'], got['established'], tracemalloc.get_traced_memory()[1])")
     out = subprocess.run(["nsenter", f"--net=/proc/{owner.pid}/ns/net", sys.executable, "-c", code, str(a_pid)],
                          capture_output=True, text=True, timeout=120, check=True).stdout.split()
@@ -146,9 +146,9 @@ def test_through_netlink_too(crowded):
 def test_one_reading_of_a_namespace_for_all_its_processes(crowded, monkeypatch):
     _, a_pid, b_pid = crowded
     opened = []
-    real_open = procstats._open_table
-    monkeypatch.setattr(procstats, "_open_table", lambda path: opened.append(path) or real_open(path))
-    tables = procstats.TcpTables()
+    real_open = tcptables._open_table
+    monkeypatch.setattr(tcptables, "_open_table", lambda path: opened.append(path) or real_open(path))
+    tables = tcptables.TcpTables()
     tables.expect([a_pid, b_pid])
     assert tables.states(a_pid) == {**NONE, "listen": 1, "established": 2}
     assert tables.states(b_pid) == {**NONE, "established": 1}
@@ -172,15 +172,15 @@ class FakeDeadline:
 def test_the_reading_stops_at_the_deadline(crowded):
     _, a_pid, b_pid = crowded
     deadline = FakeDeadline(3)
-    tables = procstats.TcpTables(deadline)
+    tables = tcptables.TcpTables(deadline)
     tables.expect([a_pid, b_pid])
-    with pytest.raises(procstats.TcpUnread, match="deadline"):
+    with pytest.raises(tcptables.TcpUnread, match="deadline"):
         tables.states(a_pid)
     # it stopped at the first look that found the time up (the first look: its share of the time),
     # far from the end of the table
-    assert deadline.looks == 4 < CROWD // procstats.TCP_LINES_PER_LOOK
+    assert deadline.looks == 4 < CROWD // tcptables.TCP_LINES_PER_LOOK
     looks = deadline.looks
-    with pytest.raises(procstats.TcpUnread):  # B's namespace is the same one: not read again
+    with pytest.raises(tcptables.TcpUnread):  # B's namespace is the same one: not read again
         tables.states(b_pid)
     assert deadline.looks == looks
     assert len(tables.unread) == 1
@@ -199,18 +199,18 @@ def test_one_namespace_takes_its_share_of_the_time_left(crowded):
             return 100.0 - self.now
 
     deadline = Clock()
-    tables = procstats.TcpTables(deadline)
-    with pytest.raises(procstats.TcpUnread, match="share"):
+    tables = tcptables.TcpTables(deadline)
+    with pytest.raises(tcptables.TcpUnread, match="share"):
         tables.states(a_pid)
-    assert 100.0 - deadline.now == pytest.approx(98.0 * (1 - procstats.TCP_SHARE), abs=2.0)
+    assert 100.0 - deadline.now == pytest.approx(98.0 * (1 - tcptables.TCP_SHARE), abs=2.0)
 
 
 def test_the_lines_read_are_capped(crowded, monkeypatch):
     _, a_pid, _ = crowded
-    monkeypatch.setattr(procstats, "TCP_LINES_MAX", CROWD // 2)
-    tables = procstats.TcpTables()
+    monkeypatch.setattr(tcptables, "TCP_LINES_MAX", CROWD // 2)
+    tables = tcptables.TcpTables()
     tables.expect([a_pid])
-    with pytest.raises(procstats.TcpUnread, match="more than 25000 sockets"):
+    with pytest.raises(tcptables.TcpUnread, match="more than 25000 sockets"):
         tables.states(a_pid)
     stats = procstats.process_stats(a_pid, tcp=True, tcp_cache=tables)
     assert stats.tcp == {} and "more than 25000 sockets" in stats.tcp_unread
@@ -227,7 +227,7 @@ def test_a_jvm_whose_sockets_were_not_counted_is_a_partial_error(jvm_classes, mo
         ss = samples(scrape(url))
         assert value(ss, "jvm_process_tcp_connections", process="sockets", state="listen") >= 1
         assert not find(ss, "sparkwatch_target_scrape_errors_total", target="sockets")
-        monkeypatch.setattr(procstats, "TCP_LINES_MAX", 0)
+        monkeypatch.setattr(tcptables, "TCP_LINES_MAX", 0)
         ss = samples(scrape(url))
         assert not find(ss, "jvm_process_tcp_connections", process="sockets")
         assert value(ss, "jvm_threads_live", process="sockets") > 0

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Tuple
 
 from pydantic import field_validator, model_validator
 
-from .. import procstats
+from .. import procstats, tcptables
 from ..collector import Collector, Deadline, MetricSet, ScrapeContext, TargetError, counter, gauge, info
 from ..targetconfig import Interval, Seconds, TargetBase
 from ..hotspot import attach as hs_attach
@@ -293,7 +293,7 @@ class JvmCollector(Collector):
             counts[base] = counts.get(base, 0) + 1
         live = set()
         late = set()
-        tcp_cache = procstats.TcpTables(deadline)  # each network namespace read once, for all the JVMs in it
+        tcp_cache = tcptables.TcpTables(deadline)  # each network namespace read once, for all the JVMs in it
         if self.config.tcp_connections:
             tcp_cache.expect(ref.pid for _, ref, _, _ in labelled)
         for base, ref, pd, main in labelled:
@@ -345,7 +345,7 @@ class JvmCollector(Collector):
                           self.name, total, "; ".join(parts), key=quiet)
 
     def _one(self, out: MetricSet, deadline: Deadline, ref: JvmRef, pd: perfdata.PerfData, main: str,
-             labels: Dict[str, str], snap: procstats.HostSnapshot, tcp_cache: procstats.TcpTables) -> None:
+             labels: Dict[str, str], snap: procstats.HostSnapshot, tcp_cache: tcptables.TcpTables) -> None:
         # process stats first: a JVM that has exited raises ProcessGone before anything is added
         ps = procstats.process_stats(ref.pid, snap, tcp=self.config.tcp_connections, tcp_cache=tcp_cache)
         if ps.tcp_unread:  # its jvm_process_tcp_connections left out
