@@ -10,7 +10,8 @@ target down (one JVM of many exited mid-scrape) go through ``out.error(reason)``
 
 Metrics are declared once, at import time, with :func:`gauge`, :func:`counter`
 and :func:`info`; each collector class lists the metrics it may emit in
-``metrics`` (see :func:`declared_metrics`). Those lists are the catalogue the
+``metrics``, by name (a metric another module declares is listed only where it is
+meant to be emitted). Those lists are the catalogue the
 metrics reference, the alert lint and the dashboards are checked against
 (:func:`sparkwatch.catalog.catalog`), and the engine refuses a sample of a metric
 its collector does not list, or with a label its declaration does not name.
@@ -22,7 +23,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -137,27 +138,6 @@ def _define(kind: str, name: str, help: str, labels: Iterable[str], source: str)
     if kind == "info" and name.endswith("_info"):
         raise ValueError(f"info metric {name}: give the name without _info")
     return MetricDef(name, kind, help, labels, source)
-
-
-def declared_metrics(*namespaces: Mapping[str, Any]) -> Tuple[MetricDef, ...]:
-    """Every MetricDef in the given module namespaces (``globals()``, ``vars(module)``),
-    also those inside dicts and tuples at module level, in declaration order."""
-    found: Dict[MetricDef, None] = {}
-
-    def visit(v, depth=0):
-        if isinstance(v, MetricDef):
-            found.setdefault(v)
-        elif depth < 2 and isinstance(v, dict):
-            for x in v.values():
-                visit(x, depth + 1)
-        elif depth < 2 and isinstance(v, (tuple, list)):
-            for x in v:
-                visit(x, depth + 1)
-
-    for ns in namespaces:
-        for v in list(ns.values()):
-            visit(v)
-    return tuple(found)
 
 
 def gauge(name: str, help: str, labels: Iterable[str] = (), source: str = "") -> MetricDef:
@@ -290,8 +270,8 @@ class ScrapeContext:
 
 class Collector:
     """One target of one kind. Subclasses set ``kind``, ``config_model`` and
-    ``metrics`` (every metric ``collect`` may emit; usually
-    ``declared_metrics(globals())``).
+    ``metrics`` (every metric ``collect`` may emit, each named: a tuple of the
+    module's MetricDefs, so importing one never widens what a collector emits).
 
     The engine guarantees that ``collect`` is never called twice at once for
     the same Collector instance, so a collector may keep state across scrapes

@@ -43,6 +43,9 @@ MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 class Strict(BaseModel):
+    """The base of every configuration model: an unknown key is an error naming it,
+    a value is never changed after load, and no float setting may be inf or nan."""
+
     # unknown keys are errors; no float setting anywhere may be inf or nan
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -82,6 +85,10 @@ def read_secret_file(path: Path, key: str, token: bool = False) -> str:
 
 
 class BasicAuth(Strict):
+    """``basic_auth:`` of an HTTP target: ``username`` and ``password`` or
+    ``password_file`` (read at load; the password is never echoed in errors, logs
+    or metrics). Sent only to the target's own origin."""
+
     username: str
     password: Optional[SecretStr] = None
     password_file: Optional[Path] = None
@@ -117,6 +124,9 @@ class BasicAuth(Strict):
 
 
 class TLSConfig(Strict):
+    """``tls_config:`` of an HTTPS target: the CA to verify it with, a client
+    certificate and key, the server name to expect, or ``insecure_skip_verify``."""
+
     ca_file: Optional[Path] = None
     cert_file: Optional[Path] = None
     key_file: Optional[Path] = None

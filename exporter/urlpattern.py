@@ -120,6 +120,10 @@ def resolve_or_none(url: str) -> Optional[ResolvedUrl]:
 
 @dataclass(frozen=True)
 class UrlPattern:
+    """One allow-list entry (``/probe``'s ``allowed_targets``, ``discovered_ui_allowed``,
+    ``redirects_allowed_to``), parsed once: scheme, host (``*`` matches within one DNS label),
+    port and path prefix, matched against a URL as the HTTP library will connect to it."""
+
     text: str
     scheme: str
     host: "re.Pattern[str]"

@@ -94,6 +94,10 @@ MAX_HREF = 4096
 
 @dataclass(frozen=True)
 class ClusterApp:
+    """A running application a cluster manager lists (a standalone master, a YARN
+    ResourceManager): its id, its name, and the URL of its driver UI as the manager
+    advertises it (untrusted: checked by the discovered-UI policy before any fetch)."""
+
     app_id: str
     name: str
     #: the driver UI's root (no trailing slash), None when the application shows none
