@@ -25,6 +25,7 @@ import pytest
 
 from sparkwatch.hotspot import attach as hs_attach
 from testbed.jvm import running_jvm
+from testbed.procs import stop_process_group
 from tests.helpers import os_user, requires_java
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, other uids), as the exporter has")
@@ -66,12 +67,11 @@ class Pod:
 @contextmanager
 def pod(root: Path, uid: int = 0) -> Iterator[Pod]:
     p = subprocess.Popen([sys.executable, "-c", POD, str(root), str(uid)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True, cwd="/")
+                         stdout=subprocess.PIPE, text=True, cwd="/", start_new_session=True)
     try:
         yield Pod(p, root)
     finally:
-        p.kill()
-        p.wait(10)
+        stop_process_group(p, grace=0)
 
 
 class Decoy:
@@ -260,7 +260,7 @@ def test_a_trigger_name_the_pod_took_is_left_alone(tmp_path):
 
 
 @requires_java
-def test_a_real_jvm_attaches(jvm_classes):  # noqa: F811
+def test_a_real_jvm_attaches(jvm_classes):
     """The listener's socket passes every check: owned by the JVM's uid, listened on by its pid."""
     with running_jvm(jvm_classes, "Workload", args=["attach-hostile-test"]) as jvm:
         for _ in range(2):  # the first starts the listener, the second finds it running
@@ -270,7 +270,7 @@ def test_a_real_jvm_attaches(jvm_classes):  # noqa: F811
 
 
 @requires_java
-def test_a_real_jvm_of_another_user_in_a_directory_it_cannot_write(jvm_classes, tmp_path):  # noqa: F811
+def test_a_real_jvm_of_another_user_in_a_directory_it_cannot_write(jvm_classes, tmp_path):
     """Another user's JVM whose working directory is root's: the trigger goes to /tmp
     (never to the working directory, which root could write but the JVM's user could
     not), and the attach works."""
