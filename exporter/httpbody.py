@@ -103,8 +103,7 @@ class Hold:
         if n > self.n:
             refused = self.budget.take(n - self.n)
             if refused is not None:
-                raise TargetError("limit", f"{where}: the answer does not fit in the {refused}'s memory "
-                                           f"budget ({_budget_text(self.budget, refused)})")
+                raise _does_not_fit(where, self.budget, refused)
         elif n < self.n:
             self.budget.give(self.n - n)
         self.n = n
@@ -122,9 +121,11 @@ class Hold:
             self.release()
 
 
-def _budget_text(budget: MemoryBudget, refused: str) -> str:
+def _does_not_fit(where: str, budget: MemoryBudget, refused: str) -> TargetError:
+    """The ``limit`` error of an answer ``budget`` refused (``refused``: "target" or "exporter")."""
     b = budget if refused == "target" or budget.parent is None else budget.parent
-    return f"{b.limit // MiB} MiB"
+    return TargetError("limit", f"{where}: the answer does not fit in the {refused}'s memory budget "
+                                f"({b.limit // MiB} MiB)")
 
 
 class _JsonList(list):
@@ -221,10 +222,16 @@ def decode_json(body: bytes, path: str, content_type: str = "", expect: type = o
 def read_body(resp: requests.Response, where: str, deadline: Deadline, budget: MemoryBudget, max_body_bytes: int,
               timeout: float) -> None:
     """Read the body into ``resp.content`` (a bytearray: no copy of it is made), its
-    memory taken from ``budget`` before it is read (a body that does not fit, or is
-    larger than ``max_body_bytes``, is a ``limit``) and given back when ``resp`` is
-    dropped; each read waits at most ``timeout`` seconds and what is left of the
-    deadline. ``where``: the request, as errors name it."""
+    memory taken from ``budget`` as it arrives, a chunk ahead (a body that does not
+    fit, or is larger than ``max_body_bytes``, is a ``limit``), and given back when
+    ``resp`` is dropped; each read waits at most ``timeout`` seconds and what is left
+    of the deadline. ``where``: the request, as errors name it.
+
+    A declared ``Content-Length`` holds nothing: a target that declares 16 MiB and
+    sends a byte a second holds one chunk of the budget, not 16 MiB of it, so it
+    cannot spend the process' budget without sending the bytes. A declared length
+    that could never fit (larger than ``max_body_bytes`` or the target's whole
+    budget) is refused before anything is read."""
     hold = Hold(budget)
     body = bytearray()
     what = f"GET {where}"
@@ -235,10 +242,11 @@ def read_body(resp: requests.Response, where: str, deadline: Deadline, budget: M
         declared = int(declared) if declared.isdigit() and not resp.headers.get("Content-Encoding") else 0
         if declared > max_body_bytes:
             raise TargetError("limit", f"{what}: response larger than {max_body_bytes} bytes")
+        if _held_for(head, declared) > budget.limit:  # could never fit, whatever the others hold
+            raise _does_not_fit(what, budget, "target")
         while True:
-            # what the body will hold: the bytearray's spare capacity (an eighth) and the
-            # next chunk included; taken before it is read
-            hold.resize(head + max(declared, len(body)) * 9 // 8 + CHUNK, what)
+            # taken before the next chunk is read
+            hold.resize(_held_for(head, len(body)), what)
             # each read may block at most for what is left of the deadline
             _set_read_timeout(resp, deadline.timeout(timeout))
             try:
@@ -254,7 +262,7 @@ def read_body(resp: requests.Response, where: str, deadline: Deadline, budget: M
             body += chunk
         resp._content = body
         resp._content_consumed = True
-        hold.resize(head + len(body) * 9 // 8, what)
+        hold.resize(_held_for(head, len(body)) - CHUNK, what)
         hold.tie(resp)
     except BaseException:
         body.clear()  # not kept alive by a traceback
@@ -262,6 +270,12 @@ def read_body(resp: requests.Response, where: str, deadline: Deadline, budget: M
         raise
     finally:
         resp.close()
+
+
+def _held_for(head: int, read: int) -> int:
+    """What a body being read holds once ``read`` bytes are in: the head, the bytearray
+    with its spare capacity (an eighth) and the next chunk."""
+    return head + read * 9 // 8 + CHUNK
 
 
 def _set_read_timeout(resp: requests.Response, seconds: float) -> None:

@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from . import __version__
 from .collector import (REASONS, Collector, Deadline, MetricSet, ScrapeContext, TargetError, counter,
                         gauge, info, to_families)
+from .httpbody import detached
 
 log = logging.getLogger("sparkwatch")
 
@@ -145,7 +146,9 @@ class _Run:
             if undeclared:
                 raise RuntimeError(f"metrics not in {type(collector).__name__}.metrics: {', '.join(undeclared)}")
         except TargetError as e:
-            err = e
+            # kept until the next collection: not with the frames of this one (and what
+            # they hold of the target's memory budget: its decoded answers)
+            err = detached(e)
         except Exception as e:  # a bug in a collector must not break the scrape
             log.error("collector %s/%s failed:\n%s", t.kind, t.name, traceback.format_exc())
             err = TargetError("internal", f"internal error: {type(e).__name__}: {e}")

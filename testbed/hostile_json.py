@@ -11,6 +11,12 @@ body (``where="list"``), or (``where="apps"``) a list of ``apps`` quiet
 applications whose every per-application endpoint (jobs, stages, executors,
 environment) answers it; ``gzip=True`` sends it gzip-compressed (a few KiB on
 the wire).
+
+``LyingServer`` holds, not sends: it lists one application and answers each of
+its endpoints (and the metrics servlet) with a ``Content-Length`` it never
+honours (by default the exporter's 16 MiB cap), sending a byte now and then
+until the client gives up: what a target that wants to spend the exporter's
+memory budget without spending memory would send.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from contextlib import ExitStack
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 MiB = 1024 * 1024
 
@@ -64,7 +70,55 @@ def quiet_apps(n: int) -> bytes:
                        for i in range(n)]).encode()
 
 
-class HostileServer:
+class _Handler(BaseHTTPRequestHandler):
+    """What the servers below share: HTTP/1.1, quiet, a client that gives up is no error."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def handle(self):
+        try:
+            super().handle()
+        except OSError:  # the exporter gave up on a connection: that is the point
+            pass
+
+    def head(self, length: int, encoding: Optional[str] = None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+    def answer(self, out: bytes, encoding: Optional[str] = None) -> None:
+        self.head(len(out), encoding)
+        self.wfile.write(out)
+
+
+class _Server:
+    """A threading HTTP server on 127.0.0.1 with ``handler``, serving while entered."""
+
+    def __init__(self, handler: type):
+        self.stopped = threading.Event()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class HostileServer(_Server):
     """An HTTP server on 127.0.0.1 answering ``body(shape, size)`` (see the module doc)."""
 
     def __init__(self, shape: str, size: int, where: str = "list", apps: int = 40, gzip_it: bool = False):
@@ -76,52 +130,53 @@ class HostileServer:
         self.requests = 0
         me = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def handle(self):
-                try:
-                    super().handle()
-                except OSError:  # the exporter gave up on a connection: that is the point
-                    pass
-
+        class Handler(_Handler):
             def do_GET(self):  # noqa: N802
                 me.requests += 1
                 path = self.path.split("?", 1)[0].rstrip("/")
-                enc = encoding
                 if path.endswith("/metrics/json"):
-                    out, enc = b"{}", None
+                    self.answer(b"{}")
                 elif where == "apps" and path.endswith("/api/v1/applications"):
-                    out, enc = listing, None
+                    self.answer(listing)
                 else:
-                    out = payload
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                if enc:
-                    self.send_header("Content-Encoding", enc)
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                try:
-                    self.wfile.write(out)
-                except OSError:  # the exporter gave up on it: that is the point
-                    pass
+                    self.answer(payload, encoding)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        super().__init__(Handler)
 
-    def __enter__(self) -> "HostileServer":
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+class LyingServer(_Server):
+    """An HTTP server on 127.0.0.1 (see the module doc): the application list is one
+    quiet application; every other answer declares ``declared`` bytes, sends ``[``,
+    then a space every ``every`` seconds until the connection is closed. ``lying``
+    counts the answers being trickled; ``wait_lying(n)`` waits until ``n`` have
+    started."""
+
+    def __init__(self, declared: int, every: float = 0.2):
+        listing = quiet_apps(1)
+        self.lying = 0
+        self._cond = threading.Condition()
+        me = self
+
+        class Handler(_Handler):
+            def do_GET(self):  # noqa: N802
+                if self.path.split("?", 1)[0].rstrip("/").endswith("/api/v1/applications"):
+                    return self.answer(listing)
+                self.close_connection = True
+                self.head(declared)
+                self.wfile.write(b"[")
+                self.wfile.flush()
+                with me._cond:
+                    me.lying += 1
+                    me._cond.notify_all()
+                while not me.stopped.wait(every):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+
+        super().__init__(Handler)
+
+    def wait_lying(self, n: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.lying >= n, timeout)
 
 
 def hostile_fleet(stack: ExitStack, size: int, apps: int = 40) -> Dict[str, "HostileServer"]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import json
 import resource
+import time
 import tracemalloc
 from contextlib import ExitStack, contextmanager
 
@@ -27,13 +28,14 @@ import pytest
 
 from sparkwatch import httpclient
 from sparkwatch.collector import Deadline, TargetError
-from sparkwatch.httpbody import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTES, RSS_OVERHEAD_BYTES,
-                                 TARGET_FLOOR_BYTES, MemoryBudget, decode_json, json_cost)
+from sparkwatch.httpbody import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTES, PROCESS_BUDGET,
+                                 RSS_OVERHEAD_BYTES, TARGET_FLOOR_BYTES, MemoryBudget, decode_json, json_cost)
 from sparkwatch.httpclient import HttpClient
 from sparkwatch.targetconfig import HttpTarget
-from testbed.exporter import exporter_process, scrape, value
+from testbed.exporter import exporter_process, find, running_exporter, scrape, value
 from testbed.faulty_http import faulty_server
-from testbed.hostile_json import SHAPES, HostileServer, body, hostile_fleet, status_bytes
+from testbed.hostile_json import SHAPES, HostileServer, LyingServer, body, hostile_fleet, status_bytes
+from testbed.spark import DATA, ReplayServer, load_recording, routes_from_recording
 
 MiB = 1024 * 1024
 
@@ -76,6 +78,110 @@ def test_hostile_bodies_are_each_a_limit_error_and_the_exporter_peak_memory_stay
     grew = peak - idle
     print(f"peak resident size {peak / MiB:.0f} MiB, {grew / MiB:.0f} MiB above idle; bound {bound / MiB:.0f} MiB")
     assert grew <= bound, f"the exporter grew by {grew / MiB:.0f} MiB, more than the bound of {bound / MiB:.0f} MiB"
+
+
+def _with_classpath(env: dict, size: int) -> bytes:
+    """A driver's /environment grown to ``size`` bytes by a long classpath (as an
+    application that ships its dependencies as jars has)."""
+    env = json.loads(json.dumps(env))
+    entries = env["classpathEntries"]
+    out = json.dumps(env).encode()
+    while len(out) < size:
+        n = len(entries)
+        entries += [[f"/opt/app/jars/dependency-{n + i:06d}.jar", "System Classpath"] for i in range(2000)]
+        out = json.dumps(env).encode()
+    return out
+
+
+def _held_once_settled(app) -> list:
+    """What each target's memory budget holds, then the process': once the request
+    threads a scrape gave up on have ended (they do once the deadline closed their
+    connections), at most 20 s later."""
+    budgets = [t.collector.http.budget for t in app.targets] + [PROCESS_BUDGET]
+    for _ in range(100):
+        gc.collect()
+        held = [b.used for b in budgets]
+        if not any(held):
+            break
+        time.sleep(0.2)
+    return held
+
+
+def test_targets_that_declare_large_bodies_and_send_nothing_hold_no_budget_from_the_others():
+    """A target that declares 16 MiB bodies and sends a byte now and then costs the
+    exporter no memory: it must not hold the process' memory budget either. Three such
+    targets (each UI read 4 requests at a time) and a healthy driver whose /environment
+    is 1.7 MiB (asked for once the liars' answers have begun): the healthy target is up
+    with its data. Afterwards, every budget is back to zero."""
+    d = DATA / "spark-4.0.1"
+    rec = load_recording(d)
+    app_id = rec["index"]["app_id"]
+    routes = routes_from_recording(d)
+    env_path = f"/api/v1/applications/{app_id}/environment"
+    big = _with_classpath(rec["environment.json"], int(1.7 * MiB))
+    with ExitStack() as stack:
+        liars = [stack.enter_context(LyingServer(MAX_BODY_BYTES)) for _ in range(3)]
+
+        def environment() -> bytes:
+            # the liars' bodies have begun (the exporter holds what it holds for them)
+            for liar in liars:
+                liar.wait_lying(2, 20)
+            time.sleep(0.5)  # their heads read by the exporter
+            return big
+
+        routes[env_path] = (200, environment, "application/json")
+        healthy = stack.enter_context(ReplayServer(routes))
+        targets = [{"name": f"liar-{i}", "url": liar.url} for i, liar in enumerate(liars)]
+        config = {"exporter": {"scrape_timeout": 15},
+                  "spark": targets + [{"name": "healthy", "url": healthy.url}]}
+        with running_exporter(config) as (base, app):
+            text = scrape(base)
+            held = _held_once_settled(app)
+
+    errors = find(text, "sparkwatch_target_scrape_errors_total", target="healthy")
+    assert not errors
+    assert value(text, "sparkwatch_target_up", kind="spark", target="healthy") == 1, errors
+    # its data: what its 1.7 MiB /environment says
+    cleaner = find(text, "spark_cleaner_periodic_gc_interval_seconds", target="healthy", app_id=app_id)
+    assert [v for _, _, v in cleaner] == [180], errors
+    for i in range(len(liars)):
+        assert value(text, "sparkwatch_target_up", kind="spark", target=f"liar-{i}") == 0
+    assert held == [0] * len(held), "memory budgets still held after the scrape"
+
+
+def test_every_failed_request_gives_back_what_it_held_and_never_more(monkeypatch):
+    """Timeouts, cut-off and reset answers, answers that do not fit, redirects to nowhere,
+    HTTP errors: once the scrape is over, every budget is back to zero; and no answer
+    ever gave back more than was held (the accounting never goes below zero)."""
+    over = []
+    give = MemoryBudget.give
+
+    def checked_give(self, n):
+        if n > self.used:  # what is given back was taken, and is still counted in ``used``
+            over.append((n, self.used))
+        give(self, n)
+
+    monkeypatch.setattr(MemoryBudget, "give", checked_give)
+    modes = ["truncated", "hang", "trickle", "reset", "http500", "html", "deep", "containers", "slow_redirects"]
+    with ExitStack() as stack:
+        servers = {m: stack.enter_context(faulty_server(m)) for m in modes}
+        servers["liar"] = stack.enter_context(LyingServer(MAX_BODY_BYTES))
+        servers["floats"] = stack.enter_context(HostileServer("floats", MAX_BODY_BYTES))
+        # every application's jobs, stages, executors, environment: too costly to decode
+        servers["apps"] = stack.enter_context(HostileServer("floats", 2 * MiB, where="apps", apps=3))
+        config = {"exporter": {"scrape_timeout": 5},
+                  "spark": [{"name": name, "url": srv.url} for name, srv in servers.items()]}
+        with running_exporter(config) as (base, app):
+            texts = [scrape(base) for _ in range(2)]
+            held = _held_once_settled(app)
+
+    for text in texts:  # they did fail
+        for name in servers:
+            if name != "apps":
+                assert value(text, "sparkwatch_target_up", kind="spark", target=name) == 0, name
+        assert value(text, "sparkwatch_target_scrape_errors_total", kind="spark", target="apps", reason="limit") >= 1
+    assert held == [0] * len(held), dict(zip(list(servers) + ["process"], held))
+    assert not over, f"gave back more than was held: {over[:5]}"
 
 
 # ---------------------------------------------------------------- the pieces, in-process
@@ -145,6 +251,23 @@ def test_a_client_reading_hostile_bodies_holds_nothing_afterwards():
             assert client.budget.used == 0
         finally:
             client.close()
+
+
+def test_a_declared_length_that_could_never_fit_is_refused_before_the_body_is_read():
+    """Declaring costs nothing, so a declared length holds nothing; but one larger than
+    the target's whole budget (or the body cap) can never be read: a ``limit`` at once,
+    not a read until the deadline."""
+    with LyingServer(8 * MiB) as liar:
+        client = HttpClient(HttpTarget(url=liar.url, timeout=30))
+        client.budget = MemoryBudget(4 * MiB, parent=httpclient.PROCESS_BUDGET)
+        try:
+            with pytest.raises(TargetError) as e:
+                client.get("/api/v1/applications/x/jobs", Deadline(5))
+        finally:
+            client.close()
+    assert e.value.reason == "limit", e.value.message
+    assert "4 MiB" in e.value.message
+    assert client.budget.used == 0
 
 
 def test_a_response_head_larger_than_the_cap_is_a_limit_error_before_it_is_all_read():
