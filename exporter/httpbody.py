@@ -227,11 +227,11 @@ def read_body(resp: requests.Response, where: str, deadline: Deadline, budget: M
     ``resp`` is dropped; each read waits at most ``timeout`` seconds and what is left
     of the deadline. ``where``: the request, as errors name it.
 
-    A declared ``Content-Length`` holds nothing: a target that declares 16 MiB and
-    sends a byte a second holds one chunk of the budget, not 16 MiB of it, so it
-    cannot spend the process' budget without sending the bytes. A declared length
-    that could never fit (larger than ``max_body_bytes`` or the target's whole
-    budget) is refused before anything is read."""
+    A declared ``Content-Length`` holds nothing: a request whose answer declares
+    16 MiB and sends a byte a second holds ~136 KiB of the budget (:func:`_held_for`),
+    not 16 MiB, so a target cannot spend the process' budget without sending the
+    bytes. A declared length that could never fit (larger than ``max_body_bytes`` or
+    the target's whole budget) is refused before anything is read."""
     hold = Hold(budget)
     body = bytearray()
     what = f"GET {where}"
@@ -262,7 +262,7 @@ def read_body(resp: requests.Response, where: str, deadline: Deadline, budget: M
             body += chunk
         resp._content = body
         resp._content_consumed = True
-        hold.resize(_held_for(head, len(body)) - CHUNK, what)
+        hold.resize(head + len(body) * 9 // 8, what)  # what the response keeps
         hold.tie(resp)
     except BaseException:
         body.clear()  # not kept alive by a traceback
@@ -273,9 +273,9 @@ def read_body(resp: requests.Response, where: str, deadline: Deadline, budget: M
 
 
 def _held_for(head: int, read: int) -> int:
-    """What a body being read holds once ``read`` bytes are in: the head, the bytearray
-    with its spare capacity (an eighth) and the next chunk."""
-    return head + read * 9 // 8 + CHUNK
+    """What a body of which ``read`` bytes are in may hold while its next chunk is read:
+    the head, the chunk, and the bytearray grown by it (with its spare capacity, an eighth)."""
+    return head + CHUNK + (read + CHUNK) * 9 // 8
 
 
 def _set_read_timeout(resp: requests.Response, seconds: float) -> None:
