@@ -6,7 +6,9 @@ can (docs/security.md, "Memory: what a scrape may hold").
 Starts the HTTP servers of testbed/hostile_json.py on loopback (each shape of
 hostile body at ``--size`` MiB, by default the exporter's 16 MiB body cap; a
 history server whose ``--apps`` applications answer that much of floats on
-every endpoint; a gzip bomb), ``--copies`` of each, and a healthy target; then
+every endpoint; a gzip bomb), ``--copies`` of each, ``--liars`` servers that
+declare 16 MiB answers and send a byte now and then until the deadline (each
+scrape then lasts the whole deadline), and a healthy target; then
 the exporter (``python -m sparkwatch``) with a spark target for each, and scrapes
 ``GET /metrics`` ``--scrapes`` times. Prints, per scrape, the peak resident size
 (``VmHWM``) above the idle exporter's, the resident size after the scrape, how
@@ -14,7 +16,7 @@ long it took and how many targets were down with ``limit``; then the bound
 docs/security.md states for that many targets, and whether the peak stayed
 within it.
 
-    .venv/bin/python benchmarks/bench_memory.py [--size 16] [--copies 1] [--apps 40] [--scrapes 3]
+    .venv/bin/python benchmarks/bench_memory.py [--size 16] [--copies 1] [--apps 40] [--liars 2] [--scrapes 3]
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sparkwatch.httpclient import (MAX_HELD_BYTES, MAX_TARGET_BYTES, RSS_OVERHEAD_BYTES,  # noqa: E402
-                                 TARGET_FLOOR_BYTES)
+from sparkwatch.httpbody import (MAX_BODY_BYTES, MAX_HELD_BYTES, MAX_TARGET_BYTES,  # noqa: E402
+                                 RSS_OVERHEAD_BYTES, TARGET_FLOOR_BYTES)
 from testbed.exporter import exporter_process, samples, scrape  # noqa: E402
 from testbed.faulty_http import faulty_server  # noqa: E402
-from testbed.hostile_json import MiB, hostile_fleet, status_bytes  # noqa: E402
+from testbed.hostile_json import LyingServer, MiB, hostile_fleet, status_bytes  # noqa: E402
 
 
 def main() -> int:
@@ -40,6 +42,7 @@ def main() -> int:
     ap.add_argument("--size", type=float, default=16.0, help="MiB per hostile body (default 16, the body cap)")
     ap.add_argument("--copies", type=int, default=1, help="servers of each kind (default 1)")
     ap.add_argument("--apps", type=int, default=40, help="applications of the hostile history server")
+    ap.add_argument("--liars", type=int, default=2, help="targets that declare 16 MiB and trickle (default 2)")
     ap.add_argument("--scrapes", type=int, default=3)
     args = ap.parse_args()
     size = int(args.size * MiB)
@@ -49,12 +52,15 @@ def main() -> int:
         for c in range(args.copies):
             for name, srv in hostile_fleet(stack, size, args.apps).items():
                 targets.append({"name": f"{name}-{c}", "url": srv.url, "timeout": 60})
+        for i in range(args.liars):
+            liar = stack.enter_context(LyingServer(MAX_BODY_BYTES))
+            targets.append({"name": f"liar-{i}", "url": liar.url, "timeout": 60})
         good = stack.enter_context(faulty_server("ok"))
         targets.append({"name": "good", "url": good.url})
         config = {"exporter": {"scrape_timeout": 60}, "spark": targets}
         n = len(targets)
         bound = min(n * MAX_TARGET_BYTES, MAX_HELD_BYTES + n * TARGET_FLOOR_BYTES) + RSS_OVERHEAD_BYTES
-        print(f"{n - 1} hostile targets ({args.size:g} MiB bodies) and a healthy one")
+        print(f"{n - 1} hostile targets ({args.size:g} MiB bodies; {args.liars} liars) and a healthy one")
         with exporter_process(config) as (base, proc):
             idle = status_bytes(proc.pid, "VmHWM")
             print(f"idle exporter: {idle / MiB:.0f} MiB resident")
