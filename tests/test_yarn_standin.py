@@ -23,7 +23,8 @@ SPARK_ROUTES = {
     "/metrics/json/": (200, b'{"gauges": {}}', "application/json"),
     "/cookies": (200, b"ok", "text/plain", [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("X-Spark", "yes")]),
 }
-WARNING_FIXTURE = Path("/work/shared/peer-fixtures/datadog-integrations-core/spark/tests/fixtures/html_warning_page")
+#: the YARN proxy's warning page as DataDog recorded it (tests/data/peer/ORIGIN.md)
+WARNING_FIXTURE = Path(__file__).resolve().parent / "data" / "peer" / "datadog" / "html_warning_page"
 
 
 def get(url, **kw):
@@ -208,8 +209,6 @@ def test_the_warning_page_only_with_security_and_not_for_the_owner():
 
 def test_the_warning_page_is_what_hadoop_renders():
     """The same text as the warning page DataDog recorded from a real proxy."""
-    if not WARNING_FIXTURE.is_file():
-        pytest.skip("no peer fixture here")
     recorded = WARNING_FIXTURE.read_text()
     assert warning_page("$REDIRECT_URL$", "hadoop") == recorded
 
