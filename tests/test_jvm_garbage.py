@@ -365,7 +365,11 @@ def test_two_processes_with_the_files_pid_are_told_apart_within_the_deadline():
     from sparkwatch import procstats
     from sparkwatch.hotspot import discovery
 
-    p = subprocess.Popen(["unshare", "-m", "--propagation", "private", sys.executable, "-c", _TWO_PID_ONES,
+    # the child mounts a tmpfs over /tmp: the interpreter it runs must not live there (a checkout,
+    # and so its .venv, may well be under /tmp); the children need nothing but the standard library
+    python = os.path.realpath(sys.executable)
+    assert not python.startswith("/tmp/"), python
+    p = subprocess.Popen(["unshare", "-m", "--propagation", "private", python, "-c", _TWO_PID_ONES,
                           _MANY_MAPPINGS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                          start_new_session=True)
     try:
