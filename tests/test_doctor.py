@@ -760,3 +760,38 @@ def test_the_host_scan_reads_no_file_once_its_deadline_has_passed(monkeypatch):
         scan = reading.scan_jvms([JvmTarget(discover=True)], Deadline(30.0))
         mine = [j for j in scan.jvms if j.pid == jvm.pid]
         assert mine and mine[0].perf_readable and mine[0].main == "Workload" and reads
+
+
+def test_code_cache_filling_within_the_page_horizon_is_the_page_on_two_readings():
+    """Issue 21, item 1: a code cache three quarters full whose pace between two readings fills it
+    within JvmCodeCacheNearlyFull's horizon is the page (critical), though under its 95%; the same
+    use at a pace that fills it only within JvmCodeCachePredictedFull's longer horizon is the ticket."""
+    from sparkwatch.config import parse_config
+    from sparkwatch.doctor.findings import Judge
+    from sparkwatch.doctor.reading import Reading, TargetStatus
+    from sparkwatch.doctor.thresholds import Thresholds
+    from sparkwatch.pack.promql import parse_duration
+    from sparkwatch.pack.alerts import BY_NAME
+
+    now = time.time()
+    page = BY_NAME["JvmCodeCacheNearlyFull"].params
+    ticket = BY_NAME["JvmCodeCachePredictedFull"].params
+    page_h, ticket_h = parse_duration(page["horizon"].default), parse_duration(ticket["horizon"].default)
+    mx = 240e6
+    used = (page["min_ratio"].default + 0.05) * mx
+    assert used / mx < page["ratio"].default
+    jvm = {"target": "local", "process": "executor", "app_id": "", "executor_id": "", "pid": ""}
+
+    def judge(pace_per_s: float):
+        readings = [Reading(t, now + t, [("jvm_codecache_used_bytes", dict(jvm, heap="CodeCache"), used + pace_per_s * t),
+                                         ("jvm_codecache_max_bytes", dict(jvm, heap="CodeCache"), mx)],
+                            [TargetStatus("jvm", "local", True, "", {})]) for t in (0.0, 60.0)]
+        found = Judge(readings, Thresholds(), None, parse_config({})).judge()
+        return {f.runbook.rsplit("/", 1)[-1][:-3]: f for f in found if "CodeCache" in f.runbook}
+
+    left = mx - used
+    fast = judge(left / (page_h / 2))  # full in about half the page's horizon
+    assert set(fast) == {"JvmCodeCacheNearlyFull"} and fast["JvmCodeCacheNearlyFull"].severity == "critical"
+    assert fast["JvmCodeCacheNearlyFull"].evidence["horizon_seconds"] == page_h
+    slow = judge(left / ((page_h + ticket_h) / 2))  # beyond the page's horizon, within the ticket's
+    assert set(slow) == {"JvmCodeCachePredictedFull"} and slow["JvmCodeCachePredictedFull"].severity == "warning"

@@ -10,6 +10,7 @@ from ...pack.alerts.s3_leaks import (
     JVM_FILE_DESCRIPTORS_PREDICTED_EXHAUSTED,
     JVM_GC_TIME_HIGH,
     JVM_HEAP_FLOOR_NEARLY_FULL,
+    JVM_HEAP_FLOOR_PREDICTED_FULL,
     JVM_HEAP_FLOOR_RISING_WITH_FLAT_STATE,
     JVM_THREADS_LEAKING,
     JVM_THREADS_PREDICTED_TO_HIT_LIMIT,
@@ -27,6 +28,7 @@ _FLOOR = ("compares the floor of the heap (its lowest use over the floor window)
 NOT_JUDGED = {
     SPARK_HEAP_FLOOR_RISING_WITH_FLAT_STATE: _FLOOR,
     JVM_HEAP_FLOOR_RISING_WITH_FLAT_STATE: _FLOOR,
+    JVM_HEAP_FLOOR_PREDICTED_FULL: _FLOOR,
     JVM_THREADS_LEAKING: "compares the floor of the live threads hours apart; readings minutes apart see pools "
                          "grow and shrink with load, not a leak (the trend towards the limit is judged)",
 }
@@ -192,6 +194,30 @@ def s3_heap_floor_history(j: Judge) -> None:
             "heap_floor_bytes": floor, "heap_floor_before_bytes": before, "heap_floor_rise": rise,
             "state_rows": rows, "state_rows_change": change, "min_growth": min_growth,
             "trend_window_seconds": trend})
+
+
+@judges(JVM_HEAP_FLOOR_PREDICTED_FULL, prometheus=True)
+def s3_heap_floor_predicted_history(j: Judge) -> None:
+    """A heap floor that rises fast enough to reach the maximum within the horizon: the floor now and a
+    trend window ago, the maximum and the extrapolation, from Prometheus."""
+    for a in j.active(JVM_HEAP_FLOOR_PREDICTED_FULL):
+        t = j.t
+        trend, horizon = t.seconds(a.alert, "trend_window"), t.seconds(a.alert, "horizon")
+        floor_window = t.seconds(a.alert, "floor_window")
+        floor, before, mx = a.evidence.get("floor"), a.evidence.get("floor_before"), a.evidence.get("max")
+        left = None
+        if floor is not None and before is not None and mx and floor > before:
+            left = (mx - floor) / ((floor - before) / trend)
+            text = (f"The floor of its old generation (its lowest use over {duration(floor_window)}) rose from "
+                    f"{size(before)} to {size(floor)} in {duration(trend)}; at that pace it reaches the "
+                    f"maximum of {size(mx)} in {duration(max(left, 0))}")
+        else:
+            text = (f"The floor of its old generation rises fast enough to reach its maximum within "
+                    f"{duration(horizon)}")
+        j.add_active(a, summary=text + ": the JVM will spend its time collecting, then fail with "
+                     "\"Java heap space\".", evidence={
+                         "heap_floor_bytes": floor, "heap_floor_before_bytes": before, "heap_max_bytes": mx,
+                         "seconds_to_max": left, "trend_window_seconds": trend, "horizon_seconds": horizon})
 
 
 @judges(JVM_THREADS_LEAKING, prometheus=True)

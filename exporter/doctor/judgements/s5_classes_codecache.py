@@ -25,6 +25,7 @@ def s5_codecache(j: Judge) -> None:
     above the prediction's minimum share, and (two readings) its pace."""
     full, pred = JVM_CODE_CACHE_NEARLY_FULL, JVM_CODE_CACHE_PREDICTED_FULL
     ratio = j.t.number(full, "ratio")
+    page_ratio, page_horizon = j.t.number(full, "min_ratio"), j.t.seconds(full, "horizon")
     min_ratio = j.t.number(pred, "min_ratio")
     horizon = j.t.seconds(pred, "horizon")
     maxes = j.series(j.last, "jvm_codecache_max_bytes", JVM_KEY + ("heap",))
@@ -52,6 +53,14 @@ def s5_codecache(j: Judge) -> None:
             if u0 is not None and j.dt > 0 and u1 > u0:
                 rate = (u1 - u0) / j.dt
                 ev["bytes_per_hour"] = rate * 3600
+                if u1 / mx > page_ratio and u1 + rate * page_horizon >= mx:
+                    ev.update(min_ratio=page_ratio, horizon_seconds=page_horizon)
+                    j.add(full, target=lbl["target"], labels=lbl, subject=subject,
+                          summary=f"Its code cache heap '{heap}' is {pct(u1 / mx)} full and grew "
+                                  f"{size(u1 - u0)} in {duration(j.dt)}: full in about "
+                                  f"{duration((mx - u1) / rate)}, within {duration(page_horizon)}; the JIT "
+                                  "is switched off then.", evidence=ev)
+                    continue
                 if u1 + rate * horizon >= mx:
                     j.add(pred, target=lbl["target"], labels=lbl, subject=subject,
                           summary=f"Its code cache heap '{heap}' is {pct(u1 / mx)} full and grew "

@@ -13,6 +13,7 @@ from ..expressions import (
     collected_in_every_floor_window,
     driver_pools_as_jvm_series,
     flat_state,
+    floor,
     floor_evidence,
     predicted,
     predicted_exhaustion,
@@ -61,6 +62,10 @@ def executor_collections(collector: str = "G1 concurrent cycle pauses", **labels
 
 #: a collection of the old generation every 10 minutes (at each drop of the sawtooth)
 OLD_COLLECTIONS = "0+0.1x600"
+
+
+def executor_old_gen_max(**labels) -> str:
+    return series("jvm_memory_space_max_bytes", **dict(EXECUTOR_JVM, space="old", **labels))
 
 
 def old_gen_max() -> str:
@@ -255,6 +260,96 @@ JVM_HEAP_FLOOR_RISING_WITH_FLAT_STATE = Alert(
     evidence=dict(floor_evidence(OLD_SPACE_USED, JVM_SERIES_LABELS), **state_evidence("app_id")),
 )
 
+def predicted_floor(used: str) -> str:
+    """The floor of ``used`` (its minimum over ``$floor_window``) extrapolated ``$horizon`` ahead at
+    the pace it rose over ``$trend_window``."""
+    return f"""(
+  {floor(used)}
+  + (
+    {floor(used)}
+    - {floor(used, "$trend_window")}
+  ) * $horizon_s / $trend_window_s
+)"""
+
+
+JVM_HEAP_FLOOR_PREDICTED_FULL = Alert(
+    name="JvmHeapFloorPredictedFull", signature="S3", severity="warning", problem="heap",
+    component="jvm",
+    summary="A JVM's heap floor rises fast enough to reach its maximum within hours: out of memory soon.",
+    description="JVM {{ $labels.process }} on {{ $labels.instance }} (target {{ $labels.target }}): the lowest use "
+                "of its old generation ({{ $labels.space }}) over $floor_window, after collections of it, rose "
+                "in both halves of the last $trend_window (by more than $min_growth_pct% in all); at that pace it "
+                "reaches the old generation's maximum within $horizon.",
+    expr=predicted_floor(OLD_SPACE_USED) + """
+>= jvm_memory_space_max_bytes{space=~"$old_space"}
+and
+jvm_memory_space_max_bytes{space=~"$old_space"} > 0
+and
+""" + rising_floor(OLD_SPACE_USED, "$min_growth", relative=True)
+    + collected_in_every_floor_window('jvm_gc_collections_total{collector=~"$old_collector"}', JVM_SERIES_LABELS),
+    for_="30m",
+    params={
+        "floor_window": Param("30m", DURATION, "the heap floor is the minimum over this window"),
+        "trend_window": Param("2h", DURATION, "the pace of the floor is measured over this window"),
+        "horizon": Param("12h", DURATION, "how far ahead the floor is extrapolated"),
+        "min_growth": Param(0.1, NUMBER, "relative rise of the floor over the trend window (0.1 = 10%)"),
+        "old_space": Param("old|tenured", REGEX, "space label of the old generation (jvm collector)"),
+        "old_collector": Param(".*(full|concurrent|[Oo]ld|[Mm]ajor).*", REGEX,
+                               "collector label (jvm collector) of the collections that reclaim the old "
+                               "generation (see JvmHeapFloorRisingWithFlatState)"),
+    },
+    meaning="The early warning of a leak that kills within a day. JvmHeapFloorRisingWithFlatState compares "
+            "floors 6 hours apart and waits an hour more: a leak that fills the heap in half a day would "
+            "get a quarter of its course as warning at best. This alert measures the pace of the floor (what "
+            "survives the collections of the old generation) over 2 hours and extrapolates it: when the "
+            "floor reaches the maximum within 12 hours at that pace, the JVM will spend its time collecting "
+            "and then fail with `Java heap space`, whatever grows (a leak, or state that outgrew the heap). "
+            "Like JvmHeapFloorRisingWithFlatState it judges only floor windows in which the old generation "
+            "was collected: a G1 old generation that only fills with garbage before its first concurrent "
+            "cycle does not count. A warm-up that rises once and stays does not rise in both halves.",
+    confirm=[
+        "On the JVM dashboard: the old generation's floor rises in a straight line towards its maximum.",
+        "`jcmd PID GC.class_histogram | head -30` twice, an hour apart: the classes whose instance count grows.",
+        "The application's streaming state rows: rising with the floor (the state outgrows the heap) or flat "
+        "(a leak: JvmHeapFloorRisingWithFlatState follows).",
+    ],
+    action="Take a heap dump now (`jmap -dump:live,format=b,file=heap.hprof PID`) and another an hour later; "
+           "compare their dominators. Plan a restart of the JVM before the floor reaches the maximum; then fix "
+           "the leak (close the clients and caches UDFs open per row or partition) or give the state the heap "
+           "it needs.",
+    story=Replay(
+        "an executor's old generation floor +8 MB a minute under a sawtooth, 4.5 GB maximum: the peaks "
+        "reach it after 7 hours (a leak that kills within a day)",
+        [(executor_old_gen_used(), values(saw(0, 5e8, 10, 600, base=lambda t: 5e8 + 8e6 * t))),
+         (executor_old_gen_max(), "4.5e9x600"), (executor_collections(), OLD_COLLECTIONS)],
+        quiet=["150m"], fires="210m", failure="435m",
+        failure_is="the heap peaks reach the 4.5 GB maximum: Java heap space",
+        labels=[at(**EXECUTOR_JVM, space="old")],
+    ),
+    healthy=[
+        Replay("a slow leak (+1 MB a minute, full in days): JvmHeapFloorRisingWithFlatState's to warn of",
+               [(executor_old_gen_used(), values(saw(0, 5e8, 10, 600, base=lambda t: 1e9 + 1e6 * t))),
+                (executor_old_gen_max(), "4.5e9x600"), (executor_collections(), OLD_COLLECTIONS)],
+               quiet=["4h", "7h", "10h"]),
+        Replay("warm-up: the floor climbs in the first hour (cached data), then stays",
+               [(executor_old_gen_used(), values(saw(0, 5e8, 10, 600, base=lambda t: 1e8 + 3e7 * min(t, 60)))),
+                (executor_old_gen_max(), "4.5e9x600"), (executor_collections(), OLD_COLLECTIONS)],
+               quiet=["1h", "2h", "3h", "5h"]),
+        Replay("a G1 executor below its initiating occupancy: the old generation fills with garbage fast "
+               "(1 to 4 GB in 5 h), no concurrent cycle yet",
+               [(executor_old_gen_used(), "1e9+1e7x600"), (executor_old_gen_max(), "4.5e9x600"),
+                (executor_collections("G1 young collection pauses"), "0+1x600"),
+                (executor_collections(), "0x600"), (executor_collections("G1 full collection pauses"), "0x600")],
+               quiet=["2h", "4h", "5h"]),
+        Replay("a JVM whose maximum is unknown (-1)",
+               [(executor_old_gen_used(), values(saw(0, 5e8, 10, 600, base=lambda t: 5e8 + 8e6 * t))),
+                (executor_old_gen_max(), "-1x600"), (executor_collections(), OLD_COLLECTIONS)],
+               quiet=["4h", "6h"]),
+    ],
+    evidence=dict(floor_evidence(OLD_SPACE_USED, JVM_SERIES_LABELS),
+                  max=Evidence('jvm_memory_space_max_bytes{space=~"$old_space"}', JVM_SERIES_LABELS)),
+)
+
 JVM_HEAP_FLOOR_NEARLY_FULL = Alert(
     name="JvmHeapFloorNearlyFull", signature="S3", severity="critical", problem="heap-full",
     component="jvm",
@@ -422,6 +517,7 @@ ALERTS: List[Alert] = [
     JVM_THREADS_PREDICTED_TO_HIT_LIMIT,
     SPARK_HEAP_FLOOR_RISING_WITH_FLAT_STATE,
     JVM_HEAP_FLOOR_RISING_WITH_FLAT_STATE,
+    JVM_HEAP_FLOOR_PREDICTED_FULL,
     JVM_HEAP_FLOOR_NEARLY_FULL,
     JVM_GC_TIME_HIGH,
     SPARK_EXECUTOR_GC_TIME_HIGH,

@@ -170,34 +170,58 @@ JVM_CODE_CACHE_NEARLY_FULL = Alert(
     name="JvmCodeCacheNearlyFull", signature="S5", severity="critical", problem="codecache",
     component="jvm",
     summary="A JVM's JIT code cache is nearly full; compilation is about to be disabled.",
-    description="Code cache heap {{ $labels.heap }} of JVM {{ $labels.process }} on {{ $labels.instance }} (target {{ $labels.target }}) is more "
-                "than $ratio_pct% used.",
-    expr="""
+    description="Code cache heap {{ $labels.heap }} of JVM {{ $labels.process }} on {{ $labels.instance }} (target "
+                "{{ $labels.target }}) is more than $ratio_pct% used, or more than $min_ratio_pct% used and, at the "
+                "trend of the last $window, full within $horizon.",
+    expr=f"""
 jvm_codecache_used_bytes / jvm_codecache_max_bytes > $ratio
+or
+{predicted_exhaustion("jvm_codecache_used_bytes", "jvm_codecache_max_bytes", ">=")}
+and jvm_codecache_used_bytes / jvm_codecache_max_bytes > $min_ratio
 or
 """ + driver_pools_as_jvm_series(f"""
 {CODE_POOL_USED}
 / {CODE_POOL_MAX}
 > $ratio
+or
+{predicted_exhaustion(CODE_POOL_USED, CODE_POOL_MAX, ">=", line_break=True)}
+and {CODE_POOL_USED}
+/ {CODE_POOL_MAX}
+> $min_ratio
 """, "heap"),
-    for_="5m",
-    params={"ratio": Param(0.95, NUMBER, "share of the code cache heap used"), "code_pools": CODE_POOLS},
-    meaning="See JvmCodeCachePredictedFull: at this level the next compilations will not fit and the JIT "
-            "will be switched off.",
-    confirm=["`jcmd PID Compiler.codecache`."],
+    for_="10m",
+    params={"ratio": Param(0.95, NUMBER, "share of the code cache heap used that pages whatever the trend"),
+            "min_ratio": Param(0.75, NUMBER, "share used from which the trend pages"),
+            "window": Param("30m", DURATION, "the trend is fitted over this window"),
+            "horizon": Param("3h", DURATION, "how far ahead: the time left to plan a restart"),
+            "code_pools": CODE_POOLS},
+    meaning="The page of S5: the JIT will be switched off within hours. JvmCodeCachePredictedFull opens a "
+            "ticket when the trend of the last hour fills the code cache within 6 hours; this alert pages "
+            "when, three quarters full, the recent trend fills it within 3 hours, or when it is 95% full "
+            "whatever the trend. The last quarter of a code cache can go in two hours (in the lab's S5 it went "
+            "from 75% to full in less than three compressed hours): a page at 95% alone came minutes, not "
+            "hours, before compilation stopped.",
+    confirm=["`jcmd PID Compiler.codecache`: used against size, `full_count`.",
+             "The trend on the JVM dashboard (code cache panel)."],
     action="Plan a restart of the JVM (it resets the code cache) in a quiet moment before the JIT is "
            "disabled; then fix the growth.",
     story=Replay("the code cache grows 0.5 MB a minute towards 240 MB (read by attach, and from the "
                  "driver's JvmSource pool)",
                  [(codecache_used(), f"{100 * MB}+{MB // 2}x300"), (codecache_max(), f"{240 * MB}x300"),
                   (driver_code_pool("used"), f"{100 * MB}+{MB // 2}x300"), (driver_code_pool("max"), f"{240 * MB}x300")],
-                 quiet=["255m"], fires="265m",
+                 quiet=["165m"], fires="180m",
                  failure="280m", failure_is="the code cache is full: compilation disabled",
         labels=[at(target="local", process="SparkSubmit", heap="CodeCache"),
                          at(target="app", app_id="app-1", app_name="rules", pool="codeheap_non_profiled_nmethods",
                             heap="codeheap_non_profiled_nmethods", process="driver")]),
     healthy=[Replay("a busy JVM at 80% of its code cache",
-                    [(codecache_used(), f"{192 * MB}x300"), (codecache_max(), f"{240 * MB}x300")], quiet=["1h", "5h"])],
+                    [(codecache_used(), f"{192 * MB}x300"), (codecache_max(), f"{240 * MB}x300")], quiet=["1h", "5h"]),
+             Replay("a JVM at 80% that still compiles a little (1 MB an hour): full in two days",
+                    [(codecache_used(), f"{192 * MB}+{MB // 60}x300"), (codecache_max(), f"{240 * MB}x300")],
+                    quiet=["1h", "5h"]),
+             Replay("a JVM that fills half its code cache in its first hour, then stays",
+                    [(codecache_used(), f"{10 * MB}+{2 * MB}x60 {130 * MB}x240"), (codecache_max(), f"{240 * MB}x300")],
+                    quiet=["30m", "1h", "2h"])],
 )
 
 JVM_JIT_COMPILATION_DISABLED = Alert(
