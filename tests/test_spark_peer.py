@@ -140,7 +140,7 @@ def test_excluded_executors_are_not_active(executors):
     assert out.errors == []
     assert value(ss, "spark_executors_active", app_id=BLACKLIST_APP) == ACTIVE_EXECUTORS[executors]
     # excluded or not, every executor the UI lists keeps its own series
-    listed = {e["id"] for e in load(executors)}
+    listed = {"driver" if e["id"] == "<driver>" else e["id"] for e in load(executors)}
     assert {s[1]["executor_id"] for s in find(ss, "spark_executor_failed_tasks_total")} == listed
 
 
@@ -289,11 +289,13 @@ def test_pre_1_4_application_list_without_attempts():
     # jobs: unfiltered SUCCEEDED/FAILED ones are not running
     assert value(ss, "spark_jobs_active", **lab) == 0
     assert value(ss, "spark_stages_failed", **lab) == 1
-    # the legacy driver id; local mode: it ran the 32 tasks
+    # the legacy driver id "<driver>" is labelled "driver" (docs/spark.md); local mode: it ran the 32 tasks
     assert value(ss, "spark_executors_active", **lab) == 1
-    el = dict(lab, executor_id="<driver>")
-    assert value(ss, "spark_executor_run_seconds_total", **el) == 8.82
+    assert {s[1]["executor_id"] for s in find(ss, "spark_executor_completed_tasks_total")} == {"driver"}
+    el = dict(lab, executor_id="driver")
     assert value(ss, "spark_executor_completed_tasks_total", **el) == 31
+    # a driver's totalDuration is no task time on a Spark 3.3+ UI (the application's wall time): never exported
+    assert find(ss, "spark_executor_run_seconds_total") == []
     assert find(ss, "spark_executor_gc_seconds_total") == []  # not in this answer: absent, not 0
     # an environment without any Spark property: Spark's defaults
     assert value(ss, "spark_cleaner_periodic_gc_interval_seconds", **lab) == 1800

@@ -40,14 +40,15 @@ SETUP = "setup"
 #: the pack's signature of the target alerts, reported as SETUP
 TARGETS = "targets"
 JVM_KEY = ("target", "process", "app_id", "executor_id", "pid")
-APP_KEY = ("target", "app_id", "app_name")
+APP_KEY = ("target", "app_id", "app_name", "attempt_id")
 DOCS_JVM = "docs/jvm.md"
 DOCS_LIVY = "docs/livy.md"
 DOCS_CONFIG = "docs/configuration.md"
 DOCS_DOCTOR = "docs/doctor.md"
 #: the labels that say which series a finding is about (a JVM, an application, a query, ...):
 #: a Prometheus finding joins a reading's finding of the same alert when the labels both have agree
-IDENTITY = ("target", "process", "app_id", "executor_id", "pid", "query", "kind", "queue", "heap", "space")
+IDENTITY = ("target", "process", "app_id", "attempt_id", "executor_id", "pid", "query", "kind", "queue", "heap",
+            "space")
 
 
 @dataclass
@@ -227,6 +228,8 @@ class Judge:
             severity = severity or self.t.severity(alert)
             fix = fix if fix is not None else alert.action
             runbook = runbook or self.t.runbook(alert)
+        if labels is not None and labels.get("app_id") and self.app_ended(dict(labels, target=kw["target"])):
+            severity = "info"  # an application that has ended: nothing anyone can act on now, at most said
         ev = {k: _num(float(v)) for k, v in kw.pop("evidence", {}).items() if v is not None and math.isfinite(v)}
         finding = Finding(severity, signature, kw["target"], kw["subject"], kw["summary"], ev, fix or "",
                           runbook or "")
@@ -343,7 +346,18 @@ class Judge:
 
     @staticmethod
     def app_subject(labels: Dict[str, str]) -> str:
-        return f"application {labels.get('app_name') or '?'} ({labels.get('app_id') or '?'})"
+        attempt = f", attempt {labels['attempt_id']}" if labels.get("attempt_id") else ""
+        return f"application {labels.get('app_name') or '?'} ({labels.get('app_id') or '?'}{attempt})"
+
+    def app_ended(self, labels: Dict[str, str]) -> Optional[str]:
+        """``completed`` or ``stale`` (a history server's: see docs/spark.md) for the
+        application (attempt) of ``labels`` in the last reading; None while it runs."""
+        k = key_of(labels, APP_KEY)
+        for name, state in (("spark_app_completed", "completed"), ("spark_app_stale", "stale")):
+            got = self.series(self.last, name, APP_KEY).get(k)
+            if got is not None and got[1] == 1:
+                return state
+        return None
 
     @staticmethod
     def query_subject(labels: Dict[str, str]) -> str:

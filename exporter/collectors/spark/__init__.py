@@ -39,6 +39,8 @@ DEFAULT_MAX_APPLICATIONS = 500
 #: requests in flight per target: 200 applications answering in 20 ms each are read in
 #: about 2 s, and no target gets hundreds of connections at once
 DEFAULT_MAX_CONCURRENCY = 8
+#: attempts per application at most (YARN's yarn.resourcemanager.am.max-attempts defaults to 2)
+MAX_ATTEMPTS = 10
 
 
 class SparkTarget(HttpTarget):
@@ -51,6 +53,9 @@ class SparkTarget(HttpTarget):
     discover: Literal["ui", "standalone", "yarn"] = "ui"
     #: also report applications that have completed (history server)
     include_completed: bool = False
+    #: attempts read per application, the newest first (history server, YARN); above 1 needs
+    #: include_completed, since every attempt but the newest has ended
+    max_attempts: int = Field(default=1, ge=1, le=MAX_ATTEMPTS)
     #: at most this many applications per scrape (a history server may hold thousands;
     #: with discover, driver UIs read per scrape)
     max_applications: int = Field(default=DEFAULT_MAX_APPLICATIONS, ge=1)
@@ -102,6 +107,9 @@ class SparkTarget(HttpTarget):
             raise ValueError("urls (a ResourceManager HA list) is only for discover: yarn; give url")
         if self.credentials_through_reverse_proxy and self.discover != "standalone":
             raise ValueError("credentials_through_reverse_proxy is only for discover: standalone")
+        if self.max_attempts > 1 and not (self.include_completed and self.discover == "ui"):
+            raise ValueError("max_attempts above 1 needs include_completed: true (every attempt but the newest "
+                             "has ended) and a history server (discover: ui)")
         return self
 
     def own_urls(self) -> List[str]:
@@ -153,7 +161,7 @@ class SparkCollector(Collector):
             scrape_spark_ui(self.http, cfg.url, out, scrape.deadline,
                             include_completed=cfg.include_completed, max_applications=cfg.max_applications,
                             env_cache=self.env_cache, stale_after=cfg.stale_after,
-                            max_concurrency=cfg.max_concurrency, pool=self.pool)
+                            max_concurrency=cfg.max_concurrency, pool=self.pool, max_attempts=cfg.max_attempts)
             return
         # the cluster manager unreadable: target down
         if cfg.discover == "standalone":

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from ...collector import counter, gauge, info
 
-#: labels of every series of an application; of an executor; of a streaming query
-APP_LABELS = ("app_id", "app_name")
+#: labels of every series of an application (attempt_id: Spark's attempt id, empty when it has
+#: none; one attempt per application unless a target asks for more, see docs/spark.md); of an
+#: executor; of a streaming query
+APP_LABELS = ("app_id", "app_name", "attempt_id")
 EXECUTOR_LABELS = APP_LABELS + ("executor_id",)
 QUERY_LABELS = APP_LABELS + ("query",)
 
@@ -20,8 +22,10 @@ APP_UPTIME = gauge("spark_app_uptime_seconds",
                    "Seconds since the application started (its duration once it has completed).", APP_LABELS)
 APP_STALE = gauge("spark_app_stale",
                   "1 if the application is not completed but its event log has not been updated for stale_after "
-                  "seconds (history server: the driver most likely died without closing it); its uptime and job "
-                  "ages are then measured to that last update instead of now. 0 otherwise.", APP_LABELS)
+                  "seconds, or (a log copied or touched since) it runs nothing and its jobs and executors show "
+                  "nothing newer (history server: the driver most likely died without closing it); its uptime "
+                  "and job ages are then measured to that last sign of life instead of now. 0 otherwise.",
+                  APP_LABELS)
 APP_COMPLETED = gauge("spark_app_completed",
                       "1 if the application has completed (history server with include_completed), else 0.", APP_LABELS)
 JOBS_ACTIVE = gauge("spark_jobs_active", "Jobs of the application that are running now.", APP_LABELS)
@@ -34,8 +38,13 @@ STAGES_FAILED = gauge("spark_stages_failed",
 EXECUTORS_ACTIVE = gauge("spark_executors_active",
                          "Active executors that can run tasks (in local mode the driver is the executor).", APP_LABELS)
 EX_GC = counter("spark_executor_gc_seconds_total",
-                "JVM garbage collection time of the executor's tasks. GC share = rate(this) / rate(spark_executor_run_seconds_total).", EXECUTOR_LABELS)
-EX_RUN = counter("spark_executor_run_seconds_total", "Time the executor spent running tasks (sum over its task slots).", EXECUTOR_LABELS)
+                "JVM garbage collection time of the executor's tasks. GC share = rate(this) / "
+                "rate(spark_executor_run_seconds_total). Executors only: the driver's figure is its whole JVM's "
+                "GC (spark_driver_jvm_gc_seconds_total).", EXECUTOR_LABELS)
+EX_RUN = counter("spark_executor_run_seconds_total",
+                 "Time the executor spent running tasks (sum over its task slots). Executors only: for the driver "
+                 "Spark reports the application's wall time (spark_app_uptime_seconds), even in local mode.",
+                 EXECUTOR_LABELS)
 EX_PEAK_HEAP = gauge("spark_executor_peak_heap_bytes",
                      "Peak JVM heap used by the executor since it started (refreshed on heartbeat).", EXECUTOR_LABELS)
 EX_PEAK_OFFHEAP = gauge("spark_executor_peak_offheap_bytes",

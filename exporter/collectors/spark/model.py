@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 from urllib.parse import quote
 
 from ...collector import TargetError
@@ -175,12 +175,13 @@ def objects(items: list, where: str):
 
 
 class AppAttempt:
-    """What sparkwatch reads of one entry of ``/applications``: its latest
-    attempt (Spark lists the latest first), or, in the pre-1.4 answer without
-    ``attempts``, the entry itself. Times are Unix seconds, None when unknown.
-    TargetError(invalid_response) on a field of the wrong type."""
+    """What sparkwatch reads of one attempt of an entry of ``/applications``:
+    attempt ``index`` (Spark lists the latest first; 0 by default), or, in the
+    pre-1.4 answer without ``attempts``, the entry itself. Times are Unix
+    seconds, None when unknown. TargetError(invalid_response) on a field of the
+    wrong type."""
 
-    def __init__(self, app: Dict[str, Any]):
+    def __init__(self, app: Dict[str, Any], index: int = 0):
         self.app_id: str = app["id"]
         w = f"application {self.app_id}"
         self.name = string(app, "name", w) or ""
@@ -190,10 +191,10 @@ class AppAttempt:
         elif not attempts:
             att = {}
         else:
-            att = attempts[0]
+            att = attempts[index]
             if not isinstance(att, dict):
-                raise invalid(w, f"attempts[0] is a JSON {json_type(att)}, expected object")
-            w += " attempts[0]"
+                raise invalid(w, f"attempts[{index}] is a JSON {json_type(att)}, expected object")
+            w += f" attempts[{index}]"
         self.attempt_id = string(att, "attemptId", w)
         self.completed = bool(field(att, "completed", (bool,), w))
         self.spark_version = string(att, "appSparkVersion", w) or ""
@@ -206,10 +207,29 @@ class AppAttempt:
             duration = (self.end - self.start) * 1000.0
         self.duration = duration / 1000.0 if duration is not None else None
 
+    @property
+    def attempt_label(self) -> str:
+        """The ``attempt_id`` label: Spark's attempt id (YARN: ``1``, ``2``, ...), empty when
+        the application has none (a driver outside YARN, a log before Spark 1.4). Whoever
+        submits an application may write anything there: an id that is not 1 to 32 letters,
+        digits, ``.``, ``_`` or ``-`` is ``invalid``."""
+        a = self.attempt_id
+        if not a:
+            return ""
+        return a if _ATTEMPT_ID_RE.fullmatch(a) else "invalid"
+
+    @classmethod
+    def all_of(cls, app, i: int, max_attempts: int) -> List["AppAttempt"]:
+        """The newest ``max_attempts`` attempts of entry ``i`` (at least the latest); see :meth:`of`."""
+        first = cls.of(app, i)
+        attempts = app.get("attempts")
+        n = min(max_attempts, len(attempts)) if isinstance(attempts, list) else 1
+        return [first] + [cls(app, k) for k in range(1, n)]
+
     @classmethod
     def of(cls, app, i: int) -> "AppAttempt":
-        """Entry ``i`` of the list; TargetError(invalid_response) when it is not an
-        object with an id."""
+        """The latest attempt of entry ``i`` of the list; TargetError(invalid_response)
+        when it is not an object with an id."""
         if not isinstance(app, dict):
             raise invalid(f"applications[{i}]", f"a JSON {json_type(app)}, expected object")
         if not string(app, "id", f"applications[{i}]"):
@@ -229,12 +249,28 @@ class AppAttempt:
             return False
         return now - self.last_updated > stale_after
 
+    def needs_signs_of_life(self, now: float, stale_after: float, driver_answers: bool) -> bool:
+        """Not completed and not :meth:`stale` by its ``lastUpdated``, on a history server
+        (``lastUpdated`` is not its start), and started more than ``stale_after`` seconds
+        ago: ``lastUpdated`` is the event log file's modification time, which a copy or a
+        touch of the file moves too (a log never closed by a driver that died years ago
+        looks "running" and recent). Whether anything happened in the application since
+        is then judged from its own answers (:func:`.scrape._scrape_app`)."""
+        if self.completed or stale_after <= 0 or driver_answers or self.start is None:
+            return False
+        if self.last_updated is None or abs(self.last_updated - self.start) < 1e-3:
+            return False
+        return now - self.start > stale_after and not self.stale(now, stale_after, driver_answers)
+
     def path(self, api: str) -> str:
         """The REST API path of this attempt under ``api`` (``<ui>/api/v1``)."""
         prefix = f"{api}/applications/{_path_segment(self.app_id, 'application id')}"
         if self.attempt_id:
             prefix += "/" + _path_segment(self.attempt_id, f"application {self.app_id} attempt id")
         return prefix
+
+
+_ATTEMPT_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
 
 def _path_segment(value: str, what: str) -> str:
@@ -246,6 +282,7 @@ def _path_segment(value: str, what: str) -> str:
         raise invalid(what, "not valid Unicode") from None
 
 
+_LOCAL_MASTER_RE = re.compile(r"local(\[[^\]]*\])?")
 DEFAULT_PERIODIC_GC = "30min"
 DEFAULT_BLOCKING = "true"
 DEFAULT_TRACKING = "true"
@@ -299,6 +336,11 @@ class Environment:
     def reference_tracking(self) -> Optional[bool]:
         """spark.cleaner.referenceTracking."""
         return self._bool("spark.cleaner.referenceTracking", DEFAULT_TRACKING)
+
+    def local_mode(self) -> bool:
+        """spark.master is ``local``, ``local[4]``, ``local[*, 3]``: the driver runs the tasks
+        (``local-cluster[...]`` has executors of its own)."""
+        return _LOCAL_MASTER_RE.fullmatch(self.props.get("spark.master", "").strip()) is not None
 
     def streaming_metrics(self) -> bool:
         """spark.sql.streaming.metricsEnabled."""

@@ -50,8 +50,9 @@ log = logging.getLogger("sparkwatch.spark")
 #: an application that is not completed but whose event log has not been
 #: written for this long is reported as stale (see :data:`~.metrics.APP_STALE`)
 DEFAULT_STALE_AFTER = 86400.0
-#: the driver's entry in /executors: "driver", "<driver>" before Spark 2.0
+#: the driver's entry in /executors: "driver", "<driver>" before Spark 1.4 (labelled "driver")
 DRIVER_IDS = ("driver", "<driver>")
+DRIVER_LABEL = "driver"
 #: requests to one UI in flight at once by default (the servlet and each application's
 #: jobs, stages, executors and environment are fetched concurrently)
 DEFAULT_UI_CONCURRENCY = 4
@@ -66,6 +67,7 @@ _JOBS = ("/jobs", {"status": "running"}, list)
 _STAGES = ("/stages", {"status": ["active", "failed"]}, list)
 _EXECUTORS = ("/executors", None, list)
 _ENVIRONMENT = ("/environment", None, dict)  # only when the environment cache has no answer
+_ALL_JOBS = ("/jobs", None, list)  # only for an application whose liveness is in doubt (AppAttempt.needs_signs_of_life)
 _APP_REQUESTS = (_JOBS, _STAGES, _EXECUTORS)
 _SERVLET = "/metrics/json/"
 _SERVLET_STATUSES = (200, 404)
@@ -112,6 +114,8 @@ class UiScrape:
     servlet_ok: bool = False
     #: applications listed
     n_apps: int = 0
+    #: attempts read per application (the newest first)
+    max_attempts: int = 1
 
     @property
     def api(self) -> str:
@@ -145,7 +149,7 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
                     env_cache: Optional[EnvironmentCache] = None, now: Optional[float] = None,
                     stale_after: float = DEFAULT_STALE_AFTER, max_concurrency: int = DEFAULT_UI_CONCURRENCY,
                     thread_name: str = "scrape-spark-ui", pool: Optional[RequestPool] = None,
-                    headers: Optional[Dict[str, str]] = None) -> int:
+                    headers: Optional[Dict[str, str]] = None, max_attempts: int = 1) -> int:
     """Scrape one Spark UI (driver or history server) at ``base_url`` into ``out``.
 
     ``http`` is an :class:`~sparkwatch.httpclient.HttpClient` (or anything with its
@@ -165,7 +169,9 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
     mid-scrape, 404) or answer with a field of the wrong type is skipped with
     ``out.error("partial")``; the others are still reported. ``stale_after``:
     seconds after its event log's last update that an application which has
-    not completed is reported as stale (0: never). Returns the number of
+    not completed is reported as stale (0: never). ``max_attempts``: attempts
+    read per application, the newest first; the earlier ones (which have
+    ended) only when ``include_completed``. Returns the number of
     applications reported.
     """
     own = None
@@ -173,7 +179,8 @@ def scrape_spark_ui(http, base_url: str, out: MetricSet, deadline: Deadline, *,
         pool = own = RequestPool(max_concurrency, thread_name)
     fetch = Prefetch(http, pool if max_concurrency > 1 else None, headers)
     ui = UiScrape(fetch, base_url.rstrip("/"), deadline, time.time() if now is None else now, env_cache,
-                  stale_after, ahead=PREFETCH_APPS_PER_WORKER * max_concurrency if fetch.ahead else 0)
+                  stale_after, ahead=PREFETCH_APPS_PER_WORKER * max_concurrency if fetch.ahead else 0,
+                  max_attempts=max_attempts if include_completed else 1)
     params: Dict[str, object] = {"limit": max_applications + 1}
     if not include_completed:
         params["status"] = "running"
@@ -227,7 +234,8 @@ def _scrape_apps(ui: UiScrape, apps: list, out: MetricSet) -> int:
             ui.send_ahead(apps[i + ui.ahead])
         part = MetricSet()
         try:
-            seen_keys.append(_scrape_app(ui, AppAttempt.of(app, i), part))
+            for att in AppAttempt.all_of(app, i, ui.max_attempts):
+                seen_keys.append(_scrape_app(ui, att, part))
         except TargetError as e:
             # a history server loads an application's UI on first access (and again when
             # the event log of a running one grows): one slow application is skipped as
@@ -274,15 +282,37 @@ def _read_servlet(ui: UiScrape, out: MetricSet) -> None:
 
 
 def _scrape_app(ui: UiScrape, att: AppAttempt, out: MetricSet) -> tuple:
-    """One application into ``out``; returns its key in the environment cache."""
-    labels = {"app_id": att.app_id, "app_name": att.name}
+    """One application attempt into ``out``; returns its key in the environment cache."""
+    labels = {"app_id": att.app_id, "app_name": att.name, "attempt_id": att.attempt_label}
     prefix = att.path(ui.api)
     prefix_in_servlet = ui.driver.prefix_for(att.app_id, ui.n_apps) if ui.driver is not None else None
     plan: Optional[DriverPlan] = ui.driver.plans[prefix_in_servlet] if prefix_in_servlet is not None else None
+    where = f"application {att.app_id}"
+
+    cache_key = env_key(ui.base, att)
+    env = ui.cached_environment(att)
+    if env is None:
+        env = Environment.from_json(ui.json(prefix, _ENVIRONMENT), f"{where} environment")
+        if ui.env_cache is not None:
+            ui.env_cache.put(cache_key, env)
 
     # a stale application is measured to its last sign of life, not to now
     stale = att.stale(ui.now, ui.stale_after, plan is not None)
     as_of = att.last_updated if stale else ui.now
+    jobs = ui.json(prefix, _JOBS)
+    stages = ui.json(prefix, _STAGES)
+    executors = ui.json(prefix, _EXECUTORS)
+    n_jobs = _jobs(out, jobs, as_of, where, labels)
+    n_stages = _stages(out, stages, where, labels)
+    newest_executor = _executors(out, executors, where, labels, env.local_mode())
+    if n_jobs == 0 and n_stages == 0 and att.needs_signs_of_life(ui.now, ui.stale_after, plan is not None):
+        # lastUpdated is recent, but nothing runs: the newest thing the application did
+        # (a job submitted or ended, an executor added) says whether it is alive
+        signs = [t for t in (att.start, newest_executor, _newest_job_time(ui.json(prefix, _ALL_JOBS), where))
+                 if t is not None]
+        newest = max(signs)
+        if ui.now - newest > ui.stale_after:
+            stale, as_of = True, newest
     _add(out, APP_INFO, 1, spark_version=att.spark_version, spark_user=att.spark_user, **labels)
     _add(out, APP_COMPLETED, att.completed, **labels)
     _add(out, APP_STALE, stale, **labels)
@@ -291,20 +321,8 @@ def _scrape_app(ui: UiScrape, att: AppAttempt, out: MetricSet) -> tuple:
     elif att.start is not None:
         _add(out, APP_UPTIME, max(0.0, as_of - att.start), **labels)
     if stale:
-        log.debug("%s: application %s is stale: event log last updated %.0fs ago", ui.base, att.app_id,
-                  ui.now - as_of)
+        log.debug("%s: application %s is stale: last sign of life %.0fs ago", ui.base, att.app_id, ui.now - as_of)
 
-    where = f"application {att.app_id}"
-    _jobs(out, ui.json(prefix, _JOBS), as_of, where, labels)
-    _stages(out, ui.json(prefix, _STAGES), where, labels)
-    _executors(out, ui.json(prefix, _EXECUTORS), where, labels)
-
-    cache_key = env_key(ui.base, att)
-    env = ui.cached_environment(att)
-    if env is None:
-        env = Environment.from_json(ui.json(prefix, _ENVIRONMENT), f"{where} environment")
-        if ui.env_cache is not None:
-            ui.env_cache.put(cache_key, env)
     _add(out, CLEANER_INTERVAL, env.periodic_gc_seconds(), **labels)
     _add(out, CLEANER_BLOCKING, env.blocking(), **labels)
     _add(out, CLEANER_TRACKING, env.reference_tracking(), **labels)
@@ -323,7 +341,19 @@ def _scrape_app(ui: UiScrape, att: AppAttempt, out: MetricSet) -> tuple:
     return cache_key
 
 
-def _jobs(out: MetricSet, jobs: list, as_of: float, where: str, labels: Dict[str, str]) -> None:
+def _newest_job_time(jobs: list, where: str) -> Optional[float]:
+    """The latest submission or completion time among ``jobs`` (None when there is none)."""
+    times = []
+    for i, j in objects(jobs, f"{where} jobs"):
+        w = f"{where} jobs[{i}]"
+        for key in ("submissionTime", "completionTime"):
+            t = timestamp(j, "", key, w)
+            if t is not None:
+                times.append(t)
+    return max(times) if times else None
+
+
+def _jobs(out: MetricSet, jobs: list, as_of: float, where: str, labels: Dict[str, str]) -> int:
     n_jobs = 0
     submitted = []
     for i, j in objects(jobs, f"{where} jobs"):
@@ -337,16 +367,21 @@ def _jobs(out: MetricSet, jobs: list, as_of: float, where: str, labels: Dict[str
             submitted.append(t)
     _add(out, JOBS_ACTIVE, n_jobs, **labels)
     _add(out, JOB_OLDEST_AGE, max(0.0, as_of - min(submitted)) if submitted else 0.0, **labels)
+    return n_jobs
 
 
-def _stages(out: MetricSet, stages: list, where: str, labels: Dict[str, str]) -> None:
+def _stages(out: MetricSet, stages: list, where: str, labels: Dict[str, str]) -> int:
+    """The stage counts; returns the number of active stages."""
     statuses = [string(st, "status", f"{where} stages[{i}]") for i, st in objects(stages, f"{where} stages")]
     _add(out, STAGES_ACTIVE, statuses.count("ACTIVE"), **labels)
     _add(out, STAGES_FAILED, statuses.count("FAILED"), **labels)
+    return statuses.count("ACTIVE")
 
 
-def _executors(out: MetricSet, executors: list, where: str, labels: Dict[str, str]) -> None:
+def _executors(out: MetricSet, executors: list, where: str, labels: Dict[str, str], local_mode: bool) -> Optional[float]:
+    """The executors' series; returns the latest time an active executor was added (None if unknown)."""
     n_active = 0
+    newest_added: Optional[float] = None
     for i, e in objects(executors, f"{where} executors"):
         w = f"{where} executors[{i}]"
         eid = string(e, "id", w)
@@ -356,17 +391,26 @@ def _executors(out: MetricSet, executors: list, where: str, labels: Dict[str, st
         excluded = field(e, "isExcluded", (bool,), w)
         if excluded is None:
             excluded = field(e, "isBlacklisted", (bool,), w)
+        added = timestamp(e, "", "addTime", w)
+        if added is not None and (newest_added is None or added > newest_added):
+            newest_added = added
         cores = number(e, "totalCores", w) or 0
         tasks = (number(e, "totalTasks", w) or 0) + (number(e, "activeTasks", w) or 0)
+        driver = eid in DRIVER_IDS
         # the driver runs tasks only in local mode, where it is the executor; Spark
-        # before 2.0 did not record its cores there, but it did record its tasks
-        can_run = eid not in DRIVER_IDS or cores > 0 or tasks > 0
+        # before 2.0 did not record its cores there (nor does a history server replaying
+        # such a log), whether or not it ran tasks
+        can_run = not driver or cores > 0 or tasks > 0 or local_mode
         if can_run and not excluded:
             n_active += 1
-        el = dict(labels, executor_id=eid)
-        gc, run = number(e, "totalGCTime", w), number(e, "totalDuration", w)
-        _add(out, EX_GC, gc / 1000.0 if gc is not None else None, **el)
-        _add(out, EX_RUN, run / 1000.0 if run is not None else None, **el)
+        el = dict(labels, executor_id=DRIVER_LABEL if driver else eid)
+        if not driver:
+            # the driver's totalDuration is the application's wall time and its totalGCTime the
+            # whole driver JVM's GC (Spark 3.3+, SPARK-37493), not task figures: its JVM has
+            # spark_driver_jvm_gc_seconds_total and the application spark_app_uptime_seconds
+            gc, run = number(e, "totalGCTime", w), number(e, "totalDuration", w)
+            _add(out, EX_GC, gc / 1000.0 if gc is not None else None, **el)
+            _add(out, EX_RUN, run / 1000.0 if run is not None else None, **el)
         peak = field(e, "peakMemoryMetrics", (dict,), w) or {}
         wp = w + " peakMemoryMetrics"
         # peaks start at 0 and stay there until a heartbeat reports them (a history
@@ -380,6 +424,7 @@ def _executors(out: MetricSet, executors: list, where: str, labels: Dict[str, st
         _add(out, EX_COMPLETED, number(e, "completedTasks", w), **el)
         _add(out, EX_ACTIVE_TASKS, number(e, "activeTasks", w), **el)
     _add(out, EXECUTORS_ACTIVE, n_active, **labels)
+    return newest_added
 
 
 # --------------------------------------------------------------------------

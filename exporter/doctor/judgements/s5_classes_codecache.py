@@ -141,6 +141,14 @@ def s5_cleaner(j: Judge) -> None:
         up = uptime.get(k, (None, None))[1]
         ev = {"periodic_gc_interval_seconds": interval, "reference_tracking_blocking": b,
               "uptime_seconds": up, "max_periodic_gc_interval_seconds": max_interval}
+        ended = j.app_ended(lbl)
+        if ended:
+            # an application that has ended (a history server's): what it ran with, nothing to change now
+            j.add(a, severity="info", target=lbl["target"], labels=lbl, subject=j.app_subject(lbl),
+                  summary=f"It ran with {' and '.join(risky)} (Spark's defaults; the settings that let S5's war "
+                          f"story's cleaner fall behind) and has {'completed' if ended == 'completed' else 'stopped'}.",
+                  fix="Nothing for this application.", evidence=ev)
+            continue
         settings = " and ".join(risky)
         settings = settings[0].upper() + settings[1:]
         _, n0, n1 = nonheap.get(k, (None, None, None))

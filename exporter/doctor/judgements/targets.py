@@ -16,8 +16,10 @@ from ...pack.alerts.targets import (
     SPARKWATCH_EXPORTER_DOWN,
     TARGET_DOWN,
 )
-from ..findings import APP_KEY, DOCS_CONFIG, DOCS_DOCTOR, DOCS_JVM, DOCS_LIVY, SETUP, Judge, judges
+from ..findings import APP_KEY, DOCS_CONFIG, DOCS_DOCTOR, DOCS_JVM, DOCS_LIVY, SETUP, Judge, duration, judges
 from ..reading import NO_ATTACH_FLAG, NO_PERF_FLAGS, HostJvm, store_paths
+
+DOCS_SPARK = "docs/spark.md"
 
 #: a JVM younger than this (seconds) may not have written its performance-data file yet
 YOUNG_JVM_SECONDS = 30.0
@@ -91,15 +93,54 @@ def watched_missing(j: Judge) -> None:
 
 @judges(SPARK_METRICS_SOURCE_DISABLED)
 def metrics_sources(j: Judge) -> None:
-    """A Spark application without the streaming or the JVM metrics source."""
+    """A Spark application without the streaming or the JVM metrics source; one that has ended
+    (completed, or stale on a history server) only said, in the past tense: nothing can be changed
+    for it now."""
     blind = {"streaming": "its streaming queries are invisible (S3's flat-state check, every S4 judgement)",
              "jvm": "its driver heap and code cache pools are invisible (S3, S5)"}
+    were = {"streaming": "its streaming queries were invisible", "jvm": "its driver heap and code cache pools "
+            "were invisible"}
     for labels, v in j.series(j.last, "spark_metrics_source_enabled", APP_KEY + ("source",)).values():
         if v == 0:
             src = labels.get("source", "")
+            ended = j.app_ended(labels)
+            if ended:
+                j.add(SPARK_METRICS_SOURCE_DISABLED, target=labels["target"], labels=labels,
+                      subject=j.app_subject(labels), severity="info",
+                      summary=f"Spark's {src} metrics source was off while it ran: "
+                              f"{were.get(src, 'its series were absent')}. It has {ENDED[ended]}.",
+                      fix="Nothing for this application. Applications still to run need the source on "
+                          "(the runbook).",
+                      evidence={f"metrics_source_{src}_enabled": 0})
+                continue
             j.add(SPARK_METRICS_SOURCE_DISABLED, target=labels["target"], labels=labels, subject=j.app_subject(labels),
                   summary=f"Spark's {src} metrics source is off: {blind.get(src, 'its series are absent')}.",
                   evidence={f"metrics_source_{src}_enabled": 0})
+
+
+#: how an application that has ended ended (Judge.app_ended), in words
+ENDED = {"completed": "completed", "stale": "stopped (its event log was never closed: see the finding about it)"}
+
+
+@judges()
+def stale_applications(j: Judge) -> None:
+    """An application a history server lists as running whose event log was never closed and
+    shows no sign of life for stale_after (spark_app_stale): its driver most likely died. Said
+    (info) as such, with when it last did something, not as an application running for years."""
+    uptime = j.series(j.last, "spark_app_uptime_seconds", APP_KEY)
+    for k, (labels, v) in j.series(j.last, "spark_app_stale", APP_KEY).items():
+        if v != 1:
+            continue
+        up = uptime.get(k, (None, None))[1]
+        ran = f" after running for {duration(up)}" if up is not None else ""
+        j.add(None, signature=SETUP, severity="info", target=labels["target"], subject=j.app_subject(labels),
+              summary=f"Its event log was never closed, yet nothing happened in it for longer than the target's "
+                      f"stale_after: the application stopped{ran} (its driver most likely died) and the history "
+                      "server still lists it as running. Its figures are those of its last sign of life.",
+              fix="Nothing to do in sparkwatch: it reports the application with spark_app_stale 1 "
+                  "(docs/spark-correctness.md: leaving such applications out of a query). Delete its event "
+                  "log, or let the history server's cleaner remove it (spark.history.fs.cleaner.maxAge).",
+              runbook=DOCS_SPARK, evidence={"stale": 1, "uptime_seconds": up})
 
 
 def starting(jvm: HostJvm) -> bool:
