@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from . import core
 from .core import Result, log, markdown_table, report
@@ -25,16 +25,17 @@ def _order() -> List[str]:
     return list(SCENARIOS)
 
 
-def run_one(name: str, workdir: Path, baseline_minutes: float) -> List[Result]:
+def run_one(name: str, workdir: Path, baseline_minutes: Optional[float]) -> List[Result]:
     from .scenarios import SCENARIOS, baseline, cluster
 
     wd = core.workdir(name, workdir)
     log(f"{name}: starting (work directory {wd})")
     try:
+        minutes = {} if baseline_minutes is None else {"minutes": baseline_minutes}
         if name == "baseline":
-            return baseline(wd, baseline_minutes)
+            return baseline(wd, **minutes)
         if name == "cluster":
-            return cluster(wd, baseline_minutes)
+            return cluster(wd, **minutes)
         return SCENARIOS[name](wd)
     except core.LabError as e:
         r = Result(name.upper(), name, "", "", "", time.time())
@@ -50,8 +51,8 @@ def main(argv=None) -> int:
     p.add_argument("scenarios", nargs="*", default=["all"],
                    help=f"any of: {', '.join(_order())}, or all (default: {', '.join(ALL)})")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    p.add_argument("--baseline-minutes", type=float, default=10.0,
-                   help="how long the healthy baseline runs (default 10)")
+    p.add_argument("--baseline-minutes", type=float, default=None,
+                   help="how long the healthy baseline runs (default: 15 on the cluster, 10 in local mode)")
     p.add_argument("--workdir", metavar="DIR", help="where the scenarios keep their logs (default: a temp dir)")
     p.add_argument("--sequential", action="store_true", help="one scenario at a time")
     p.add_argument("--table", metavar="FILE", help="only print the table (as in docs/lab.md) of a --json FILE of an earlier run")
@@ -121,15 +122,16 @@ def lanes_for(names: List[str]) -> List[List[str]]:
     return [lane for phase in phases_for(names) for lane in phase]
 
 
-def run_parallel(names: List[str], workdir: Path, baseline_minutes: float) -> List[Result]:
+def run_parallel(names: List[str], workdir: Path, baseline_minutes: Optional[float]) -> List[Result]:
     import threading
 
     outcome: Dict[str, List[Result]] = {}
 
     def run_child(n: str) -> None:
         out = workdir / f"{n}.json"
-        cmd = [sys.executable, "-m", "lab", n, "--child", "--json", str(out), "--workdir", str(workdir),
-               "--baseline-minutes", str(baseline_minutes)]
+        cmd = [sys.executable, "-m", "lab", n, "--child", "--json", str(out), "--workdir", str(workdir)]
+        if baseline_minutes is not None:
+            cmd += ["--baseline-minutes", str(baseline_minutes)]
         logf = workdir / f"{n}.out"
         proc = core.start(cmd, logf, grace=30)
         try:

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import requests
 import yaml
@@ -34,6 +34,9 @@ LAB = Path(__file__).resolve().parent
 RULES_CONFIG = LAB / "lab-rules.yml"
 PYTHON = sys.executable
 SPARK_PYTHON = SPARK_PYTHONS["4.0"]
+
+#: the lab's time scale (lab-rules.yml): lab seconds per production second
+TIME_SCALE: float = float(yaml.safe_load(RULES_CONFIG.read_text())["time_scale"])
 
 #: every process group the lab started and has not reaped yet
 PROCS: List[subprocess.Popen] = []
@@ -155,6 +158,54 @@ class Exporter:
 # Prometheus with the pack's rules, generated through the rules config
 
 
+@dataclass(frozen=True)
+class View:
+    """A second reading of the same scrapes: the lab's rules at another ``time_scale``,
+    loaded beside the lab's own into the same Prometheus, each alert labelled
+    ``lab_view=<name>``. The cluster's long baseline is one: the same minutes seen at
+    1/120 are twice as many production hours as at 1/60."""
+
+    name: str
+    time_scale: float
+    #: the scrape interval of the Prometheus (seconds): a window under three of them is
+    #: raised to three (a rate needs two samples; at 1/120 a 10m window is 5 s)
+    scrape_s: float = 3.0
+
+    @property
+    def hours_per_minute(self) -> float:
+        """Production hours per lab minute."""
+        return 1 / (60 * self.time_scale)
+
+
+#: the label of the alerts of a :class:`View`; the lab's own alerts have none
+VIEW_LABEL = "lab_view"
+
+
+def view_rules_config(rules_config: Path, view: View, out: Path) -> Path:
+    """``rules_config`` with ``view``'s time scale and label, written to ``out``."""
+    from sparkwatch.pack.alerts import ALERTS
+    from sparkwatch.pack.model import DURATION
+    from sparkwatch.pack.promql import format_duration, parse_duration
+
+    cfg = yaml.safe_load(rules_config.read_text())
+    cfg["time_scale"] = view.time_scale
+    cfg["labels"] = dict(cfg.get("labels") or {}, **{VIEW_LABEL: view.name})
+    alerts = cfg.setdefault("alerts", {})
+    shortest = 3 * view.scrape_s / view.time_scale  # three scrapes, in production seconds
+    for a in ALERTS:
+        settings = alerts.get(a.name) or {}
+        params = dict(settings.get("params") or {})
+        for name, p in a.params.items():
+            if p.kind != DURATION or not p.scales:
+                continue
+            if parse_duration(str(params.get(name, p.default))) < shortest:
+                params[name] = format_duration(shortest)
+        if params:
+            alerts[a.name] = dict(settings, params=params)
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
+
+
 def generate_rules(rules_config: Path, out: Path) -> None:
     """`sparkwatch rules --config lab-rules.yml --out FILE`, then `promtool check rules`."""
     r = subprocess.run([PYTHON, "-m", "sparkwatch", "rules", "--config", str(rules_config), "--out", str(out)],
@@ -169,18 +220,23 @@ def generate_rules(rules_config: Path, out: Path) -> None:
 
 class Prometheus:
     def __init__(self, workdir: Path, exporter_url: str, rules_config: Path = RULES_CONFIG,
-                 scrape_interval: str = "3s", evaluation_interval: str = "1s"):
+                 scrape_interval: str = "3s", evaluation_interval: str = "1s", views: Tuple[View, ...] = ()):
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.rules_file = workdir / "sparkwatch.rules.yml"
         generate_rules(rules_config, self.rules_file)
+        rule_files = [str(self.rules_file)]
+        for v in views:
+            out = workdir / f"sparkwatch.rules.{v.name}.yml"
+            generate_rules(view_rules_config(rules_config, v, workdir / f"lab-rules.{v.name}.yml"), out)
+            rule_files.append(str(out))
         self.config_file = workdir / "prometheus.yml"
         target = exporter_url.split("//", 1)[1]
         self.config_file.write_text(yaml.safe_dump({
             "global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval,
                        "evaluation_interval": evaluation_interval},
-            "rule_files": [str(self.rules_file)],
+            "rule_files": rule_files,
             "scrape_configs": [{"job_name": "sparkwatch", "static_configs": [{"targets": [target]}]}],
         }, sort_keys=False))
         self.log = workdir / "prometheus.log"
@@ -200,6 +256,11 @@ class Prometheus:
         r = requests.get(self.url + "/api/v1/alerts", timeout=5)
         r.raise_for_status()
         return r.json()["data"]["alerts"]
+
+    def rule_groups(self) -> List[Dict[str, Any]]:
+        r = requests.get(self.url + "/api/v1/rules", timeout=5)
+        r.raise_for_status()
+        return r.json()["data"]["groups"]
 
     def query(self, expr: str) -> List[Dict[str, Any]]:
         r = requests.get(self.url + "/api/v1/query", params={"query": expr}, timeout=5)
@@ -292,11 +353,14 @@ class AlertWatch(FiredAlerts):
                 self.errors += 1
             self._stop.wait(self.interval)
 
-    def wait(self, alertnames: List[str], timeout: float, stop: Optional[Callable[[], bool]] = None) -> bool:
-        """Until every alert of ``alertnames`` fired (True), ``stop()`` or the timeout (False)."""
+    def wait(self, alertnames: List[str], timeout: float, stop: Optional[Callable[[], bool]] = None,
+             keep: Optional[Callable[[Dict[str, str]], bool]] = None) -> bool:
+        """Until every alert of ``alertnames`` fired (True), ``stop()`` or the timeout (False);
+        only those whose labels ``keep`` selects count (a scenario's own, in one view)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if all(self.first(n) for n in alertnames):
+            seen = self.view(keep) if keep is not None else self
+            if all(seen.first(n) for n in alertnames):
                 return True
             if stop is not None and stop():
                 return False
@@ -326,6 +390,8 @@ class Expect:
     #: with "before": the lead must be at least this share of the time from the start of the
     #: trouble to the failure (the early warning of a leak: a quarter of its course)
     min_lead_share: Optional[float] = None
+    #: with "before": the lead must be at least this many production hours (at the lab's time scale)
+    min_lead_hours: Optional[float] = None
 
 
 @dataclass
@@ -390,6 +456,10 @@ def evaluate(res: Result, watch: FiredAlerts, expects: List[Expect], forbid_all:
                 res.problems.append(f"{e.alertname} fired {res.failure_at - f.fired_at:.0f}s before the failure: "
                                     f"less than {e.min_lead_share:g} of the {res.failure_at - res.trouble_at:.0f}s "
                                     "from the start of the trouble to the failure")
+            elif e.min_lead_hours is not None and res.failure_at - f.fired_at < e.min_lead_hours * 3600 * TIME_SCALE:
+                res.problems.append(f"{e.alertname} fired {res.failure_at - f.fired_at:.0f}s before the failure: "
+                                    f"less than {e.min_lead_hours:g} production hour(s), "
+                                    f"{e.min_lead_hours * 3600 * TIME_SCALE:.0f}s at the lab's time scale")
             else:
                 ar.ok = True
         else:

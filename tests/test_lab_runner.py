@@ -145,3 +145,51 @@ def test_all_runs_the_cluster_first_and_nothing_with_a_jvm_beside_it():
     assert all(n == "s1" for lane in PHASES[0][1:] for n in lane)  # S1 starts no JVM
     assert set(ALL) == {"cluster", "s1", "s2", "s4"}
     assert phases_for(["s1", "s5"]) == [[["s1"]], [["s5"]]]
+
+
+def test_cluster_executors_run_without_forced_collections(monkeypatch):
+    """Issue 21, item 3: the cluster's executors are production's: no periodic GC plugin, even
+    with the lab's jar (of UDFs) at hand."""
+    import importlib
+
+    c = importlib.import_module("lab.scenarios.cluster")  # the module (lab.scenarios.cluster is also its function)
+    monkeypatch.setattr(c, "_JAR", [Path("/nonexistent/sparkwatch-lab-udfs.jar")])
+    conf = " ".join(c._cluster_conf({"spark.executor.cores": "2"}))
+    assert "spark.executor.cores=2" in conf
+    assert "PeriodicGc" not in conf and "spark.plugins" not in conf and "executorGcSeconds" not in conf, conf
+
+
+def test_a_scenario_waits_for_its_own_view_of_an_alert():
+    """The long view's copy of an alert (lab_view=long) fired a moment before the lab's own: a
+    scenario that waits for the alert must not stop waiting, and judge, on the copy."""
+    from lab.core import VIEW_LABEL, AlertWatch
+
+    w = AlertWatch(prom=None)  # not started: the test fills what it saw
+    w.fired["long"] = Fired("A", "critical", {"alertname": "A", VIEW_LABEL: "long"}, 1.0, 2.0)
+    own = lambda labels: VIEW_LABEL not in labels  # noqa: E731
+    assert w.wait(["A"], 0.2) and not w.wait(["A"], 0.2, keep=own)
+    w.fired["own"] = Fired("A", "critical", {"alertname": "A"}, 1.0, 3.0)
+    assert w.wait(["A"], 0.2, keep=own)
+
+
+def test_the_long_view_is_the_lab_rules_at_its_scale_with_every_window_of_three_scrapes(tmp_path):
+    import re
+
+    from lab.core import RULES_CONFIG, VIEW_LABEL, View, view_rules_config
+    from sparkwatch.pack.alerts import ALERTS
+    from sparkwatch.pack.promql import parse_duration
+    from sparkwatch.pack.rules import build_rules
+    from sparkwatch.pack.rulesconfig import load_rules_config
+
+    view = View("long", 1 / 120)
+    cfg = load_rules_config(view_rules_config(RULES_CONFIG, view, tmp_path / "long.yml"))
+    assert cfg.time_scale == view.time_scale and cfg.labels[VIEW_LABEL] == "long"
+    rules = {r["alert"]: r for g in build_rules(cfg)["groups"] for r in g["rules"]}
+    lab = {r["alert"]: r for g in build_rules(load_rules_config(RULES_CONFIG))["groups"] for r in g["rules"]}
+    assert set(rules) == {a.name for a in ALERTS} and all(r["labels"][VIEW_LABEL] == "long" for r in rules.values())
+    windows = {name: [parse_duration(w) for w in re.findall(r"\[([0-9.]+(?:ms|s|m|h|d))(?::[^\]]*)?\]", r["expr"])]
+               for name, r in rules.items()}
+    assert all(w >= 3 * view.scrape_s for ws in windows.values() for w in ws), windows
+    # at half the lab's scale, what was long enough stays half as long; what was not is three scrapes
+    assert "[9s]" in rules["JvmGcTimeHigh"]["expr"] and "[10s]" in lab["JvmGcTimeHigh"]["expr"]
+    assert "[3m]" in rules["LivyRestartRiskRising"]["expr"] and "[6m]" in lab["LivyRestartRiskRising"]["expr"]

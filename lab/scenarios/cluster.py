@@ -22,7 +22,9 @@ from testbed.spark import loopback_env
 
 from ..core import (
     SPARK_PYTHON,
+    VIEW_LABEL,
     AlertWatch,
+    View,
     Expect,
     LabError,
     Result,
@@ -36,6 +38,10 @@ from ..core import (
 )
 from .common import SparkDriver, Stack, busy_livy, jcmd, shared_dir
 
+#: the cluster's long baseline: the lab's rules at 1/120, so that the same minutes are twice as
+#: many production hours (15 minutes: 30 hours) as at 1/60
+LONG_VIEW = View("long", 1 / 120)
+
 EXECUTOR_MEMORY = "512m"
 HEAP_LEAK_BYTES = 40 * 1024  # per row, 20 rows/s: about 0.8 MB/s in a 512 MB executor
 THREAD_LEAK_EVERY = 10  # one thread every 10th row, 20 rows/s: 2 threads/s
@@ -48,14 +54,11 @@ PIDS_CGROUP = Path("/sys/fs/cgroup/pids")
 _JAR: List[Path] = []
 
 
-def _cluster_conf(extra: Optional[Dict[str, str]] = None, periodic_gc: bool = True) -> List[str]:
+def _cluster_conf(extra: Optional[Dict[str, str]] = None) -> List[str]:
+    # no periodic GC in the executors: Spark's spark.cleaner.periodicGC runs in the driver only,
+    # and production executors have nothing else that forces a collection (issue 21, item 3)
     conf = {"spark.executor.memory": EXECUTOR_MEMORY, "spark.executor.cores": "1", "spark.cores.max": "1",
             "spark.deploy.maxExecutorRetries": "20"}
-    if _JAR and periodic_gc:
-        # a full GC every 15 s in every executor (testbed/sparkjars/PeriodicGc.java): what
-        # spark.cleaner.periodicGC.interval does in the drivers, which Spark does not do in executors
-        conf.update({"spark.plugins": "sparkwatch.lab.PeriodicGc", "spark.sparkwatch.lab.executorGcSeconds": "15",
-                     "spark.executor.extraClassPath": str(_JAR[0]), "spark.driver.extraClassPath": str(_JAR[0])})
     conf.update(extra or {})
     out: List[str] = []
     for k, v in conf.items():
@@ -76,6 +79,10 @@ class _Claims:
             if app_id:
                 self.apps.setdefault(scen, set()).add(app_id)
             self.pids.setdefault(scen, set()).update(int(p) for p in pids if p)
+
+    def of(self, scen: str, view: Optional[str] = None):
+        """A filter of the alerts of ``scen`` as the lab's rules (or ``view``'s) saw them."""
+        return lambda labels: labels.get(VIEW_LABEL) == view and self.owner(labels) == scen
 
     def owner(self, labels: Dict[str, str]) -> Optional[str]:
         with self.lock:
@@ -162,8 +169,12 @@ def _c3_heap(wd: Path, cl, jar: Path, claims: _Claims, watch: AlertWatch) -> Lis
         pid = _executor(drv)
         claims.claim("S3a", drv.app_id, [pid, drv.jvm_pid()])
         _wait_executor_failure(res, cl, drv, pid, r"OutOfMemoryError", 900)
-        expects = [Expect("JvmHeapFloorRisingWithFlatState", min_lead_share=0.25)]
-        return [evaluate(res, watch.view(lambda lb: claims.owner(lb) == "S3a"), expects)]
+        # the early warning of a leak that kills within half a day: a quarter of its course ahead
+        # (issue 21). JvmHeapFloorRisingWithFlatState (6 h apart, then `for: 1h`) is the slow
+        # leaks' warning; it usually fires here too, shown "(also)", but is not required: a leak
+        # this fast may end before its windows fill
+        expects = [Expect("JvmHeapFloorPredictedFull", min_lead_share=0.25)]
+        return [evaluate(res, watch.view(claims.of("S3a")), expects)]
 
 
 def _c3_threads(wd: Path, cl, jar: Path, claims: _Claims, watch: AlertWatch) -> List[Result]:
@@ -191,7 +202,7 @@ def _c3_threads(wd: Path, cl, jar: Path, claims: _Claims, watch: AlertWatch) -> 
         res.notes.append(f"executor {pid}: {threads} threads, pids.max {threads + THREAD_HEADROOM}")
         _wait_executor_failure(res, cl, drv, pid, r"unable to create (new )?native thread", 900)
         expects = [Expect("JvmThreadsPredictedToHitLimit", min_lead_share=0.25), Expect("JvmThreadsLeaking")]
-        return [evaluate(res, watch.view(lambda lb: claims.owner(lb) == "S3b"), expects)]
+        return [evaluate(res, watch.view(claims.of("S3b")), expects)]
 
 
 def _remove_cgroup(cg: Path) -> None:
@@ -225,11 +236,11 @@ def _c4_query_dies(wd: Path, cl, claims: _Claims, watch: AlertWatch) -> List[Res
         ev = wait_for("the query's death", lambda: drv.event("query-terminated"), 240, alive=drv.proc,
                       logfile=drv.log)
         res.trouble_at = res.failure_at = ev[0]
-        watch.wait(["SparkStreamingQueryTerminated"], 120,
-                   stop=lambda: drv.proc.poll() is not None)
+        watch.wait(["SparkStreamingQueryTerminated"], 120, stop=lambda: drv.proc.poll() is not None,
+                   keep=claims.of("S4c"))
         if drv.proc.poll() is not None:
             res.problems.append("the driver died with its query")
-        return [evaluate(res, watch.view(lambda lb: claims.owner(lb) == "S4c"),
+        return [evaluate(res, watch.view(claims.of("S4c")),
                          [Expect("SparkStreamingQueryTerminated", "after")])]
 
 
@@ -243,12 +254,7 @@ def _c5_codecache(wd: Path, cl, claims: _Claims, watch: AlertWatch) -> List[Resu
                  started_at=time.time())
     with ExitStack() as stack:
         drv = SparkDriver(wd, "codecache", ["--master", cl.master_url,
-                                            # no periodic full GC here: it unloads the generated
-                                            # classes Spark's codegen cache has evicted, and their
-                                            # code with them (S5's fix); S5's war story is code that
-                                            # stays referenced
-                                            *_cluster_conf({"spark.executor.extraJavaOptions": CODE_CACHE},
-                                                           periodic_gc=False)])
+                                            *_cluster_conf({"spark.executor.extraJavaOptions": CODE_CACHE})])
         stack.callback(drv.stop)
         drv.wait_ready()
         res.trouble_at = time.time()
@@ -271,10 +277,11 @@ def _c5_codecache(wd: Path, cl, claims: _Claims, watch: AlertWatch) -> List[Resu
             time.sleep(1)
         if res.failure_at is None:
             res.problems.append("the executor's JIT was never disabled")
-        watch.wait(["JvmJitCompilationDisabled"], 90)
-        view = watch.view(lambda lb: claims.owner(lb) == "S5")
+        watch.wait(["JvmJitCompilationDisabled"], 90, keep=claims.of("S5"))
+        view = watch.view(claims.of("S5"))
+        # the ticket a quarter of the fill ahead; the page at least an hour (production) ahead
         return [evaluate(res, view, [Expect("JvmCodeCachePredictedFull", min_lead_share=0.25),
-                                     Expect("JvmCodeCacheNearlyFull"),
+                                     Expect("JvmCodeCacheNearlyFull", min_lead_hours=1),
                                      Expect("JvmJitCompilationDisabled", "after")])]
 
 
@@ -328,18 +335,24 @@ def _app_ids_of(name: str, cl) -> List[str]:
 BUSY_TRIGGER_S = 10
 
 
-def cluster(wd: Path, minutes: float = 10.0) -> List[Result]:
-    """Every cluster scenario at once on one standalone cluster, next to the healthy baseline."""
+def cluster(wd: Path, minutes: float = 15.0) -> List[Result]:
+    """Every cluster scenario at once on one standalone cluster, next to the healthy baseline,
+    which is judged twice: by the lab's rules (1/60) and by the same rules at 1/120
+    (:data:`LONG_VIEW`), which see the same minutes as twice as many production hours."""
     from testbed.cluster import lab_udf_jar, standalone_cluster
 
-    base = Result("baseline", "healthy service on the cluster",
-                  trouble=f"on the standalone cluster, a busy long-running service (a stateful streaming query, "
-                          f"a mix of SQL queries, caching), pyspark's examples submitted one after the other "
-                          f"(short applications), and a busy Livy whose clients delete finished sessions, "
-                          f"watched for {minutes:g} minutes through discover: standalone and JVM discovery",
-                  failure="none",
-                  lead_meaning="no alert may fire (false-positive check)",
-                  started_at=time.time())
+    trouble = (f"on the standalone cluster, a busy long-running service (a stateful streaming query, a mix of "
+               f"SQL queries, caching; its executor a plain G1 JVM), pyspark's examples submitted one after the "
+               f"other (short applications), and a busy Livy whose clients delete finished sessions, watched "
+               f"for {minutes:g} minutes through discover: standalone and JVM discovery")
+    base = Result("baseline", f"healthy service on the cluster, {minutes:g} production hours",
+                  trouble=trouble + " (the lab's rules: 1/60)", failure="none",
+                  lead_meaning="no alert may fire (false-positive check)", started_at=time.time())
+    hours = minutes * LONG_VIEW.hours_per_minute
+    long_base = Result("baseline-long", f"healthy service on the cluster, {hours:g} production hours",
+                       trouble=trouble + f" (the same rules at 1/{1 / LONG_VIEW.time_scale:g}: "
+                                         f"{hours:g} production hours)", failure="none",
+                       lead_meaning="no alert may fire (false-positive check)", started_at=base.started_at)
     results: Dict[str, List[Result]] = {}
     with ExitStack() as stack:
         jar = lab_udf_jar(shared_dir(stack, "udfs"))
@@ -353,7 +366,7 @@ def cluster(wd: Path, minutes: float = 10.0) -> List[Result]:
             "jvm": [{"discover": True, "attach": True, "attach_interval": 3}],
             "livy": [{"name": "livy", "url": srv.url, "timeout": 5}],
         }
-        st = Stack(stack, wd, cfg)
+        st = Stack(stack, wd, cfg, views=(LONG_VIEW,))
         # two cores: the SQL mix must not queue the streaming query's tasks (FAIR pools)
         # a 10 s trigger (lab-rules.yml's trigger_interval): the scenarios beside it load the two
         # cores so much that 5 s batches fell behind a 5 s trigger, truly
@@ -363,7 +376,7 @@ def cluster(wd: Path, minutes: float = 10.0) -> List[Result]:
         stack.callback(busy.stop)
         busy.wait_ready()
         claims.claim("baseline", busy.app_id, [busy.jvm_pid()])
-        base.trouble_at = time.time()
+        base.trouble_at = long_base.trouble_at = time.time()
         stop = threading.Event()
         stats: Dict[str, int] = {}
         for target in (lambda: busy_livy(srv, stop), lambda: _short_apps(cl, stop, claims, wd, stats)):
@@ -408,18 +421,46 @@ def cluster(wd: Path, minutes: float = 10.0) -> List[Result]:
                           f"{stats.get('failed', 0)} failed, {stats.get('stuck', 0)} did not end in 5 minutes")
         if not stats.get("ok"):
             base.problems.append("no short application ran to completion")
-        # the baseline's alerts: everything no other scenario claims, up to its end
-        ended = base.ended_at
-        evaluate(base, st.watch.view(lambda lb: claims.owner(lb) in (None, "baseline")), [], forbid_all=True)
-        base.alerts = [a for a in base.alerts if a.fired_at is None or a.fired_at <= ended]
-        base.problems = [p for p in base.problems if "false positive" not in p] + [
-            f"{a.alertname} fired ({' '.join(f'{k}={v}' for k, v in sorted(a.labels.items()) if k in ('target', 'process', 'app_id', 'app_name', 'pid'))}): a false positive"
-            for a in base.alerts if a.fired_at is not None]
-        base.ok = not base.problems
-        base.ended_at = ended
+        span = f"{int(minutes * 60)}s"
+        gcs = st.prom.query(f'sum by (collector) (increase(jvm_gc_collections_total{{app_id="{busy.app_id}", '
+                            f'executor_id!=""}}[{span}]))')
+        base.notes.append("the healthy service's executor (G1, no forced collection): " + (", ".join(
+            f"{float(g['value'][1]):.0f} {g['metric'].get('collector', '?')}" for g in gcs) or "no collection read"))
+        if not gcs:
+            base.problems.append("Prometheus has no collections of the healthy service's executor")
+        long_base.problems += base.problems + _rules_evaluated(st.prom, LONG_VIEW.name)
+        long_base.notes += base.notes
+        long_base.ended_at = base.ended_at
+        for r, view in ((base, None), (long_base, LONG_VIEW.name)):
+            _judge_baseline(r, st.watch, claims, view)
         stop.set()
         for t in threads:
             while t.is_alive():
                 t.join(1)
     order = ["S3a", "S3b", "S4c", "S5"]
-    return [r for n in order for r in results.get(n, [])] + [base]
+    return [r for n in order for r in results.get(n, [])] + [base, long_base]
+
+
+def _rules_evaluated(prom, view: str) -> List[str]:
+    """Problems, if the rules of ``view`` were not all loaded and evaluated without error."""
+    groups = prom.rule_groups()
+    mine = [g for g in groups if g.get("file", "").endswith(f".{view}.yml")]
+    if not mine:
+        return [f"Prometheus loaded no rules of the {view} view: its silence would prove nothing"]
+    bad = [f"{r['name']}: {r.get('lastError')}" for g in mine for r in g.get("rules", [])
+           if r.get("health") != "ok" or r.get("lastError")]
+    return [f"rules of the {view} view not evaluated: {', '.join(bad[:5])}"] if bad else []
+
+
+def _judge_baseline(base: Result, watch: AlertWatch, claims: _Claims, view: Optional[str]) -> None:
+    """The baseline's alerts (of the lab's rules, or of ``view``): everything no other
+    scenario claims, up to the baseline's end; each is a false positive."""
+    ended = base.ended_at
+    evaluate(base, watch.view(lambda lb: lb.get(VIEW_LABEL) == view and claims.owner(lb) in (None, "baseline")),
+             [], forbid_all=True)
+    base.alerts = [a for a in base.alerts if a.fired_at is None or a.fired_at <= ended]
+    base.problems = [p for p in base.problems if "false positive" not in p] + [
+        f"{a.alertname} fired ({' '.join(f'{k}={v}' for k, v in sorted(a.labels.items()) if k in ('target', 'process', 'app_id', 'app_name', 'pid'))}): a false positive"
+        for a in base.alerts if a.fired_at is not None]
+    base.ok = not base.problems
+    base.ended_at = ended

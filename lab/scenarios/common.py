@@ -14,13 +14,13 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import psutil
 
 from testbed.spark import loopback_env
 
-from ..core import LAB, SPARK_PYTHON, AlertWatch, Exporter, LabError, Prometheus, free_port, kill, start, tail
+from ..core import LAB, SPARK_PYTHON, AlertWatch, Exporter, LabError, Prometheus, View, free_port, kill, start, tail
 
 SPARK_APP = LAB / "apps" / "spark_app.py"
 
@@ -28,10 +28,10 @@ SPARK_APP = LAB / "apps" / "spark_app.py"
 class Stack:
     """Exporter + Prometheus + alert watcher for one scenario, stopped in reverse order."""
 
-    def __init__(self, stack: ExitStack, wd: Path, config: Dict):
+    def __init__(self, stack: ExitStack, wd: Path, config: Dict, views: Tuple[View, ...] = ()):
         self.exporter = Exporter(wd, config).start()
         stack.callback(self.exporter.stop)
-        self.prom = Prometheus(wd, self.exporter.url).start()
+        self.prom = Prometheus(wd, self.exporter.url, views=views).start()
         stack.callback(self.prom.stop)
         self.watch = AlertWatch(self.prom).start()
         stack.callback(self.watch.stop)
