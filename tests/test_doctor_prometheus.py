@@ -57,6 +57,9 @@ GONE_QUERY = {"target": "etl", "app_id": "app-20261206-0011", "app_name": HOSTIL
 FOREIGN_QUERY = dict(GONE_QUERY, target="other-host-etl", app_id="app-20261206-0099", app_name="foreign")
 GONE_APP = {"target": "cluster", "app_id": "app-20261205-0001", "app_name": "billing"}
 
+#: a JVM of no application whose old generation's floor rises 4 MB a minute towards its 4.5 GB maximum
+FAST_JVM = {"target": "worker", "process": "ingest-service", "app_id": "", "executor_id": "", "pid": ""}
+FAST_PER_MINUTE, FAST_MAX = 4e6, 4.5e9
 FLOOR_RISE_6H = 0.31  # the executor's old generation floor, over 6 h
 OLD_BASE = 1.0e9
 SAW = 600.0  # an old-generation collection every 10 minutes
@@ -70,11 +73,19 @@ def old_gen(t: float, start: float) -> float:
     return base + 4e8 * ((t - start) % SAW) / SAW
 
 
+def fast_old_gen(t: float, start: float) -> float:
+    """FAST_JVM's old generation: the same sawtooth over a floor rising FAST_PER_MINUTE."""
+    return OLD_BASE + FAST_PER_MINUTE * (t - start) / 60 + 4e8 * ((t - start) % SAW) / SAW
+
+
 def series_at(t: float, start: float, now0: float) -> List[Tuple[str, Dict[str, str], float]]:
     """Every series of the world at Unix time ``t`` (``start``: history begins; ``now0``: the test's start)."""
     out = [
         ("jvm_memory_space_used_bytes", dict(EXECUTOR, space="old"), old_gen(t, start)),
         ("jvm_gc_collections_total", dict(EXECUTOR, collector="G1 concurrent cycle pauses"), (t - start) // SAW),
+        ("jvm_memory_space_used_bytes", dict(FAST_JVM, space="old"), fast_old_gen(t, start)),
+        ("jvm_memory_space_max_bytes", dict(FAST_JVM, space="old"), FAST_MAX),
+        ("jvm_gc_collections_total", dict(FAST_JVM, collector="G1 concurrent cycle pauses"), (t - start) // SAW),
         ("spark_streaming_state_rows", STATE, 1079 + 5 * math.sin(t / 300)),
         ("spark_app_info", {"target": "etl", "app_id": APP, "app_name": "sessions", "spark_version": "4.0.1",
                             "spark_user": "etl"}, 1),
@@ -147,6 +158,7 @@ def prometheus(tmp_path_factory) -> Iterator[Tuple[str, Path, float]]:
             password_file = work / "password"
             password_file.write_text(PASSWORD + "\n")
             wanted = {("JvmHeapFloorRisingWithFlatState", "pending"), ("JvmLoadedClassesRising", "pending"),
+                      ("JvmHeapFloorPredictedFull", "pending"),
                       ("SparkStreamingQueryTerminated", "firing"), ("SparkApplicationVanished", "firing")}
             end = time.monotonic() + 90
             while True:
@@ -213,6 +225,20 @@ def test_the_doctor_reads_the_pending_and_firing_alerts_with_their_numbers(capsy
     assert "state rows of app-20261206-0007 changed by" in heap["summary"]
     assert f"Prometheus: {alert.name} pending" in heap["summary"] and "it fires after 1h" in heap["summary"]
     assert ev["prometheus_firing"] == 0 and heap["fix"] == alert.action
+
+    # the floor that reaches the maximum within hours at its pace (issue 21, item 2): pending, its numbers
+    [fast] = by_runbook(run, "JvmHeapFloorPredictedFull")
+    assert fast["severity"] == "info" and fast["subject"].startswith("process ingest-service")
+    fe = fast["evidence"]
+    assert fe["heap_max_bytes"] == FAST_MAX and fe["trend_window_seconds"] == 2 * HOUR
+    assert fe["heap_floor_bytes"] - fe["heap_floor_before_bytes"] == pytest.approx(120 * FAST_PER_MINUTE, rel=0.05)
+    left = (FAST_MAX - fe["heap_floor_bytes"]) / (FAST_PER_MINUTE / 60)
+    assert fe["seconds_to_max"] == pytest.approx(left, rel=0.05) and left < 12 * HOUR
+    said = re.search(r"rose from \S+ GiB to \S+ GiB in 2h; at that pace it reaches the maximum of 4\.2 GiB in "
+                     r"(\d+(?:\.\d)?)h", fast["summary"])
+    assert said and float(said.group(1)) == pytest.approx(fe["seconds_to_max"] / HOUR, abs=0.06), fast["summary"]
+    assert "Prometheus: JvmHeapFloorPredictedFull pending" in fast["summary"]
+    assert not by_runbook(run, "JvmHeapFloorNearlyFull")  # its floor is far from the maximum yet
 
     # classes that are never unloaded: pending too, with the floor then and now
     [classes] = by_runbook(run, "JvmLoadedClassesRising")
