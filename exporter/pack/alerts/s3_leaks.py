@@ -104,6 +104,13 @@ FLOOR_WITH_FLAT_STATE = {
     "max_state_change": Param(0.1, NUMBER, "relative change of the state rows that still counts as flat"),
 }
 
+#: the old generation's space label, and the collections that reclaim it (jvm collector)
+OLD_SPACE = Param("old|tenured", REGEX, "space label of the old generation (jvm collector)")
+OLD_COLLECTOR = Param(".*(full|concurrent|[Oo]ld|[Mm]ajor).*", REGEX,
+                      "collector label (jvm collector) of the collections that reclaim the old generation: full "
+                      "collections and G1's concurrent cycles (`G1 full collection pauses`, `G1 concurrent cycle "
+                      "pauses`, `Parallel full collection pauses`, `Serial full collection pauses`)")
+
 #: a heap sawtooth whose floor rises 5 MB a minute
 LEAKING_HEAP = saw(0, 5e8, 10, 600, base=lambda t: 1e9 + 5e6 * t)
 
@@ -204,12 +211,7 @@ JVM_HEAP_FLOOR_RISING_WITH_FLAT_STATE = Alert(
     + flat_state("app_id"),
     for_="1h",
     params=dict(FLOOR_WITH_FLAT_STATE,
-                old_space=Param("old|tenured", REGEX, "space label of the old generation (jvm collector)"),
-                old_collector=Param(".*(full|concurrent|[Oo]ld|[Mm]ajor).*", REGEX,
-                                    "collector label (jvm collector) of the collections that reclaim the old "
-                                    "generation: full collections and G1's concurrent cycles (`G1 full "
-                                    "collection pauses`, `G1 concurrent cycle pauses`, `Parallel full "
-                                    "collection pauses`, `Serial full collection pauses`)")),
+                old_space=OLD_SPACE, old_collector=OLD_COLLECTOR),
     meaning="SparkHeapFloorRisingWithFlatState for every JVM the exporter reads that belongs to a Spark "
             "application: executors on worker hosts (where S3's war story leaked) as well as drivers. "
             "The old generation's lowest level over an hour is what survives the collections; when it "
@@ -293,10 +295,8 @@ and
         "trend_window": Param("2h", DURATION, "the pace of the floor is measured over this window"),
         "horizon": Param("12h", DURATION, "how far ahead the floor is extrapolated"),
         "min_growth": Param(0.1, NUMBER, "relative rise of the floor over the trend window (0.1 = 10%)"),
-        "old_space": Param("old|tenured", REGEX, "space label of the old generation (jvm collector)"),
-        "old_collector": Param(".*(full|concurrent|[Oo]ld|[Mm]ajor).*", REGEX,
-                               "collector label (jvm collector) of the collections that reclaim the old "
-                               "generation (see JvmHeapFloorRisingWithFlatState)"),
+        "old_space": OLD_SPACE,
+        "old_collector": OLD_COLLECTOR,
     },
     meaning="The early warning of a leak that kills within a day. JvmHeapFloorRisingWithFlatState compares "
             "floors 6 hours apart and waits an hour more: a leak that fills the heap in half a day would "
@@ -371,7 +371,7 @@ min_over_time(spark_driver_jvm_memory_pool_used_bytes{pool=~"$old_pool"}[$window
     params={
         "ratio": Param(0.9, NUMBER, "share of the old generation's maximum"),
         "window": Param("15m", DURATION, "the floor is the minimum over this window"),
-        "old_space": Param("old|tenured", REGEX, "space label of the old generation (jvm collector)"),
+        "old_space": OLD_SPACE,
         "old_pool": Param(".*old_gen|tenured_gen", REGEX, "pool label of the old generation (Spark JvmSource)"),
     },
     meaning="Objects that survive collections end in the old generation. When even its lowest level "
