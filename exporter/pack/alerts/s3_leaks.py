@@ -291,7 +291,8 @@ and
     + collected_in_every_floor_window('jvm_gc_collections_total{collector=~"$old_collector"}', JVM_SERIES_LABELS),
     for_="30m",
     params={
-        "floor_window": Param("30m", DURATION, "the heap floor is the minimum over this window"),
+        "floor_window": Param("1h", DURATION, "the heap floor is the minimum over this window; each such "
+                                                "window must hold a collection of the old generation"),
         "trend_window": Param("2h", DURATION, "the pace of the floor is measured over this window"),
         "horizon": Param("12h", DURATION, "how far ahead the floor is extrapolated"),
         "min_growth": Param(0.1, NUMBER, "relative rise of the floor over the trend window (0.1 = 10%)"),
