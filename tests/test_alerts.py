@@ -184,3 +184,16 @@ def test_trends_are_computed_by_prometheus():
     exprs = " ".join(r["expr"] for r in RULE_LIST)
     for fn in ("predict_linear(", "min_over_time(", "delta("):
         assert fn in exprs
+
+
+def test_rules_keep_each_attempt_of_an_application_apart():
+    """Every label that identifies an application's Spark series (the spark collector's APP_LABELS,
+    attempt_id included: a history server may export several attempts of one application) is in the
+    labels the rules aggregate by and join on, so that two attempts are never summed or matched as one."""
+    from sparkwatch.collectors.spark.metrics import APP_LABELS
+    from sparkwatch.pack.expressions import APP_JOIN_LABELS, APP_SERIES_LABELS
+
+    series = {x.strip() for x in APP_SERIES_LABELS.split(",")}
+    join = {x.strip() for x in APP_JOIN_LABELS.split(",")}
+    assert set(APP_LABELS) <= series
+    assert set(APP_LABELS) - {"app_name"} <= join  # the name may differ between an application's series

@@ -14,10 +14,11 @@ from .model import Evidence
 
 #: the labels that identify one local JVM (jvm collector series), for by (...) and on (...)
 JVM_SERIES_LABELS = "job, instance, target, process, app_id, executor_id, pid"
-#: the labels that identify one Spark application (spark collector series)
-APP_SERIES_LABELS = "job, instance, target, app_id, app_name"
+#: the labels that identify one Spark application (spark collector series; ``attempt_id`` is empty,
+#: so absent, outside YARN and history servers, and one attempt per application is read by default)
+APP_SERIES_LABELS = "job, instance, target, app_id, app_name, attempt_id"
 #: the labels that join one Spark application's series (on (...)): its name may differ between them
-APP_JOIN_LABELS = "job, instance, target, app_id"
+APP_JOIN_LABELS = "job, instance, target, app_id, attempt_id"
 
 
 def floor(metric: str, offset: str = "") -> str:
