@@ -42,9 +42,13 @@ def mtimes(now: float) -> dict:
     return {
         "local-1430917381535_1": 1430917380.890,
         "local-1430917381535_2": 1430917380.950,
+        "local-1422981780767": 1422981788.731,
         NEVER_CLOSED: now - RECENT,
     }
 
+
+#: the applications those logs hold (local-1430917381535's two attempts are one application)
+APPLICATIONS = 3
 
 #: what the collector asks of each application attempt (path suffix, params)
 PER_ATTEMPT = [
@@ -108,7 +112,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="sparkwatch-history-") as d:
             times = mtimes(time.time())
             copy_event_logs(Path(d), times, EVENT_LOGS)
-            with history_server(version, Path(d), expect_apps=2) as hs:
+            with history_server(version, Path(d), expect_apps=APPLICATIONS) as hs:
                 v = requests.get(hs.url + "/api/v1/version", timeout=30).json()["spark"]
                 record(hs.url, DATA / f"history-{v}", v, times)
     return 0

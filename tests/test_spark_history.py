@@ -32,6 +32,10 @@ PEER = Path(__file__).resolve().parent / "data" / "peer" / "apache-spark"
 
 RESTARTED = "local-1430917381535"  # attempts 1 and 2, both completed, local mode, no task
 NEVER_CLOSED = "local-1426533911241"  # attempt 1, never closed (its file: recent), local mode, 8 tasks
+LEGACY = "local-1422981780767"  # Spark 1.2: no attempts, the driver "<driver>", local mode, 32 tasks
+#: every event log and its modification time (the history server's lastUpdated) for a live server
+LIVE_LOGS = {"local-1430917381535_1": 1430917380.890, "local-1430917381535_2": 1430917380.950,
+             "local-1422981780767": 1422981788.731}
 
 
 def samples_of(out: MetricSet):
@@ -90,12 +94,12 @@ def test_one_attempt_per_application_by_default(recorded):
     d, srv, now = recorded
     out, ss = collect(srv.url, now)  # status=running: the never-closed application only
     assert out.errors == []
-    assert attempts_of(ss, "spark_app", NEVER_CLOSED) == ["1"]
-    assert find(ss, "spark_app", app_id=RESTARTED) == []
+    assert attempts_of(ss, "spark_app_info", NEVER_CLOSED) == ["1"]
+    assert find(ss, "spark_app_info", app_id=RESTARTED) == []
     out, ss = collect(srv.url, now, include_completed=True)
     assert out.errors == []
     # the latest attempt only, and labelled as such: exactly one series per application
-    assert attempts_of(ss, "spark_app", RESTARTED) == ["2"]
+    assert attempts_of(ss, "spark_app_info", RESTARTED) == ["2"]
     assert attempts_of(ss, "spark_executors_active", RESTARTED) == ["2"]
     assert attempts_of(ss, "spark_executor_completed_tasks_total", RESTARTED) == ["2"]
 
@@ -104,7 +108,7 @@ def test_finished_attempts_where_asked(recorded):
     d, srv, now = recorded
     out, ss = collect(srv.url, now, include_completed=True, max_attempts=2)
     assert out.errors == []
-    assert attempts_of(ss, "spark_app", RESTARTED) == ["1", "2"]
+    assert attempts_of(ss, "spark_app_info", RESTARTED) == ["1", "2"]
     assert attempts_of(ss, "spark_executor_completed_tasks_total", RESTARTED) == ["1", "2"]
     for att in answer(d, "/api/v1/applications", {"status": "completed"})[0]["attempts"]:
         lab = dict(app_id=RESTARTED, attempt_id=att["attemptId"])
@@ -164,8 +168,39 @@ def test_local_mode_driver_is_the_executor(recorded):
     assert value(ss, "spark_executors_active", app_id=NEVER_CLOSED) == 1
 
 
+def test_pre_1_4_driver_is_labelled_driver(recorded):
+    d, srv, now = recorded
+    # what the history server answers for the pre-1.4 log is Spark's own expectation of it
+    (driver,) = answer(d, f"/api/v1/applications/{LEGACY}/executors")
+    (expected,) = json.loads((PEER / "executor_list_json_expectation.json").read_text())
+    keys = ("id", "totalCores", "totalTasks", "completedTasks", "failedTasks", "totalGCTime", "isActive")
+    assert {k: driver[k] for k in keys} == {k: expected[k] for k in keys}
+    assert driver["id"] == "<driver>" and driver["totalCores"] == 0
+    out, ss = collect(srv.url, now, include_completed=True)
+    assert out.errors == []
+    lab = dict(app_id=LEGACY, attempt_id="")  # no attempts before Spark 1.4: an empty attempt_id
+    assert value(ss, "spark_app_completed", **lab) == 1
+    assert {s[1]["executor_id"] for s in find(ss, "spark_executor_completed_tasks_total", app_id=LEGACY)} == {"driver"}
+    assert value(ss, "spark_executor_completed_tasks_total", executor_id="driver", **lab) == expected["completedTasks"]
+    assert value(ss, "spark_executor_failed_tasks_total", executor_id="driver", **lab) == expected["failedTasks"] == 1
+    assert value(ss, "spark_executors_active", **lab) == 1  # local mode: the driver ran the tasks
+    assert find(ss, "spark_executor_run_seconds_total", app_id=LEGACY) == []
+
+
 # --------------------------------------------------------------------------
 # A log never closed, whose file is recent: stale, measured to its last sign of life
+
+
+def last_sign_of_life(d: Path) -> float:
+    """The newest time the never-closed application's own answers show, read off the
+    recording: its start, its jobs' submission and completion, its executors' addition."""
+    (att,) = answer(d, "/api/v1/applications", {"status": "running"})[0]["attempts"]
+    times = [att["startTimeEpoch"] / 1000]
+    for j in answer(d, f"/api/v1/applications/{NEVER_CLOSED}/1/jobs"):
+        times += [parse_spark_time(j.get(k)) for k in ("submissionTime", "completionTime")]
+    for e in answer(d, f"/api/v1/applications/{NEVER_CLOSED}/1/executors"):
+        times.append(parse_spark_time(e.get("addTime")))
+    return max(t for t in times if t is not None)
 
 
 def test_never_closed_log_with_a_recent_file_is_stale(recorded):
@@ -173,36 +208,35 @@ def test_never_closed_log_with_a_recent_file_is_stale(recorded):
     (att,) = answer(d, "/api/v1/applications", {"status": "running"})[0]["attempts"]
     start, updated = att["startTimeEpoch"] / 1000, att["lastUpdatedEpoch"] / 1000
     assert now - updated < 3600 < now - start  # the case: a recent file, an application of 2015
+    assert answer(d, f"/api/v1/applications/{NEVER_CLOSED}/1/jobs", {"status": "running"}) == []
+    newest = last_sign_of_life(d)
+    assert start <= newest < start + 60
     out, ss = collect(srv.url, now)
     assert out.errors == []
     lab = dict(app_id=NEVER_CLOSED, attempt_id="1")
     assert value(ss, "spark_app_completed", **lab) == 0
     assert value(ss, "spark_app_stale", **lab) == 1
-    # its uptime ends at the last thing it did (its last job), not now nor the file's time
-    jobs = answer(d, f"/api/v1/applications/{NEVER_CLOSED}/1/jobs", {"status": "running"})
-    assert jobs == []
-    last_job_end = 1426533936.579  # SparkListenerStageCompleted/JobEnd of the event log (job 0)
-    up = value(ss, "spark_app_uptime_seconds", **lab)
-    assert up == pytest.approx(last_job_end - start, abs=1.0)
-    assert up < 86400
+    # its uptime ends at the last thing it did, not now nor the file's time
+    assert value(ss, "spark_app_uptime_seconds", **lab) == pytest.approx(newest - start)
     # stale_after 0: never stale, the uptime runs to now
     out, ss = collect(srv.url, now, stale_after=0)
     assert value(ss, "spark_app_stale", **lab) == 0
     assert value(ss, "spark_app_uptime_seconds", **lab) == pytest.approx(now - start)
 
 
-def test_recent_activity_is_not_stale(recorded):
-    """The same application seen a minute after its last job: alive, whatever its age."""
+def test_a_sign_of_life_within_stale_after_is_not_stale(recorded):
+    """Started longer than stale_after ago, its file recent, its last sign of life just within
+    stale_after: alive."""
     d, srv, now = recorded
-    last_job_end = parse_spark_time("2015-03-16T19:25:36.579GMT")
-    assert last_job_end is not None
     (att,) = answer(d, "/api/v1/applications", {"status": "running"})[0]["attempts"]
-    start = att["startTimeEpoch"] / 1000
-    # seen 2 days after its start, with a stale_after of 1 day: old enough to be asked about
-    # (lastUpdated is later still), its last job 2 days before... versus 1 h before with a 1-year stale_after
-    out, ss = collect(srv.url, now, stale_after=(now - last_job_end) + 3600)
+    start, newest = att["startTimeEpoch"] / 1000, last_sign_of_life(d)
+    stale_after = now - newest + 0.5
+    assert now - start > stale_after or newest == start
+    out, ss = collect(srv.url, now, stale_after=stale_after)
     assert value(ss, "spark_app_stale", app_id=NEVER_CLOSED) == 0
     assert value(ss, "spark_app_uptime_seconds", app_id=NEVER_CLOSED) == pytest.approx(now - start)
+    out, ss = collect(srv.url, now, stale_after=now - newest - 0.5)
+    assert value(ss, "spark_app_stale", app_id=NEVER_CLOSED) == 1
 
 
 # --------------------------------------------------------------------------
@@ -216,15 +250,17 @@ def test_live_history_server(version):
     spark_python(version)
     with tempfile.TemporaryDirectory(prefix="sparkwatch-history-") as tmp:
         now = time.time()
-        copy_event_logs(Path(tmp), {"local-1430917381535_1": 1430917380.890, "local-1430917381535_2": 1430917380.950,
-                                    "local-1426533911241.inprogress": now - 60})
-        with history_server(version, Path(tmp), expect_apps=2) as hs:
+        copy_event_logs(Path(tmp), dict(LIVE_LOGS, **{"local-1426533911241.inprogress": now - 60}))
+        with history_server(version, Path(tmp), expect_apps=3) as hs:
             out, ss = collect(hs.url, time.time(), include_completed=True)
             assert out.errors == []
-            assert attempts_of(ss, "spark_app", RESTARTED) == ["2"]
+            assert attempts_of(ss, "spark_app_info", RESTARTED) == ["2"]
             assert value(ss, "spark_executors_active", app_id=RESTARTED) == 1
+            assert value(ss, "spark_executors_active", app_id=LEGACY) == 1
+            assert {s[1]["executor_id"] for s in find(ss, "spark_executor_completed_tasks_total", app_id=LEGACY)} \
+                == {"driver"}
             assert value(ss, "spark_app_stale", app_id=NEVER_CLOSED, attempt_id="1") == 1
             assert value(ss, "spark_app_uptime_seconds", app_id=NEVER_CLOSED) < 86400
             assert [s for s in find(ss, "spark_executor_run_seconds_total") if s[1]["executor_id"] == "driver"] == []
             out, ss = collect(hs.url, time.time(), include_completed=True, max_attempts=2)
-            assert attempts_of(ss, "spark_app", RESTARTED) == ["1", "2"]
+            assert attempts_of(ss, "spark_app_info", RESTARTED) == ["1", "2"]

@@ -145,8 +145,9 @@ def s5_cleaner(j: Judge) -> None:
         if ended:
             # an application that has ended (a history server's): what it ran with, nothing to change now
             j.add(a, severity="info", target=lbl["target"], labels=lbl, subject=j.app_subject(lbl),
-                  summary=f"It ran with {' and '.join(risky)} (Spark's defaults; the settings that let S5's war "
-                          f"story's cleaner fall behind) and has {'completed' if ended == 'completed' else 'stopped'}.",
+                  summary="Its cleaner settings were those that let S5's war story's cleaner fall behind, Spark's "
+                          f"defaults ({' and '.join(r.replace(' is ', ' was ') for r in risky)}); it has "
+                          f"{'completed' if ended == 'completed' else 'stopped'}.",
                   fix="Nothing for this application.", evidence=ev)
             continue
         settings = " and ".join(risky)
