@@ -286,7 +286,9 @@ def test_a_sequential_scrape_makes_the_same_requests_in_the_old_order():
     a = "/api/v1/applications"
     expected = [a, "/metrics/json/"]
     for i in range(3):
-        expected += [f"{a}/app-{i:04d}/{w}" for w in ("jobs", "stages", "executors", "environment")]
+        # the environment first: it says whether the application runs in local mode, where the
+        # driver is the executor (counted in spark_executors_active)
+        expected += [f"{a}/app-{i:04d}/{w}" for w in ("environment", "jobs", "stages", "executors")]
     assert paths == expected
     assert len(app_ids(out)) == 3
 
