@@ -46,6 +46,10 @@ NO_DATA_EXPECTED: Dict[tuple, str] = {
         "needs a streaming query with a watermark (withWatermark); the test application's query has none",
     ("cgroup pids and pids.max", "jvm_process_cgroup_pids"):
         "needs the JVM in a cgroup with a pids controller and a pids.max limit",
+    ("GC share of task time, per executor", "spark_executor_gc_seconds_total"):
+        "needs executors of their own (a cluster): the test application runs in local mode, and a driver has "
+        "no executor run or GC time (Spark's figures for it are wall time and its whole JVM's GC, "
+        "docs/spark.md); tests/test_spark_cluster.py reads the run time of a cluster's executors",
     ("Livy threads", "livy_yarn_app_monitor_threads"):
         "needs Livy sessions monitored on YARN (yarnAppMonitorThread-* threads)",
 }
