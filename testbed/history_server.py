@@ -27,11 +27,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 from urllib.parse import parse_qsl, urlsplit
@@ -39,7 +37,7 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 
 from .procs import free_port, stop_process_group
-from .spark import DATA, SPARK_PYTHONS, loopback_env, spark_home
+from .spark import DATA, SPARK_PYTHONS, ReplayServer, loopback_env, spark_home
 
 #: Spark's own test event logs (tests/data/spark-events/ORIGIN.md)
 EVENT_LOGS = DATA / "spark-events"
@@ -129,48 +127,18 @@ def request_key(path: str, params) -> tuple:
     return path, tuple(sorted(flat))
 
 
-class HistoryReplay:
+def _history_key(raw: str) -> tuple:
+    u = urlsplit(raw)
+    # limit: the recording holds fewer applications than any limit the collector asks for
+    return request_key(u.path, [(k, v) for k, v in parse_qsl(u.query) if k != "limit"])
+
+
+class HistoryReplay(ReplayServer):
     """A local HTTP server answering the recorded requests of one history-server
     recording (by path and query, ``limit`` aside); anything else is a 404, as the
     history server's own answer to an unknown application is."""
 
     def __init__(self, d: Path):
-        index = json.loads((d / "index.json").read_text())
-        self.index = index
-        self.routes = {request_key(r["path"], r["params"]): (d / r["file"]).read_bytes() for r in index["requests"]}
-        self.requests: List[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                u = urlsplit(self.path)
-                server.requests.append(self.path)
-                # limit: the recording holds fewer applications than any limit the collector asks for
-                query = [(k, v) for k, v in parse_qsl(u.query) if k != "limit"]
-                body = server.routes.get(request_key(u.path, query))
-                status, ctype = (200, "application/json") if body is not None else (404, "text/plain")
-                body = body if body is not None else b"no such path\n"
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> "HistoryReplay":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.index = json.loads((d / "index.json").read_text())
+        super().__init__({request_key(r["path"], r["params"]): (200, (d / r["file"]).read_bytes(), "application/json")
+                          for r in self.index["requests"]}, key=_history_key)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -263,21 +263,25 @@ def merged_routes(dirs: List[Path], prefix: str = "") -> Dict[str, Route]:
     return routes
 
 
+def _path_only(raw: str) -> str:
+    return urlsplit(raw).path
+
+
 class ReplayServer:
     """A local HTTP server answering from ``routes`` (path -> (status, body, type));
     any other path is a 404. ``requests`` logs every path asked for. ``routes``
-    may be changed while it runs (to break one endpoint)."""
+    may be changed while it runs (to break one endpoint). ``key`` makes the route
+    key of a request's raw path (by default the path without its query)."""
 
-    def __init__(self, routes: Dict[str, Route]):
+    def __init__(self, routes: Dict, key: Callable[[str], object] = _path_only):
         self.routes = dict(routes)
         self.requests: List[str] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
-                path = urlsplit(self.path).path
                 server.requests.append(self.path)
-                route = server.routes.get(path)
+                route = server.routes.get(key(self.path))
                 if route is None:
                     status, body, ctype = 404, b"no such path\n", "text/plain"
                 else:
