@@ -12,7 +12,7 @@ import threading
 import time
 
 from sparkwatch import authqueue, httpserver
-from tests.test_core_server import _Gate, _SlowGate
+from tests.test_core_server import _answer, _Gate, _SlowGate
 
 
 def test_client_networks():
@@ -39,11 +39,7 @@ def _request(httpd: httpserver.Server, addr, header: str) -> socket.socket:
 
 
 def _status(s: socket.socket) -> bytes:
-    data = b""
-    while chunk := s.recv(65536):
-        data += chunk
-    s.close()
-    return data.split(b"\r\n", 1)[0]
+    return _answer(s).split(b"\r\n", 1)[0]
 
 
 def test_one_ipv6_64_counts_as_one_client():
