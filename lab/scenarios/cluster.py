@@ -22,6 +22,7 @@ from testbed.spark import loopback_env
 
 from ..core import (
     SPARK_PYTHON,
+    TIME_SCALE,
     VIEW_LABEL,
     AlertWatch,
     View,
@@ -80,9 +81,10 @@ class _Claims:
                 self.apps.setdefault(scen, set()).add(app_id)
             self.pids.setdefault(scen, set()).update(int(p) for p in pids if p)
 
-    def of(self, scen: str, view: Optional[str] = None):
-        """A filter of the alerts of ``scen`` as the lab's rules (or ``view``'s) saw them."""
-        return lambda labels: labels.get(VIEW_LABEL) == view and self.owner(labels) == scen
+    def of(self, *owners: Optional[str], view: Optional[str] = None):
+        """A filter of the alerts whose owner (:meth:`owner`: a scenario, or None for no
+        one's) is one of ``owners``, as the lab's rules (or ``view``'s) saw them."""
+        return lambda labels: labels.get(VIEW_LABEL) == view and self.owner(labels) in owners
 
     def owner(self, labels: Dict[str, str]) -> Optional[str]:
         with self.lock:
@@ -345,8 +347,8 @@ def cluster(wd: Path, minutes: float = 15.0) -> List[Result]:
                f"SQL queries, caching; its executor a plain G1 JVM), pyspark's examples submitted one after the "
                f"other (short applications), and a busy Livy whose clients delete finished sessions, watched "
                f"for {minutes:g} minutes through discover: standalone and JVM discovery")
-    base = Result("baseline", f"healthy service on the cluster, {minutes:g} production hours",
-                  trouble=trouble + " (the lab's rules: 1/60)", failure="none",
+    base = Result("baseline", f"healthy service on the cluster, {minutes / 60 / TIME_SCALE:g} production hours",
+                  trouble=trouble + f" (the lab's rules: 1/{1 / TIME_SCALE:g})", failure="none",
                   lead_meaning="no alert may fire (false-positive check)", started_at=time.time())
     hours = minutes * LONG_VIEW.hours_per_minute
     long_base = Result("baseline-long", f"healthy service on the cluster, {hours:g} production hours",
@@ -456,8 +458,7 @@ def _judge_baseline(base: Result, watch: AlertWatch, claims: _Claims, view: Opti
     """The baseline's alerts (of the lab's rules, or of ``view``): everything no other
     scenario claims, up to the baseline's end; each is a false positive."""
     ended = base.ended_at
-    evaluate(base, watch.view(lambda lb: lb.get(VIEW_LABEL) == view and claims.owner(lb) in (None, "baseline")),
-             [], forbid_all=True)
+    evaluate(base, watch.view(claims.of(None, "baseline", view=view)), [], forbid_all=True)
     base.alerts = [a for a in base.alerts if a.fired_at is None or a.fired_at <= ended]
     base.problems = [p for p in base.problems if "false positive" not in p] + [
         f"{a.alertname} fired ({' '.join(f'{k}={v}' for k, v in sorted(a.labels.items()) if k in ('target', 'process', 'app_id', 'app_name', 'pid'))}): a false positive"
